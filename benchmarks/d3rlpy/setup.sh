@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create benchmarks/.venv-d3rlpy: a separate virtual environment holding d3rlpy 2.8.1
+# (it pins gymnasium 1.0.0, so it must not share offrl's environment).
+#
+# torch is installed FIRST and pinned, so that d3rlpy's unpinned torch requirement is
+# already satisfied by the CPU build and pip never pulls a multi-GB CUDA build.
+# Idempotent: does nothing when the venv already imports the expected versions.
+set -euo pipefail
+
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+D3RLPY_VERSION="2.8.1"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$(dirname "$HERE")/.venv-d3rlpy"
+PY="$VENV/bin/python"
+
+check() {
+    "$PY" - "$D3RLPY_VERSION" <<'PYEOF' >/dev/null 2>&1
+import sys
+import d3rlpy
+import torch
+assert d3rlpy.__version__ == sys.argv[1], d3rlpy.__version__
+PYEOF
+}
+
+if [ -x "$PY" ] && check; then
+    echo "d3rlpy venv already set up at $VENV"
+    "$PY" -c "import d3rlpy, torch; print('d3rlpy', d3rlpy.__version__, 'torch', torch.__version__)"
+    exit 0
+fi
+
+if [ ! -x "$PY" ]; then
+    python3 -m venv "$VENV"
+fi
+"$PY" -m pip install "torch==${TORCH_VERSION}"
+"$PY" -m pip install "d3rlpy==${D3RLPY_VERSION}"
+
+"$PY" -c "import d3rlpy, torch; print('d3rlpy', d3rlpy.__version__, 'torch', torch.__version__)"

@@ -1,0 +1,388 @@
+"""Gradient updates per second of d3rlpy 2.8.1 on synthetic data (the baseline for offrl).
+
+Runs inside ``benchmarks/.venv-d3rlpy`` (made by ``benchmarks/d3rlpy/setup.sh``)::
+
+    benchmarks/.venv-d3rlpy/bin/python benchmarks/d3rlpy/speed.py --algo td3plusbc --json
+
+What one timed step is: exactly the body of d3rlpy's own ``QLearningAlgoBase.fitter`` loop,
+i.e. ``dataset.sample_transition_batch(batch_size)`` (d3rlpy's per-transition Python picking
+with ``BasicTransitionPicker`` and ``TransitionMiniBatch.from_transitions``) followed by
+``algo.update(batch)`` (numpy -> torch conversion plus the algorithm's update), plus the
+per-step loss bookkeeping ``fit`` does. Only d3rlpy's logger/tqdm calls are left out (a few
+microseconds a step). Setup (dataset, networks) is untimed, as is ``--warmup``.
+
+Data: seeded synthetic continuous-control data shaped like a MuJoCo locomotion dataset
+(obs dim 17, action dim 6, 100 000 transitions in episodes of 1000 steps that end in
+timeouts, no terminals). Networks: d3rlpy's defaults, i.e. ``VectorEncoderFactory`` with
+hidden units [256, 256] for every actor/critic/value/VAE network; batch size 256 for every
+algorithm; every other hyper-parameter is the algorithm's default d3rlpy config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+OBS_DIM = 17
+ACT_DIM = 6
+N_TRANSITIONS = 100_000
+EPISODE_LEN = 1000
+BATCH_SIZE = 256
+HIDDEN = [256, 256]
+
+
+def _configs() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
+    """d3rlpy config class and the overrides (beyond batch size and encoders) per algorithm."""
+    import d3rlpy
+
+    algos = d3rlpy.algos
+    return {
+        "td3plusbc": (algos.TD3PlusBCConfig, {}),
+        "bc": (algos.BCConfig, {}),
+        "iql": (algos.IQLConfig, {}),
+        "cql": (algos.CQLConfig, {}),
+        "awac": (algos.AWACConfig, {}),
+        "crr": (algos.CRRConfig, {}),
+        "bcq": (algos.BCQConfig, {}),
+        # BEAR spends its first 40 000 steps (of ~1M) in a cheaper actor warm-up phase; time
+        # the steady state that dominates a run instead.
+        "bear": (algos.BEARConfig, {"warmup_steps": 0}),
+    }
+
+
+ALGOS = ("td3plusbc", "bc", "iql", "cql", "awac", "crr", "bcq", "bear")
+
+
+def make_dataset(seed: int = 0) -> Any:
+    """Seeded synthetic dataset as a d3rlpy ``MDPDataset`` (a ``ReplayBuffer``)."""
+    from d3rlpy.dataset import MDPDataset
+
+    rng = np.random.RandomState(seed)
+    observations = rng.randn(N_TRANSITIONS, OBS_DIM).astype(np.float32)
+    actions = rng.uniform(-1.0, 1.0, size=(N_TRANSITIONS, ACT_DIM)).astype(np.float32)
+    rewards = rng.randn(N_TRANSITIONS, 1).astype(np.float32)
+    terminals = np.zeros(N_TRANSITIONS, dtype=np.float32)
+    timeouts = np.zeros(N_TRANSITIONS, dtype=np.float32)
+    timeouts[EPISODE_LEN - 1 :: EPISODE_LEN] = 1.0
+    return MDPDataset(
+        observations=observations,
+        actions=actions,
+        rewards=rewards,
+        terminals=terminals,
+        timeouts=timeouts,
+    )
+
+
+def _encoder_overrides(config_cls: Callable[..., Any]) -> dict[str, Any]:
+    """Set every ``*encoder_factory`` field of a config to an explicit [256, 256] MLP."""
+    import dataclasses
+
+    from d3rlpy.models.encoders import VectorEncoderFactory
+
+    fields = [f.name for f in dataclasses.fields(config_cls)]  # type: ignore[arg-type]
+    return {
+        name: VectorEncoderFactory(hidden_units=list(HIDDEN))
+        for name in fields
+        if name.endswith("encoder_factory")
+    }
+
+
+def build_algo(name: str, dataset: Any) -> tuple[Any, dict[str, Any]]:
+    """Create the algorithm and its networks the way ``fit`` does before its loop."""
+    from d3rlpy.algos.utility import (
+        assert_action_space_with_dataset,
+        build_scalers_with_transition_picker,
+    )
+
+    config_cls, overrides = _configs()[name]
+    kwargs: dict[str, Any] = {"batch_size": BATCH_SIZE, **_encoder_overrides(config_cls)}
+    kwargs.update(overrides)
+    algo = config_cls(**kwargs).create(device="cpu:0")
+
+    assert_action_space_with_dataset(algo, dataset.dataset_info)
+    build_scalers_with_transition_picker(algo, dataset)
+    observation_shape = dataset.sample_transition().observation_signature.shape
+    if len(observation_shape) == 1:
+        observation_shape = observation_shape[0]
+    algo.create_impl(observation_shape, dataset.dataset_info.action_size)
+    _check_hidden_layers(algo)
+    return algo, overrides
+
+
+def _check_hidden_layers(algo: Any) -> None:
+    """Fail loudly unless every encoder MLP in the algorithm is Linear(., 256) x 2."""
+    from d3rlpy.models.torch.encoders import VectorEncoder, VectorEncoderWithAction
+
+    n_encoders = 0
+    for module in vars(algo.impl.modules).values():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for sub in module.modules():
+            if isinstance(sub, VectorEncoder | VectorEncoderWithAction):
+                widths = [m.out_features for m in sub.modules() if isinstance(m, torch.nn.Linear)]
+                if widths != HIDDEN:
+                    raise RuntimeError(f"encoder hidden units {widths} != {HIDDEN}")
+                n_encoders += 1
+    if n_encoders == 0:
+        raise RuntimeError("no d3rlpy vector encoder found")
+
+
+def run_steps(algo: Any, dataset: Any, n_steps: int, epoch_loss: dict[str, list[float]]) -> float:
+    """``n_steps`` iterations of the body of d3rlpy's ``fitter`` loop.
+
+    Returns the seconds spent sampling (the rest of the loop is the update).
+    """
+    batch_size = algo.config.batch_size
+    sampling = 0.0
+    for _ in range(n_steps):
+        t0 = time.perf_counter()
+        batch = dataset.sample_transition_batch(batch_size)
+        sampling += time.perf_counter() - t0
+        loss = algo.update(batch)
+        for key, val in loss.items():
+            epoch_loss[key].append(val)
+    return sampling
+
+
+def timed_repeat(algo: Any, dataset: Any, seconds: float) -> dict[str, float]:
+    """Run steps until ``seconds`` have passed; rate, split and CPU use of this repeat.
+
+    ``cpu_per_wall`` is process CPU seconds per wall second: about the thread count when the
+    process had the cores to itself, clearly less when another process competed for them.
+    """
+    epoch_loss: dict[str, list[float]] = defaultdict(list)
+    steps = 0
+    sampling = 0.0
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    elapsed = 0.0
+    while elapsed < seconds:
+        sampling += run_steps(algo, dataset, 1, epoch_loss)
+        steps += 1
+        elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    return {
+        "steps": steps,
+        "elapsed_s": elapsed,
+        "updates_per_s": steps / elapsed,
+        "sample_ms": 1e3 * sampling / steps,
+        "update_ms": 1e3 * (elapsed - sampling) / steps,
+        "cpu_per_wall": cpu / elapsed,
+    }
+
+
+def timed_fit(algo: Any, dataset: Any, seconds: float, rate_guess: float) -> dict[str, float]:
+    """Time d3rlpy's own ``fit()`` for about ``seconds``: a cross-check of ``timed_repeat``.
+
+    A callback stamps the clock after the first step and after the last, so the figure holds
+    everything ``fit`` does per step (logger and tqdm bookkeeping included) and nothing else.
+    """
+    from d3rlpy.logging import NoopAdapterFactory
+
+    n_steps = max(10, round(seconds * rate_guess))
+    stamps: dict[int, float] = {}
+
+    def callback(_algo: Any, _epoch: int, total_step: int) -> None:
+        if total_step in (1, n_steps + 1):
+            stamps[total_step] = time.perf_counter()
+
+    cpu0 = time.process_time()
+    algo.fit(
+        dataset,
+        n_steps=n_steps + 1,
+        n_steps_per_epoch=n_steps + 1,
+        with_timestamp=False,
+        logger_adapter=NoopAdapterFactory(),
+        show_progress=False,
+        save_interval=10**9,
+        callback=callback,
+    )
+    cpu = time.process_time() - cpu0
+    elapsed = stamps[n_steps + 1] - stamps[1]
+    return {
+        "steps": n_steps,
+        "elapsed_s": elapsed,
+        "updates_per_s": n_steps / elapsed,
+        "cpu_per_wall": cpu / elapsed,
+    }
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all cores from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def busy_cores(window: float = 1.0) -> float | None:
+    """Cores kept busy over ``window`` seconds, while this process sleeps (others' load)."""
+    before = _cpu_times()
+    time.sleep(window)
+    after = _cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.3) -> float | None:
+    """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` cores.
+
+    Torch's worker threads slow down many-fold when another process takes one of the few
+    cores, so a timing is only meaningful on a quiet machine. Returns the last busy figure.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = busy_cores()
+    while busy is not None and busy >= threshold and time.monotonic() < deadline:
+        busy = busy_cores()
+    return busy
+
+
+def _median_of(details: list[dict[str, float | None]], key: str) -> float | None:
+    values = [v for d in details if (v := d.get(key)) is not None]
+    return statistics.median(values) if values else None
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--algo", choices=ALGOS, default="td3plusbc")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="total timed seconds, split over repeats"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median is kept)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before each repeat wait up to this many seconds for other processes to leave the "
+        "cores idle (0: don't wait)",
+    )
+    parser.add_argument(
+        "--via-fit",
+        action="store_true",
+        help="time d3rlpy's own fit() instead of its replicated loop body (a cross-check)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    real_stdout = sys.stdout
+    # d3rlpy (structlog) and gym print to stdout; keep stdout for the result alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        import d3rlpy
+
+        d3rlpy.seed(args.seed)
+        np.random.seed(args.seed)
+        dataset = make_dataset(args.seed)
+        algo, overrides = build_algo(args.algo, dataset)
+
+        t0 = time.perf_counter()
+        run_steps(algo, dataset, max(1, args.warmup), defaultdict(list))
+        rate_guess = max(1, args.warmup) / (time.perf_counter() - t0)
+        per_repeat = args.seconds / args.repeats
+        load_before = _load_average()
+        details: list[dict[str, float | None]] = []
+        for _ in range(args.repeats):
+            others = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
+            if args.via_fit:
+                timing = timed_fit(algo, dataset, per_repeat, rate_guess)
+            else:
+                timing = timed_repeat(algo, dataset, per_repeat)
+            details.append({**timing, "others_cores": others})
+        repeats = [float(d["updates_per_s"] or 0.0) for d in details]
+
+    result = {
+        "library": "d3rlpy",
+        "version": d3rlpy.__version__,
+        "algo": args.algo,
+        "updates_per_s": statistics.median(repeats),
+        "threads": args.threads,
+        "batch_size": algo.config.batch_size,
+        "hidden": list(HIDDEN),
+        "obs_dim": OBS_DIM,
+        "act_dim": ACT_DIM,
+        "n_transitions": N_TRANSITIONS,
+        "repeats": repeats,
+        "steps_timed": sum(int(d["steps"] or 0) for d in details),
+        "sample_ms": _median_of(details, "sample_ms"),
+        "update_ms": _median_of(details, "update_ms"),
+        "repeat_details": details,
+        "load_average": {"before": load_before, "after": _load_average()},
+        "warmup_steps": args.warmup,
+        "seconds": args.seconds,
+        "config_overrides": {"batch_size": BATCH_SIZE, **overrides},
+        "timed": (
+            "d3rlpy fit() itself"
+            if args.via_fit
+            else "dataset.sample_transition_batch + algo.update (d3rlpy fitter loop body)"
+        ),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
+            if k in os.environ
+        },
+    }
+    if args.json:
+        print(json.dumps(result), file=real_stdout)
+    else:
+        spread = ", ".join(f"{r:.1f}" for r in repeats)
+        split = ""
+        if result["sample_ms"] is not None:
+            split = f"; sample {result['sample_ms']:.1f} ms + update {result['update_ms']:.1f} ms"
+        print(
+            f"d3rlpy {result['version']} {args.algo}: {result['updates_per_s']:.1f} updates/s "
+            f"(median of {spread}; {args.threads} threads, batch {BATCH_SIZE}, "
+            f"hidden {HIDDEN}{split}{' via fit()' if args.via_fit else ''})",
+            file=real_stdout,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Offline RL algorithms, one file each, registered by name.
+
+>>> from offrl.algos import get_algorithm, list_algorithms
+>>> list_algorithms()
+['bc', 'td3bc']
+"""
+
+from offrl.algos import bc, td3bc  # noqa: F401  (registers the algorithms)
+from offrl.algos.base import (
+    AlgoConfig,
+    Algorithm,
+    EnvSpec,
+    get_algorithm,
+    list_algorithms,
+    register,
+)
+from offrl.algos.bc import BC, BCConfig
+from offrl.algos.td3bc import TD3BC, TD3BCConfig
+
+__all__ = [
+    "AlgoConfig",
+    "Algorithm",
+    "EnvSpec",
+    "get_algorithm",
+    "list_algorithms",
+    "register",
+    "BC",
+    "BCConfig",
+    "TD3BC",
+    "TD3BCConfig",
+]

@@ -1,0 +1,285 @@
+"""The one interface every offrl algorithm implements, and the registry that names them.
+
+An algorithm is a config dataclass plus a class with
+
+* ``update(batch) -> dict[str, float]`` -- one gradient step on a :class:`~offrl.data.Batch`;
+* ``act(obs) -> np.ndarray`` -- deterministic actions for raw environment observations;
+* ``state_dict()`` / ``load_state_dict()`` -- the whole state (networks, optimisers, RNG,
+  preprocessing), made only of tensors and plain Python values so that checkpoints load with
+  ``torch.load(weights_only=True)``, without executing code.
+
+The trainer, evaluation, checkpoints, CLI and tests use only this interface. Subclasses build
+their networks in :meth:`Algorithm.build`; every ``nn.Module``, optimiser and tensor-valued
+attribute they set is saved automatically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from offrl.data.normalization import ObsNormalizer
+from offrl.data.sampler import Batch
+
+__all__ = [
+    "AlgoConfig",
+    "Algorithm",
+    "EnvSpec",
+    "register",
+    "get_algorithm",
+    "list_algorithms",
+    "make_optimizer",
+    "soft_update",
+]
+
+
+@dataclass
+class AlgoConfig:
+    """Hyperparameters shared by every algorithm (subclasses add their own)."""
+
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of every network."""
+    gamma: float = 0.99
+    """Discount factor."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AlgoConfig:
+        """Build from a dict, rejecting unknown keys and coercing lists back to tuples."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown option(s) {unknown}; known: {sorted(known)}"
+            )
+        coerced = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+        }
+        return cls(**coerced)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an algorithm needs to know about observations and actions."""
+
+    obs_shape: tuple[int, ...]
+    """Shape of one observation."""
+    action_dim: int
+    """Continuous: the action dimension. Discrete: the number of actions."""
+    discrete: bool = False
+    """Whether actions are discrete indices."""
+    action_low: tuple[float, ...] | None = None
+    """Lower bounds of a continuous action space (``None``: ``-1``)."""
+    action_high: tuple[float, ...] | None = None
+    """Upper bounds of a continuous action space (``None``: ``+1``)."""
+
+    @property
+    def obs_dim(self) -> int:
+        """Flattened observation size."""
+        return int(np.prod(self.obs_shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EnvSpec:
+        def tup(v: Any) -> Any:
+            return tuple(v) if isinstance(v, list) else v
+
+        return cls(**{k: tup(v) for k, v in values.items()})
+
+
+C = TypeVar("C", bound=AlgoConfig)
+
+
+class Algorithm(ABC):
+    """Base class of every offline algorithm. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    """Registry name (set by :func:`register`)."""
+    config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
+    """The algorithm's config dataclass."""
+
+    def __init__(
+        self, spec: EnvSpec, config: AlgoConfig | None = None, seed: int = 0, device: str = "cpu"
+    ) -> None:
+        self.spec = spec
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}")
+        self.seed = seed
+        self.device = torch.device(device)
+        self.num_updates = 0
+        # The algorithm's own generator: exploration noise etc. never touch the global RNG, so a
+        # resumed run draws exactly what an uninterrupted one would.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.obs_mean = torch.zeros(spec.obs_shape, device=self.device)
+        self.obs_std = torch.ones(spec.obs_shape, device=self.device)
+        low = spec.action_low if spec.action_low is not None else (-1.0,) * spec.action_dim
+        high = spec.action_high if spec.action_high is not None else (1.0,) * spec.action_dim
+        self.action_low = torch.tensor(low, dtype=torch.float32, device=self.device)
+        self.action_high = torch.tensor(high, dtype=torch.float32, device=self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # network initialisation is a function of the seed alone
+            self.build()
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def build(self) -> None:
+        """Create networks and optimisers (called once, under a seeded RNG)."""
+
+    @abstractmethod
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        """One gradient update. Return scalar metrics (tensors are converted by :meth:`update`)."""
+
+    @abstractmethod
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action for *normalised* observations: ``[B, act_dim]`` in ``[-1, 1]``
+        (discrete: ``[B]`` indices)."""
+
+    # ------------------------------------------------------------------ the interface
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on ``batch``; returns finite scalar metrics by name."""
+        metrics = self.train_step(batch)
+        self.num_updates += 1
+        return {k: float(v) for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action(s) for raw observation(s) ``obs`` (one, or a batch).
+
+        Observations are normalised with the stored statistics; continuous actions are mapped
+        from ``[-1, 1]`` to the action space's bounds.
+        """
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        single = x.dim() == len(self.spec.obs_shape)
+        if single:
+            x = x.unsqueeze(0)
+        x = (x - self.obs_mean) / self.obs_std
+        a = self.policy(x)
+        if not self.spec.discrete:
+            a = self.action_low + (a.clamp(-1.0, 1.0) + 1.0) * 0.5 * (
+                self.action_high - self.action_low
+            )
+        out = a.cpu().numpy()
+        return out[0] if single else out
+
+    def set_normalizer(self, normalizer: ObsNormalizer) -> None:
+        """Store observation statistics (applied by :meth:`act`, saved in checkpoints)."""
+        self.obs_mean = torch.as_tensor(normalizer.mean, device=self.device).reshape(
+            self.spec.obs_shape
+        )
+        self.obs_std = torch.as_tensor(normalizer.std, device=self.device).reshape(
+            self.spec.obs_shape
+        )
+
+    def normalizer(self) -> ObsNormalizer:
+        """The stored observation statistics."""
+        return ObsNormalizer(self.obs_mean.cpu().numpy(), self.obs_std.cpu().numpy())
+
+    # ------------------------------------------------------------------ state
+    def _stateful(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if isinstance(v, (nn.Module, torch.optim.Optimizer, torch.Tensor))
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training or to act: tensors and plain values only."""
+        state: dict[str, Any] = {
+            "algo": self.name,
+            "config": self.config.to_dict(),
+            "spec": self.spec.to_dict(),
+            "seed": self.seed,
+            "num_updates": self.num_updates,
+            "generator": self.generator.get_state(),
+        }
+        for key, value in self._stateful().items():
+            state[key] = value.state_dict() if not isinstance(value, torch.Tensor) else value
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (networks, optimisers, RNG, statistics)."""
+        if state.get("algo") != self.name:
+            raise ValueError(f"checkpoint is for {state.get('algo')!r}, not {self.name!r}")
+        self.num_updates = int(state["num_updates"])
+        self.generator.set_state(state["generator"])
+        for key, value in self._stateful().items():
+            if key not in state:
+                raise KeyError(f"checkpoint lacks {key!r}")
+            if isinstance(value, torch.Tensor):
+                setattr(self, key, state[key].to(self.device))
+            else:
+                value.load_state_dict(state[key])
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: str = "cpu") -> Algorithm:
+        """Rebuild the right algorithm from a state dict via the registry."""
+        algo_cls = get_algorithm(state["algo"])
+        config = algo_cls.config_class.from_dict(state["config"])
+        algo = algo_cls(EnvSpec.from_dict(state["spec"]), config, seed=state["seed"], device=device)
+        algo.load_state_dict(state)
+        return algo
+
+
+# ---------------------------------------------------------------------- helpers
+def make_optimizer(params: Any, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
+    """Adam, fused where this PyTorch supports it on the device (one kernel per flat tensor)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging ``target <- (1 - tau) target + tau source`` (one kernel per flat tensor)."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+
+
+# ---------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Algorithm]] = {}
+A = TypeVar("A", bound=type[Algorithm])
+
+
+def register(name: str) -> Callable[[A], A]:
+    """Class decorator: make an algorithm available by ``name`` (CLI, checkpoints, benches)."""
+
+    def deco(cls: A) -> A:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"algorithm {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    """The algorithm class registered as ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown algorithm {name!r}; available: {sorted(_REGISTRY)}") from None
+
+
+def list_algorithms() -> list[str]:
+    """Registered algorithm names, sorted."""
+    return sorted(_REGISTRY)
+

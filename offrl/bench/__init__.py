@@ -1,0 +1,5 @@
+"""Benchmarks: per-update speed (``offrl bench speed``)."""
+
+from offrl.bench.speed import SpeedResult, matmul_gflops, measure_speed
+
+__all__ = ["SpeedResult", "matmul_gflops", "measure_speed"]

@@ -1,0 +1,151 @@
+"""Per-update speed at the standard size, with its FLOP count and the machine's matmul bound.
+
+The standard size is the one the TD3+BC and IQL papers use on MuJoCo: observation dim 17 and
+action dim 6 (HalfCheetah / Walker2d), two hidden layers of 256, batch 256. A timed update
+includes drawing its batch from a 100k-transition in-memory dataset, exactly as in training.
+
+* ``updates_per_s`` -- median over ``repeats`` timed windows after a warm-up.
+* ``flops_per_update`` -- counted by ``torch.utils.flop_counter.FlopCounterMode`` over a whole
+  update cycle (e.g. TD3+BC's two steps, one with an actor update), divided by its length.
+* ``matmul_gflops`` -- this machine's measured fp32 rate on a 256x256x256 matmul at the same
+  thread count; ``bound_updates_per_s = matmul_gflops / flops_per_update`` is the speed if every
+  FLOP ran at that rate and nothing else cost time; ``bound_fraction`` is how close we are.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from offrl.algos import get_algorithm
+from offrl.algos.base import EnvSpec
+from offrl.data.dataset import Dataset
+from offrl.data.sampler import TensorSampler
+
+__all__ = ["SpeedResult", "measure_speed", "matmul_gflops", "synthetic_dataset"]
+
+
+@dataclass
+class SpeedResult:
+    """One algorithm's speed figures."""
+
+    algo: str
+    updates_per_s: float
+    repeats: list[float]
+    flops_per_update: float
+    matmul_gflops: float
+    bound_updates_per_s: float
+    bound_fraction: float
+    threads: int
+    batch_size: int
+    hidden: list[int]
+    obs_dim: int
+    act_dim: int
+    torch_version: str
+    cpu: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def synthetic_dataset(
+    n: int = 100_000, obs_dim: int = 17, act_dim: int = 6, seed: int = 0
+) -> Dataset:
+    """Seeded random transitions (episodes of 1000 steps ending in timeouts)."""
+    rng = np.random.default_rng(seed)
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[999::1000] = True
+    return Dataset(
+        observations=rng.standard_normal((n, obs_dim), dtype=np.float32),
+        actions=rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
+        rewards=rng.standard_normal(n, dtype=np.float32),
+        next_observations=rng.standard_normal((n, obs_dim), dtype=np.float32),
+        terminals=np.zeros(n, dtype=bool),
+        timeouts=timeouts,
+    )
+
+
+def matmul_gflops(size: int = 256, seconds: float = 1.0) -> float:
+    """Measured fp32 GFLOP/s of a ``size^3`` matmul at the current thread count (best window)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    for _ in range(20):
+        torch.mm(a, b, out=out)
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(50):
+            torch.mm(a, b, out=out)
+        best = max(best, 50 * 2 * size**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_speed(
+    algo_name: str,
+    threads: int = 2,
+    seconds: float = 10.0,
+    repeats: int = 3,
+    warmup: int = 50,
+    obs_dim: int = 17,
+    act_dim: int = 6,
+    algo_config: dict[str, Any] | None = None,
+) -> SpeedResult:
+    """Time ``algo_name``'s updates (with sampling) at the standard size."""
+    torch.set_num_threads(threads)
+    cls = get_algorithm(algo_name)
+    cfg = cls.config_class.from_dict(algo_config or {})
+    algo = cls(EnvSpec((obs_dim,), act_dim), cfg, seed=0)
+    sampler = TensorSampler(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim), cfg.batch_size)
+    for _ in range(warmup):
+        algo.update(sampler.sample())
+    cycle = int(getattr(cfg, "policy_freq", 1))
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(cycle):
+            algo.update(sampler.sample())
+    flops = counter.get_total_flops() / cycle
+    rates = []
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / repeats:
+            for _ in range(10):
+                algo.update(sampler.sample())
+            n += 10
+        rates.append(n / (time.perf_counter() - t0))
+    gflops = matmul_gflops()
+    bound = gflops * 1e9 / flops if flops else float("inf")
+    ups = statistics.median(rates)
+    return SpeedResult(
+        algo=algo_name,
+        updates_per_s=ups,
+        repeats=rates,
+        flops_per_update=flops,
+        matmul_gflops=gflops,
+        bound_updates_per_s=bound,
+        bound_fraction=ups / bound if flops else 0.0,
+        threads=threads,
+        batch_size=cfg.batch_size,
+        hidden=list(cfg.hidden),
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        torch_version=torch.__version__,
+        cpu=_cpu_name(),
+    )

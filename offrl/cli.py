@@ -1,0 +1,275 @@
+"""The ``offrl`` command line.
+
+    offrl algos
+    offrl train --algo td3bc --dataset pendulum-medium-v0 [--steps N] [--seed S] [--out DIR]
+    offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
+    offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
+    offrl bench speed --algo td3bc [--json]
+    offrl plot RUN_DIR... [--out curves.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0/1, got {text!r}")
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    from offrl.algos import get_algorithm, list_algorithms
+
+    for name in list_algorithms():
+        cls = get_algorithm(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:12s} {doc}")
+        if args.verbose:
+            for f in dataclasses.fields(cls.config_class):
+                print(f"    {f.name} = {f.default!r}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from offrl.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        algo=args.algo,
+        dataset=args.dataset,
+        out=args.out or "",
+        steps=args.steps,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        norm_obs=args.norm_obs,
+        reward_mode=args.reward_mode,
+        reward_scale=args.reward_scale,
+        reward_shift=args.reward_shift,
+        env_id=args.env,
+        threads=args.threads,
+        device=args.device,
+        tensorboard=args.tensorboard,
+        wandb=args.wandb,
+        progress=not args.no_progress,
+        algo_config=_parse_sets(args.set),
+    )
+    final = train(cfg, resume=args.resume)
+    print(json.dumps(final, indent=2))
+    print(f"run directory: {cfg.run_dir()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from offrl.algos.base import Algorithm
+    from offrl.train import evaluate, load_checkpoint
+
+    state = load_checkpoint(args.checkpoint)
+    algo = Algorithm.from_state_dict(state["algo"])
+    env_id = args.env or state.get("env_id")
+    if not env_id:
+        raise SystemExit("the checkpoint names no environment: pass --env")
+    result = evaluate(algo, env_id, args.episodes, seed=args.seed)
+    out = {"checkpoint": str(args.checkpoint), "env_id": env_id, "step": state.get("step")}
+    out.update(result.as_dict())
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_dataset_info(args: argparse.Namespace) -> int:
+    from offrl.data import load_dataset
+
+    ds = load_dataset(args.dataset)
+    s = ds.stats()
+    info = {
+        "dataset": args.dataset,
+        "env_id": ds.env_id,
+        "transitions": s.num_transitions,
+        "episodes": s.num_episodes,
+        "terminals": int(ds.terminals.sum()),
+        "timeouts": int(ds.timeouts.sum()),
+        "obs_shape": list(ds.obs_shape),
+        "action_dim": ds.action_dim,
+        "discrete": ds.discrete,
+        "return_mean": s.return_mean,
+        "return_std": s.return_std,
+        "return_min": s.return_min,
+        "return_max": s.return_max,
+        "episode_length_mean": s.length_mean,
+        "metadata": ds.metadata,
+    }
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    from offrl.data.builtin import BUILTIN, data_dir
+
+    for name, spec in BUILTIN.items():
+        cached = (data_dir() / "datasets" / f"{name}.npz").exists()
+        parts = "+".join(p[0] for p in spec.policies)
+        print(f"{name:28s} {spec.env_id:14s} behaviour={parts:14s} cached={cached}")
+    return 0
+
+
+def cmd_dataset_convert(args: argparse.Namespace) -> int:
+    from offrl.data import load_dataset, save_dataset
+
+    ds = load_dataset(args.src)
+    save_dataset(ds, args.dst, format=args.format)
+    print(f"wrote {len(ds)} transitions to {args.dst}")
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    from offrl.bench import measure_speed
+
+    algos = args.algo or ["td3bc"]
+    results = []
+    for name in algos:
+        r = measure_speed(
+            name,
+            threads=args.threads,
+            seconds=args.seconds,
+            repeats=args.repeats,
+            algo_config=_parse_sets(args.set),
+        )
+        results.append(r.as_dict())
+        if not args.json:
+            print(
+                f"{name:10s} {r.updates_per_s:8.1f} updates/s  "
+                f"{r.flops_per_update / 1e6:7.1f} MFLOP/update  "
+                f"matmul {r.matmul_gflops:6.1f} GFLOP/s  bound {r.bound_updates_per_s:7.1f}/s  "
+                f"({100 * r.bound_fraction:.0f}% of bound)"
+            )
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from offrl.train import plot_curves
+
+    out = plot_curves([Path(r) for r in args.runs], Path(args.out), title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``offrl`` command."""
+    p = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("algos", help="list the registered algorithms")
+    a.add_argument("-v", "--verbose", action="store_true", help="also print config defaults")
+    a.set_defaults(func=cmd_algos)
+
+    t = sub.add_parser("train", help="train an algorithm on a dataset")
+    t.add_argument("--algo", required=True)
+    t.add_argument("--dataset", required=True, help="built-in name or path")
+    t.add_argument("--steps", type=int, default=20_000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="run directory (default runs/ALGO-DATASET-sSEED)")
+    t.add_argument("--eval-every", type=int, default=5_000)
+    t.add_argument("--eval-episodes", type=int, default=10)
+    t.add_argument("--log-every", type=int, default=1_000)
+    t.add_argument("--checkpoint-every", type=int, default=5_000)
+    t.add_argument("--norm-obs", type=_bool, default=True, help="normalise observations (1/0)")
+    t.add_argument("--reward-mode", choices=["none", "return_range"], default=None)
+    t.add_argument("--reward-scale", type=float, default=1.0)
+    t.add_argument("--reward-shift", type=float, default=0.0)
+    t.add_argument("--env", help="evaluation environment id (default: the dataset's)")
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--tensorboard", action="store_true")
+    t.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm option"
+    )
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=10_000)
+    e.add_argument("--env")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("dataset", help="inspect and convert datasets")
+    dsub = d.add_subparsers(dest="dataset_command", required=True)
+    di = dsub.add_parser("info", help="transitions, episodes, returns, dimensions")
+    di.add_argument("dataset")
+    di.set_defaults(func=cmd_dataset_info)
+    dl = dsub.add_parser("list", help="built-in datasets")
+    dl.set_defaults(func=cmd_dataset_list)
+    dc = dsub.add_parser("convert", help="convert between .npz, D4RL .hdf5 and Minari")
+    dc.add_argument("src")
+    dc.add_argument("dst")
+    dc.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
+    dc.set_defaults(func=cmd_dataset_convert)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bs = bsub.add_parser("speed", help="updates/s, FLOPs and matmul-bound fraction")
+    bs.add_argument("--algo", action="append", help="algorithm (repeatable; default td3bc)")
+    bs.add_argument("--threads", type=int, default=2)
+    bs.add_argument("--seconds", type=float, default=15.0)
+    bs.add_argument("--repeats", type=int, default=3)
+    bs.add_argument("--json", action="store_true")
+    bs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    bs.set_defaults(func=cmd_bench_speed)
+
+    pl = sub.add_parser("plot", help="plot evaluation curves of run directories")
+    pl.add_argument("runs", nargs="+")
+    pl.add_argument("--out", default="curves.png")
+    pl.add_argument("--title")
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``offrl`` command."""
+    args = build_parser().parse_args(argv)
+    from offrl.data.dataset import DatasetError
+
+    try:
+        return int(args.func(args))
+    except (DatasetError, FileExistsError, KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"offrl: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

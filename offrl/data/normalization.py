@@ -1,0 +1,95 @@
+"""Preprocessing: observation normalisation and reward transforms.
+
+Observation normalisation is on by default (as in TD3+BC and the second seed's library): the mean
+and standard deviation come from the dataset, are stored in the algorithm (and so in every
+checkpoint), and are applied inside ``Algorithm.act`` -- a deployed policy takes raw observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from offrl.data.dataset import Dataset
+
+__all__ = ["ObsNormalizer", "RewardTransform", "preprocess"]
+
+
+@dataclass(frozen=True)
+class ObsNormalizer:
+    """``(obs - mean) / std`` with ``std`` floored at ``eps`` (constant features stay finite)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, eps: float = 1e-3) -> ObsNormalizer:
+        """Statistics over the dataset's observations (the TD3+BC recipe, ``eps`` = 1e-3)."""
+        obs = dataset.observations.astype(np.float64)
+        return cls(
+            mean=obs.mean(axis=0).astype(np.float32),
+            std=(obs.std(axis=0) + eps).astype(np.float32),
+        )
+
+    @classmethod
+    def identity(cls, obs_shape: tuple[int, ...]) -> ObsNormalizer:
+        """A normaliser that changes nothing (``--norm-obs 0``)."""
+        return cls(np.zeros(obs_shape, np.float32), np.ones(obs_shape, np.float32))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return ((obs - self.mean) / self.std).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RewardTransform:
+    """``r' = scale * r + shift``, optionally after dividing by the dataset's return range.
+
+    ``mode="return_range"`` is IQL's locomotion recipe (Kostrikov et al., 2021):
+    ``r / (max_episode_return - min_episode_return) * 1000``, then ``scale``/``shift``.
+    """
+
+    mode: str = "none"
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def apply(self, dataset: Dataset) -> np.ndarray:
+        """The transformed reward array."""
+        rewards = dataset.rewards.astype(np.float64)
+        if self.mode == "return_range":
+            rets = dataset.episode_returns()
+            span = float(rets.max() - rets.min())
+            rewards = rewards / max(span, 1e-8) * 1000.0
+        elif self.mode != "none":
+            raise ValueError(f"reward mode: unknown {self.mode!r} (use 'none' or 'return_range')")
+        return (rewards * self.scale + self.shift).astype(np.float32)
+
+
+def preprocess(
+    dataset: Dataset,
+    normalizer: ObsNormalizer,
+    rewards: RewardTransform | None = None,
+    action_low: np.ndarray | None = None,
+    action_high: np.ndarray | None = None,
+) -> Dataset:
+    """A copy of ``dataset`` ready for training.
+
+    Observations are normalised, rewards transformed, and continuous actions mapped from
+    ``[low, high]`` to ``[-1, 1]`` (algorithms always work in the unit box; ``Algorithm.act``
+    maps back).
+    """
+    obs = dataset.observations
+    new = {
+        "observations": normalizer(obs) if obs.dtype != np.uint8 else obs,
+        "next_observations": (
+            normalizer(dataset.next_observations) if obs.dtype != np.uint8 else dataset.next_observations
+        ),
+    }
+    if rewards is not None:
+        new["rewards"] = rewards.apply(dataset)
+    if not dataset.discrete and action_low is not None and action_high is not None:
+        low = np.asarray(action_low, np.float32)
+        high = np.asarray(action_high, np.float32)
+        scaled = 2.0 * (dataset.actions - low) / (high - low) - 1.0
+        new["actions"] = np.clip(scaled, -1.0, 1.0).astype(np.float32)
+    return replace(dataset, **new)

@@ -1,0 +1,115 @@
+"""Mini-batches drawn from tensors already in memory.
+
+A :class:`Batch` is the one set of field names every algorithm reads. :class:`TensorSampler` packs
+a dataset's float fields into **one** ``[N, D]`` tensor, so drawing a batch is one ``randint`` and
+one ``index_select`` (about 20 us for 256 rows of a 1M-transition dataset), with the fields as
+column views. Any object with ``sample() -> Batch`` and ``state_dict()`` is a :class:`Sampler`:
+mixing two sources (offline data with online replay, real with model rollouts) is a sampler that
+draws from two samplers and concatenates, with no change to the algorithms.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from offrl.data.dataset import Dataset
+
+__all__ = ["Batch", "Sampler", "TensorSampler"]
+
+
+class Batch(NamedTuple):
+    """A mini-batch of transitions. Shapes: ``B`` rows.
+
+    ``dones`` is 1.0 only for true terminals; truncations (timeouts) are 0.0 so that TD targets
+    bootstrap from ``next_obs``.
+    """
+
+    obs: torch.Tensor
+    """``[B, *obs_shape]`` (normalised if the trainer normalises observations)."""
+    actions: torch.Tensor
+    """``[B, act_dim]`` in ``[-1, 1]`` for continuous actions; ``[B]`` int64 for discrete ones."""
+    rewards: torch.Tensor
+    """``[B]``."""
+    next_obs: torch.Tensor
+    """``[B, *obs_shape]``."""
+    dones: torch.Tensor
+    """``[B]`` float: 1.0 where the episode truly ended."""
+
+
+class Sampler(Protocol):
+    """Anything that yields batches and can save/restore its random state (for exact resume)."""
+
+    def sample(self) -> Batch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TensorSampler:
+    """Uniform sampling with replacement from an in-memory dataset, seeded.
+
+    Args:
+        dataset: the transitions (already preprocessed: see :mod:`offrl.data.normalization`).
+        batch_size: rows per batch.
+        seed: seed of the sampler's own generator (independent of the global torch RNG).
+        device: where the tensors live.
+    """
+
+    def __init__(
+        self, dataset: Dataset, batch_size: int = 256, seed: int = 0, device: str = "cpu"
+    ) -> None:
+        self.batch_size = batch_size
+        self.size = len(dataset)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        obs = dataset.observations.reshape(self.size, -1)
+        self.obs_shape = dataset.obs_shape
+        self.discrete = dataset.discrete
+        self.packed = dataset.observations.dtype == np.float32 and not self.discrete
+        if self.packed:
+            cols = [
+                obs,
+                dataset.actions,
+                dataset.rewards[:, None],
+                dataset.next_observations.reshape(self.size, -1),
+                dataset.terminals[:, None].astype(np.float32),
+            ]
+            self.data = torch.from_numpy(np.concatenate(cols, axis=1)).to(self.device)
+            o, a = obs.shape[1], dataset.actions.shape[1]
+            self.splits = (o, a, 1, o, 1)
+        else:
+            # Images (uint8) or discrete actions cannot share one float tensor: one per field.
+            self.fields = [
+                torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+                for x in (
+                    dataset.observations,
+                    dataset.actions,
+                    dataset.rewards,
+                    dataset.next_observations,
+                    dataset.terminals.astype(np.float32),
+                )
+            ]
+
+    def sample(self) -> Batch:
+        """Draw one batch (uniform, with replacement)."""
+        idx = torch.randint(
+            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
+        )
+        if self.packed:
+            obs, act, rew, nxt, done = self.data.index_select(0, idx).split(self.splits, dim=1)
+            shape = (self.batch_size, *self.obs_shape)
+            return Batch(obs.view(shape), act, rew.view(-1), nxt.view(shape), done.view(-1))
+        return Batch(*(f.index_select(0, idx) for f in self.fields))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state (restoring it replays the same batch sequence)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator state."""
+        self.generator.set_state(state["generator"])

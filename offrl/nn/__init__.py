@@ -1,0 +1,6 @@
+"""Networks: the vectorised ensemble MLP and the policies and critics built on it."""
+
+from offrl.nn.mlp import EnsembleMLP
+from offrl.nn.policies import DeterministicPolicy, EnsembleCritic, GaussianPolicy
+
+__all__ = ["EnsembleMLP", "DeterministicPolicy", "GaussianPolicy", "EnsembleCritic"]

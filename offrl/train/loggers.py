@@ -1,0 +1,123 @@
+"""Metric sinks: JSONL and CSV always; TensorBoard and Weights & Biases when asked.
+
+Each record is ``{"step": int, "kind": "train" | "eval", **metrics}``. ``metrics.jsonl`` is the
+source of truth (append-only, one JSON object per line); ``metrics.csv`` is regenerated from it.
+W&B runs in offline mode unless ``WANDB_MODE`` says otherwise, so no network is needed;
+``wandb sync`` uploads later.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricLogger", "read_metrics"]
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a ``metrics.jsonl`` file (a truncated last line is ignored)."""
+    records = []
+    p = Path(path)
+    if not p.exists():
+        return records
+    with p.open() as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut by a kill: everything after it is suspect too
+    return records
+
+
+class MetricLogger:
+    """Writes metrics of one run directory to every enabled back end.
+
+    Args:
+        run_dir: the run directory.
+        tensorboard: also write TensorBoard event files under ``run_dir/tensorboard``.
+        wandb: also log to Weights & Biases (offline mode by default) under ``run_dir``.
+        config: the resolved run config (sent to W&B).
+        resume_step: when resuming, records after this step are dropped (they were logged by the
+            killed run after its last checkpoint and will be logged again).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        tensorboard: bool = False,
+        wandb: bool = False,
+        config: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+        project: str = "offrl",
+    ) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path = self.dir / "metrics.jsonl"
+        if resume_step is not None:
+            kept = [r for r in read_metrics(self.jsonl_path) if r["step"] <= resume_step]
+            tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            os.replace(tmp, self.jsonl_path)
+        elif self.jsonl_path.exists():
+            self.jsonl_path.unlink()
+        self._jsonl = self.jsonl_path.open("a")
+        self._tb: Any = None
+        self._wandb: Any = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.dir / "tensorboard"))
+        if wandb:
+            import wandb as wandb_lib
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self._wandb = wandb_lib.init(
+                project=project,
+                dir=str(self.dir),
+                config=config or {},
+                name=self.dir.name,
+                id=self.dir.name.replace("/", "-"),
+                resume="allow",
+            )
+
+    def log(self, step: int, kind: str, metrics: dict[str, Any]) -> None:
+        """Record ``metrics`` at ``step`` (``None`` values go to JSONL/CSV only)."""
+        record = {"step": step, "kind": kind, **metrics}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(k if "/" in k else f"{kind}/{k}", v, step)
+        if self._wandb is not None:
+            self._wandb.log({k if "/" in k else f"{kind}/{k}": v for k, v in scalars.items()},
+                            step=step)
+
+    def write_csv(self) -> Path:
+        """Regenerate ``metrics.csv`` from ``metrics.jsonl`` (union of all columns)."""
+        records = read_metrics(self.jsonl_path)
+        columns: list[str] = []
+        for r in records:
+            columns += [k for k in r if k not in columns]
+        path = self.dir / "metrics.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(records)
+        return path
+
+    def close(self) -> None:
+        """Flush and close every back end."""
+        self._jsonl.close()
+        self.write_csv()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,290 @@
+"""The step-based offline training loop.
+
+``train(TrainConfig(...))`` loads a dataset, builds the algorithm from the registry, and runs
+``steps`` gradient updates, evaluating every ``eval_every`` steps and checkpointing every
+``checkpoint_every`` steps. Everything lands in one run directory::
+
+    RUN/config.json        the resolved configuration (train + algorithm + dataset facts)
+    RUN/metrics.jsonl      every logged record (also metrics.csv, TensorBoard, W&B if asked)
+    RUN/checkpoints/       step_<N>.pt and latest.pt (atomic, weights_only-loadable)
+    RUN/curve.png          the learning curve
+    RUN/final.json         the final evaluation: return, normalised score, steps, seed
+
+A killed run continues with ``resume=True``: the algorithm, optimiser and sampler states come
+back from ``latest.pt``, so the resumed run draws the same batches and ends with the same
+parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import offrl
+from offrl.algos import get_algorithm
+from offrl.algos.base import Algorithm, EnvSpec
+from offrl.data.dataset import Dataset
+from offrl.data.loaders import load_dataset
+from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
+from offrl.data.sampler import TensorSampler
+from offrl.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from offrl.train.evaluation import evaluate
+from offrl.train.loggers import MetricLogger, read_metrics
+
+__all__ = ["TrainConfig", "train", "spec_for", "plot_curves"]
+
+
+@dataclass
+class TrainConfig:
+    """One offline training run."""
+
+    algo: str = "td3bc"
+    """Registered algorithm name (``offrl algos`` lists them)."""
+    dataset: str = "pendulum-medium-v0"
+    """A built-in dataset name or a path (.npz, D4RL .hdf5, Minari directory)."""
+    out: str = ""
+    """Run directory (default ``runs/<algo>-<dataset>-s<seed>``)."""
+    steps: int = 20_000
+    """Gradient updates."""
+    seed: int = 0
+    """Seeds network initialisation, batch sampling and the algorithm's noise."""
+    eval_every: int = 5_000
+    """Evaluate every this many steps (and at the end); 0 disables intermediate evaluation."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic actions, envs seeded ``eval_seed + i``)."""
+    eval_seed: int = 10_000
+    """First environment seed of evaluation episodes (kept apart from training seeds)."""
+    log_every: int = 1_000
+    """Average training metrics over this many steps per logged record."""
+    checkpoint_every: int = 5_000
+    """Write ``checkpoints/latest.pt`` (and ``step_<N>.pt``) every this many steps."""
+    norm_obs: bool = True
+    """Normalise observations with dataset statistics (saved in the checkpoint)."""
+    reward_mode: str | None = None
+    """``"none"`` or ``"return_range"``; ``None`` uses the algorithm's default."""
+    reward_scale: float = 1.0
+    """Multiply rewards by this (after ``reward_mode``)."""
+    reward_shift: float = 0.0
+    """Add this to rewards (after scaling)."""
+    env_id: str | None = None
+    """Evaluation environment (default: the dataset's ``env_id``)."""
+    threads: int | None = None
+    """``torch.set_num_threads`` (default: leave PyTorch's choice)."""
+    device: str = "cpu"
+    """Torch device."""
+    tensorboard: bool = False
+    """Also log to TensorBoard."""
+    wandb: bool = False
+    """Also log to Weights & Biases (offline mode unless WANDB_MODE is set)."""
+    progress: bool = True
+    """Show a progress bar with live metrics."""
+    algo_config: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the algorithm's config fields (e.g. ``{"alpha": 2.5}``)."""
+
+    def run_dir(self) -> Path:
+        """The run directory."""
+        name = Path(self.dataset).stem if os.sep in self.dataset else self.dataset
+        return Path(self.out or f"runs/{self.algo}-{name}-s{self.seed}")
+
+
+def spec_for(dataset: Dataset, env_id: str | None) -> EnvSpec:
+    """Observation/action spec from the environment when known, else from the data.
+
+    With an environment, the dataset's actions are checked against its action space (a clear
+    error names the offending row and dimension).
+    """
+    if env_id is not None:
+        import gymnasium as gym
+
+        env = gym.make(env_id)
+        space = env.action_space
+        env.close()
+        if isinstance(space, gym.spaces.Discrete):
+            dataset.check_action_space(0, int(space.n))
+            return EnvSpec(dataset.obs_shape, int(space.n), discrete=True)
+        assert isinstance(space, gym.spaces.Box)
+        dataset.check_action_space(space.low, space.high)
+        return EnvSpec(
+            dataset.obs_shape,
+            int(np.prod(space.shape)),
+            action_low=tuple(float(x) for x in space.low.ravel()),
+            action_high=tuple(float(x) for x in space.high.ravel()),
+        )
+    if dataset.discrete:
+        return EnvSpec(dataset.obs_shape, dataset.action_dim, discrete=True)
+    # No environment: assume the data spans the action space (D4RL-style [-1, 1] if it fits).
+    low, high = dataset.actions.min(0), dataset.actions.max(0)
+    if low.min() >= -1.0 and high.max() <= 1.0:
+        low, high = -np.ones_like(low), np.ones_like(high)
+    return EnvSpec(
+        dataset.obs_shape,
+        dataset.action_dim,
+        action_low=tuple(float(x) for x in low),
+        action_high=tuple(float(x) for x in high),
+    )
+
+
+def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | None]:
+    dataset = load_dataset(cfg.dataset)
+    env_id = cfg.env_id or dataset.env_id
+    spec = spec_for(dataset, env_id)
+    algo_cls = get_algorithm(cfg.algo)
+    algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config)
+    algo = algo_cls(spec, algo_cfg, seed=cfg.seed, device=cfg.device)
+    normalizer = (
+        ObsNormalizer.from_dataset(dataset) if cfg.norm_obs else ObsNormalizer.identity(spec.obs_shape)
+    )
+    algo.set_normalizer(normalizer)
+    reward = RewardTransform(
+        cfg.reward_mode or getattr(algo_cfg, "reward_mode", "none"),
+        cfg.reward_scale,
+        cfg.reward_shift,
+    )
+    prepared = preprocess(dataset, normalizer, reward, spec.action_low, spec.action_high)
+    sampler = TensorSampler(prepared, algo_cfg.batch_size, seed=cfg.seed, device=cfg.device)
+    return algo, sampler, dataset, env_id
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) one training run; returns the final summary."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = cfg.run_dir()
+    ckpt_dir = run / "checkpoints"
+    latest = ckpt_dir / "latest.pt"
+    if not resume and latest.exists():
+        raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
+    algo, sampler, dataset, env_id = _build(cfg)
+    start = 0
+    if resume and latest.exists():
+        state = load_checkpoint(latest, cfg.device)
+        algo.load_state_dict(state["algo"])
+        sampler.load_state_dict(state["sampler"])
+        start = int(state["step"])
+    stats = dataset.stats()
+    resolved = {
+        "train": dataclasses.asdict(cfg),
+        "algo": algo.config.to_dict(),
+        "algo_name": cfg.algo,
+        "env_id": env_id,
+        "dataset": {
+            "name": cfg.dataset,
+            "transitions": stats.num_transitions,
+            "episodes": stats.num_episodes,
+            "return_mean": stats.return_mean,
+            "metadata": dataset.metadata,
+        },
+        "offrl_version": offrl.__version__,
+        "torch_version": torch.__version__,
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run / "config.json", json.dumps(resolved, indent=2).encode())
+    logger = MetricLogger(
+        run,
+        tensorboard=cfg.tensorboard,
+        wandb=cfg.wandb,
+        config=resolved,
+        resume_step=start if resume else None,
+    )
+
+    def do_eval(step: int) -> dict[str, Any]:
+        if env_id is None:
+            return {}
+        result = evaluate(algo, env_id, cfg.eval_episodes, seed=cfg.eval_seed)
+        metrics = result.as_dict()
+        logger.log(step, "eval", metrics)
+        return metrics
+
+    def checkpoint(step: int) -> None:
+        state = {
+            "algo": algo.state_dict(),
+            "sampler": sampler.state_dict(),
+            "step": step,
+            "env_id": env_id,
+            "train_config": dataclasses.asdict(cfg),
+        }
+        save_checkpoint(ckpt_dir / f"step_{step}.pt", state)
+        save_checkpoint(latest, state)
+
+    sums: dict[str, float] = {}
+    count = 0
+    last_eval: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True)
+    for step in range(start + 1, cfg.steps + 1):
+        metrics = algo.update(sampler.sample())
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            means = {k: v / count for k, v in sums.items()}
+            means["updates_per_s"] = count / (time.perf_counter() - t0)
+            logger.log(step, "train", means)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+            sums, count, t0 = {}, 0, time.perf_counter()
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+            last_eval = do_eval(step)
+            if last_eval.get("eval/normalized_score") is not None:
+                bar.set_description(f"score {last_eval['eval/normalized_score']:.1f}")
+            t0 = time.perf_counter()  # evaluation time is not update time
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint(step)
+        bar.update(1)
+    bar.close()
+    if not last_eval:  # resumed a finished run: report its final evaluation again
+        last_eval = do_eval(cfg.steps)
+    logger.close()
+    final = {
+        "algo": cfg.algo,
+        "dataset": cfg.dataset,
+        "env_id": env_id,
+        "seed": cfg.seed,
+        "steps": cfg.steps,
+        "return_mean": last_eval.get("eval/return_mean"),
+        "return_std": last_eval.get("eval/return_std"),
+        "normalized_score": last_eval.get("eval/normalized_score"),
+        "normalized_score_std": last_eval.get("eval/normalized_score_std"),
+        "eval_episodes": cfg.eval_episodes,
+        "behaviour_return_mean": stats.return_mean,
+    }
+    atomic_write_bytes(run / "final.json", json.dumps(final, indent=2).encode())
+    plot_curves([run], run / "curve.png")
+    return final
+
+
+def plot_curves(runs: list[Path], out: Path, title: str | None = None) -> Path:
+    """Plot evaluation curves (normalised score if known, else return) of run directories."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ylabel = "return"
+    for run in runs:
+        evals = [r for r in read_metrics(Path(run) / "metrics.jsonl") if r["kind"] == "eval"]
+        if not evals:
+            continue
+        key = "eval/normalized_score" if evals[0].get("eval/normalized_score") is not None else None
+        if key:
+            ylabel = "normalised score"
+        ys = [r[key] if key else r["eval/return_mean"] for r in evals]
+        ax.plot([r["step"] for r in evals], ys, marker="o", label=Path(run).name)
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or "evaluation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
