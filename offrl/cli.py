@@ -1,11 +1,11 @@
 """The ``offrl`` command line.
 
-    offrl algos
-    offrl train --algo td3bc --dataset pendulum-medium-v0 [--steps N] [--seed S] [--out DIR]
-    offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
-    offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
-    offrl bench speed --algo td3bc [--json]
-    offrl plot RUN_DIR... [--out curves.png]
+offrl algos
+offrl train --algo td3bc --dataset pendulum-medium-v0 [--steps N] [--seed S] [--out DIR]
+offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
+offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
+offrl bench speed --algo td3bc [--json]
+offrl plot RUN_DIR... [--out curves.png]
 """
 
 from __future__ import annotations

@@ -62,10 +62,8 @@ class AlgoConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(
-                f"{cls.__name__}: unknown option(s) {unknown}; known: {sorted(known)}"
-            )
-        coerced = {
+            raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; known: {sorted(known)}")
+        coerced: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
         }
         return cls(**coerced)
@@ -282,4 +280,3 @@ def get_algorithm(name: str) -> type[Algorithm]:
 def list_algorithms() -> list[str]:
     """Registered algorithm names, sorted."""
     return sorted(_REGISTRY)
-

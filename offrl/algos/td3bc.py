@@ -67,9 +67,11 @@ class TD3BC(Algorithm):
     def td_target(self, batch: Batch) -> torch.Tensor:
         """Clipped double-Q target with target policy smoothing: ``[B]``."""
         cfg = self.config
-        noise = torch.randn(
-            batch.actions.shape, generator=self.generator, device=self.device
-        ).mul_(cfg.policy_noise).clamp_(-cfg.noise_clip, cfg.noise_clip)
+        noise = (
+            torch.randn(batch.actions.shape, generator=self.generator, device=self.device)
+            .mul_(cfg.policy_noise)
+            .clamp_(-cfg.noise_clip, cfg.noise_clip)
+        )
         next_actions = (self.actor_target(batch.next_obs) + noise).clamp_(-1.0, 1.0)
         next_q = self.critic_target(batch.next_obs, next_actions).amin(0)  # [N, B] -> [B]
         return batch.rewards + cfg.gamma * (1.0 - batch.dones) * next_q

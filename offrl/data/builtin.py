@@ -103,9 +103,7 @@ def rollout_dataset(
             current[i].append((obs[i], actions[i], rew[i], next_obs[i], term[i], trunc[i]))
             if term[i] or trunc[i]:
                 o, a, r, n, t, tr = (np.array(x) for x in zip(*current[i], strict=True))
-                per_env[i].append(
-                    {"o": o, "a": a, "r": r, "n": n, "t": t, "tr": tr & ~t}
-                )
+                per_env[i].append({"o": o, "a": a, "r": r, "n": n, "t": t, "tr": tr & ~t})
                 current[i] = []
                 done_eps[i] += 1
                 skip[i] = True

@@ -8,6 +8,7 @@ checkpoint), and are applied inside ``Algorithm.act`` -- a deployed policy takes
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,8 @@ def preprocess(
     dataset: Dataset,
     normalizer: ObsNormalizer,
     rewards: RewardTransform | None = None,
-    action_low: np.ndarray | None = None,
-    action_high: np.ndarray | None = None,
+    action_low: Any = None,
+    action_high: Any = None,
 ) -> Dataset:
     """A copy of ``dataset`` ready for training.
 
@@ -79,10 +80,12 @@ def preprocess(
     maps back).
     """
     obs = dataset.observations
-    new = {
+    new: dict[str, Any] = {
         "observations": normalizer(obs) if obs.dtype != np.uint8 else obs,
         "next_observations": (
-            normalizer(dataset.next_observations) if obs.dtype != np.uint8 else dataset.next_observations
+            normalizer(dataset.next_observations)
+            if obs.dtype != np.uint8
+            else dataset.next_observations
         ),
     }
     if rewards is not None:

@@ -50,10 +50,10 @@ def _layer_views(
 
 
 class _EnsembleMLPFunction(torch.autograd.Function):
-    """ReLU MLP over an ensemble: ``x [E, B, in] or [B, in] -> [E, B, out]`` in one autograd node."""
+    """ReLU MLP over an ensemble, ``[E, B, in] or [B, in] -> [E, B, out]``, as one autograd node."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: torch.Tensor,
         flat: torch.Tensor,
@@ -76,7 +76,7 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         return h
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
         flat, *acts = ctx.saved_tensors
         sizes, ensemble, members, shared_input = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -87,7 +87,9 @@ class _EnsembleMLPFunction(torch.autograd.Function):
             # Members outside the slice get zero gradient; inside it every element is written.
             full = members == slice(None)
             grad_flat = torch.empty_like(flat) if full else torch.zeros_like(flat)
-            grad_layers = [(gw[members], gb[members]) for gw, gb in _layer_views(grad_flat, sizes, ensemble)]
+            grad_layers = [
+                (gw[members], gb[members]) for gw, gb in _layer_views(grad_flat, sizes, ensemble)
+            ]
         g = grad_out.contiguous()
         for i in range(len(layers) - 1, -1, -1):
             w, _ = layers[i]

@@ -77,6 +77,9 @@ class EnsembleCritic(nn.Module):
         members: slice | int | None = None,
         detach_params: bool = False,
     ) -> torch.Tensor:
-        """Q-values ``[N', B]`` (``members`` selects a subset; ``detach_params`` gives dQ/da only)."""
+        """Q-values ``[N', B]``.
+
+        ``members`` selects a subset of critics; ``detach_params`` gives dQ/da only.
+        """
         x = torch.cat([obs, actions], dim=-1)
         return self.net(x, members=members, detach_params=detach_params).squeeze(-1)

@@ -53,7 +53,7 @@ def evaluate(algo: Algorithm, env_id: str, episodes: int = 10, seed: int = 0) ->
     All episodes run side by side in a vector environment with batched policy calls.
     """
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
-    obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+    obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])  # type: ignore[arg-type]
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=int)
     active = np.ones(episodes, dtype=bool)

@@ -19,7 +19,7 @@ __all__ = ["MetricLogger", "read_metrics"]
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All records of a ``metrics.jsonl`` file (a truncated last line is ignored)."""
-    records = []
+    records: list[dict[str, Any]] = []
     p = Path(path)
     if not p.exists():
         return records
@@ -97,8 +97,9 @@ class MetricLogger:
             for k, v in scalars.items():
                 self._tb.add_scalar(k if "/" in k else f"{kind}/{k}", v, step)
         if self._wandb is not None:
-            self._wandb.log({k if "/" in k else f"{kind}/{k}": v for k, v in scalars.items()},
-                            step=step)
+            self._wandb.log(
+                {k if "/" in k else f"{kind}/{k}": v for k, v in scalars.items()}, step=step
+            )
 
     def write_csv(self) -> Path:
         """Regenerate ``metrics.csv`` from ``metrics.jsonl`` (union of all columns)."""

@@ -141,11 +141,13 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
     algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config)
     algo = algo_cls(spec, algo_cfg, seed=cfg.seed, device=cfg.device)
     normalizer = (
-        ObsNormalizer.from_dataset(dataset) if cfg.norm_obs else ObsNormalizer.identity(spec.obs_shape)
+        ObsNormalizer.from_dataset(dataset)
+        if cfg.norm_obs
+        else ObsNormalizer.identity(spec.obs_shape)
     )
     algo.set_normalizer(normalizer)
     reward = RewardTransform(
-        cfg.reward_mode or getattr(algo_cfg, "reward_mode", "none"),
+        cfg.reward_mode or str(getattr(algo_cfg, "reward_mode", "none")),
         cfg.reward_scale,
         cfg.reward_shift,
     )

@@ -1,0 +1,225 @@
+"""EnsembleMLP (hand-written backward) against E separate ``nn.Sequential`` reference MLPs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from offrl.nn import EnsembleMLP
+
+IN, OUT, HIDDEN, E, B = 5, 3, (7, 6), 3, 4
+TOL = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def _ensemble(seed: int = 0, ensemble: int = E) -> EnsembleMLP:
+    torch.manual_seed(seed)
+    return EnsembleMLP(IN, OUT, HIDDEN, ensemble=ensemble).double()
+
+
+def _references(mlp: EnsembleMLP) -> list[nn.Sequential]:
+    """One ``Linear, ReLU, Linear, ReLU, Linear`` per member with the member's weights copied."""
+    refs = []
+    for e in range(mlp.ensemble):
+        layers: list[nn.Module] = []
+        for i, (w, b) in enumerate(mlp.layers()):
+            lin = nn.Linear(w.shape[1], w.shape[2]).double()
+            with torch.no_grad():
+                lin.weight.copy_(w[e].T)  # ours is [in, out], nn.Linear's is [out, in]
+                lin.bias.copy_(b[e, 0])
+            layers.append(lin)
+            if i < len(mlp.sizes) - 1:
+                layers.append(nn.ReLU())
+        refs.append(nn.Sequential(*layers))
+    return refs
+
+
+def _grad_layers(mlp: EnsembleMLP) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(dW [E, in, out], db [E, 1, out])`` per layer, read from ``mlp.flat.grad``."""
+    assert mlp.flat.grad is not None
+    views = EnsembleMLP(IN, OUT, HIDDEN, ensemble=mlp.ensemble).double()
+    with torch.no_grad():
+        views.flat.copy_(mlp.flat.grad)
+    return [(w.detach(), b.detach()) for w, b in views.layers()]
+
+
+def _ref_linears(ref: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in ref if isinstance(m, nn.Linear)]
+
+
+def _check_member_grads(mlp: EnsembleMLP, refs: list[nn.Sequential], members: list[int]) -> None:
+    """Weight gradients of ``members`` equal the references'; every other member's are zero."""
+    for (gw, gb), layer in zip(_grad_layers(mlp), range(len(mlp.sizes)), strict=True):
+        for e in range(mlp.ensemble):
+            if e in members:
+                lin = _ref_linears(refs[e])[layer]
+                torch.testing.assert_close(gw[e], lin.weight.grad.T, **TOL)
+                torch.testing.assert_close(gb[e, 0], lin.bias.grad, **TOL)
+            else:
+                assert torch.count_nonzero(gw[e]) == 0
+                assert torch.count_nonzero(gb[e]) == 0
+
+
+# ---------------------------------------------------------------------- forward and backward
+def test_shared_input_matches_separate_mlps() -> None:
+    mlp = _ensemble()
+    refs = _references(mlp)
+    x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = mlp(x)
+    assert out.shape == (E, B, OUT)
+    assert out.dtype == torch.float64
+    ref_out = torch.stack([r(x_ref) for r in refs])
+    torch.testing.assert_close(out, ref_out, **TOL)
+
+    g = torch.randn(E, B, OUT, dtype=torch.float64)
+    (out * g).sum().backward()
+    (ref_out * g).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL)
+    _check_member_grads(mlp, refs, members=list(range(E)))
+
+
+def test_per_member_input_matches_separate_mlps() -> None:
+    mlp = _ensemble(1)
+    refs = _references(mlp)
+    x = torch.randn(E, B, IN, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = mlp(x)
+    ref_out = torch.stack([r(x_ref[e]) for e, r in enumerate(refs)])
+    torch.testing.assert_close(out, ref_out, **TOL)
+
+    g = torch.randn(E, B, OUT, dtype=torch.float64)
+    (out * g).sum().backward()
+    (ref_out * g).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL)
+    _check_member_grads(mlp, refs, members=list(range(E)))
+
+
+def test_members_differ() -> None:
+    """Members are initialised independently (an ensemble of copies would be useless)."""
+    out = _ensemble()(torch.randn(B, IN, dtype=torch.float64))
+    assert not torch.allclose(out[0], out[1])
+    assert not torch.allclose(out[1], out[2])
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"), [(1, [1]), (slice(0, 2), [0, 1]), (slice(1, 3), [1, 2])]
+)
+@pytest.mark.parametrize("shared", [True, False])
+def test_members_slice(members: int | slice, expected: list[int], shared: bool) -> None:
+    mlp = _ensemble(2)
+    refs = _references(mlp)
+    shape = (B, IN) if shared else (len(expected), B, IN)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = mlp(x, members=members)
+    assert out.shape == (len(expected), B, OUT)
+    ref_out = torch.stack(
+        [refs[e](x_ref if shared else x_ref[k]) for k, e in enumerate(expected)]
+    )
+    torch.testing.assert_close(out, ref_out, **TOL)
+    # The same values as the corresponding rows of a full evaluation.
+    if shared:
+        torch.testing.assert_close(out, mlp(x.detach())[expected], **TOL)
+
+    g = torch.randn(len(expected), B, OUT, dtype=torch.float64)
+    (out * g).sum().backward()
+    (ref_out * g).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL)
+    _check_member_grads(mlp, refs, members=expected)
+
+
+@pytest.mark.parametrize("members", [None, 0])
+def test_detach_params_gives_input_grad_only(members: int | None) -> None:
+    mlp = _ensemble(3)
+    refs = _references(mlp)
+    x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = mlp(x, members=members, detach_params=True)
+    chosen = list(range(E)) if members is None else [members]
+    ref_out = torch.stack([refs[e](x_ref) for e in chosen])
+    torch.testing.assert_close(out, ref_out, **TOL)
+    out.sum().backward()
+    ref_out.sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL)
+    assert mlp.flat.grad is None
+
+
+def test_weight_grad_without_input_grad() -> None:
+    """An input that does not require grad still gives the reference weight gradients."""
+    mlp = _ensemble(4)
+    refs = _references(mlp)
+    x = torch.randn(B, IN, dtype=torch.float64)
+    out = mlp(x)
+    ref_out = torch.stack([r(x) for r in refs])
+    out.pow(2).sum().backward()
+    ref_out.pow(2).sum().backward()
+    _check_member_grads(mlp, refs, members=list(range(E)))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_forward_autograd_matches_forward(shared: bool) -> None:
+    mlp = _ensemble(5)
+    x = torch.randn(*((B, IN) if shared else (E, B, IN)), dtype=torch.float64, requires_grad=True)
+    out = mlp(x)
+    out_ref = mlp.forward_autograd(x)
+    torch.testing.assert_close(out, out_ref, **TOL)
+    g = torch.randn_like(out)
+    gx, gw = torch.autograd.grad((out * g).sum(), (x, mlp.flat))
+    gx_ref, gw_ref = torch.autograd.grad((out_ref * g).sum(), (x, mlp.flat))
+    torch.testing.assert_close(gx, gx_ref, **TOL)
+    torch.testing.assert_close(gw, gw_ref, **TOL)
+
+
+def test_forward_autograd_supports_double_backward() -> None:
+    mlp = _ensemble(6)
+    x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(mlp.forward_autograd(x).sum(), x, create_graph=True)
+    (ggw,) = torch.autograd.grad(gx.pow(2).sum(), mlp.flat)
+    assert torch.isfinite(ggw).all() and ggw.abs().sum() > 0
+
+
+def test_float32_matches_reference() -> None:
+    """The default dtype path agrees with nn.Sequential to float rounding."""
+    torch.manual_seed(7)
+    mlp = EnsembleMLP(IN, OUT, HIDDEN, ensemble=E)
+    refs = _references(mlp.double())
+    mlp = mlp.float()
+    x = torch.randn(B, IN)
+    ref_out = torch.stack([r.float()(x) for r in refs])
+    torch.testing.assert_close(mlp(x), ref_out, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("members", "shared"), [(None, True), (None, False), (slice(1, 2), True), (1, False)]
+)
+def test_gradcheck(members: int | slice | None, shared: bool) -> None:
+    torch.manual_seed(8)
+    mlp = EnsembleMLP(3, 2, (4, 3), ensemble=2).double()
+    n_members = 2 if members is None else 1
+    x = torch.randn(*((3, 3) if shared else (n_members, 3, 3)), dtype=torch.float64)
+    x.requires_grad_(True)
+    flat = mlp.flat.detach().clone().requires_grad_(True)
+
+    def f(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.func.functional_call(mlp, {"flat": flat}, (x,), {"members": members})
+        return out
+
+    assert torch.autograd.gradcheck(f, (x, flat))
+
+
+# ---------------------------------------------------------------------- initialisation
+def test_initialisation_bounds_match_nn_linear() -> None:
+    torch.manual_seed(9)
+    mlp = EnsembleMLP(17, 6, (256, 256), ensemble=4).requires_grad_(False)
+    for (w, b), (fan_in, fan_out) in zip(mlp.layers(), mlp.sizes, strict=True):
+        assert w.shape == (4, fan_in, fan_out) and b.shape == (4, 1, fan_out)
+        bound = 1.0 / math.sqrt(fan_in)
+        assert w.abs().max() <= bound and b.abs().max() <= bound
+        # Uniform over the whole interval, not a narrower one.
+        assert w.abs().max() > 0.95 * bound
+        assert abs(float(w.mean())) < 0.05 * bound
+        assert abs(float(w.std()) - bound / math.sqrt(3)) < 0.05 * bound
+    assert mlp.flat.numel() == sum(4 * (i * o + o) for i, o in mlp.sizes)
