@@ -57,56 +57,60 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         ctx: Any,
         x: torch.Tensor,
         flat: torch.Tensor,
+        layers: list[tuple[torch.Tensor, torch.Tensor]],
         sizes: tuple[tuple[int, int], ...],
         ensemble: int,
-        members: slice,
+        members: slice | None,
     ) -> torch.Tensor:
-        layers = [(w[members], b[members]) for w, b in _layer_views(flat, sizes, ensemble)]
+        # ``layers`` are views of ``flat`` (already restricted to ``members``); ``flat`` itself is
+        # the autograd input, so gradients are accounted to the one flat parameter.
         e = layers[0][0].shape[0]
         shared_input = x.dim() == 2
         h = x.unsqueeze(0).expand(e, *x.shape) if shared_input else x
         saved = [h]
+        last = len(layers) - 1
         for i, (w, b) in enumerate(layers):
             h = torch.baddbmm(b, h, w)  # [E, B, in] @ [E, in, out] + [E, 1, out]
-            if i < len(layers) - 1:
+            if i < last:
                 h = h.relu_()
                 saved.append(h)
-        ctx.save_for_backward(flat, *saved)
-        ctx.meta = (sizes, ensemble, members, shared_input)
+        ctx.save_for_backward(*saved)
+        ctx.meta = (layers, sizes, ensemble, members, shared_input, flat.shape)
         return h
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
-        flat, *acts = ctx.saved_tensors
-        sizes, ensemble, members, shared_input = ctx.meta
+        acts = ctx.saved_tensors
+        layers, sizes, ensemble, members, shared_input, flat_shape = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        layers = [(w[members], b[members]) for w, b in _layer_views(flat, sizes, ensemble)]
         grad_flat = None
         grad_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         if need_w:
-            # Members outside the slice get zero gradient; inside it every element is written.
-            full = members == slice(None)
-            grad_flat = torch.empty_like(flat) if full else torch.zeros_like(flat)
-            grad_layers = [
-                (gw[members], gb[members]) for gw, gb in _layer_views(grad_flat, sizes, ensemble)
-            ]
+            if members is None:
+                # Every element is written below: no need to zero the buffer.
+                grad_flat = grad_out.new_empty(flat_shape)
+                grad_layers = _layer_views(grad_flat, sizes, ensemble)
+            else:
+                # Members outside the slice get zero gradient.
+                grad_flat = grad_out.new_zeros(flat_shape)
+                full = _layer_views(grad_flat, sizes, ensemble)
+                grad_layers = [(gw[members], gb[members]) for gw, gb in full]
         g = grad_out.contiguous()
         for i in range(len(layers) - 1, -1, -1):
-            w, _ = layers[i]
-            h_in = acts[i]
+            w = layers[i][0]
             if i < len(layers) - 1:
                 # ReLU backward: acts[i + 1] is this layer's post-ReLU output.
                 g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0.0)
             if need_w:
                 gw, gb = grad_layers[i]
-                torch.bmm(h_in.transpose(1, 2), g, out=gw)  # [E, in, B] @ [E, B, out]
+                torch.bmm(acts[i].transpose(1, 2), g, out=gw)  # [E, in, B] @ [E, B, out]
                 torch.sum(g, dim=1, keepdim=True, out=gb)
             if i > 0 or need_x:
                 g = torch.bmm(g, w.transpose(1, 2))  # [E, B, out] @ [E, out, in]
         grad_x = None
         if need_x:
             grad_x = g.sum(0) if shared_input else g
-        return grad_x, grad_flat, None, None, None
+        return grad_x, grad_flat, None, None, None, None
 
 
 class EnsembleMLP(nn.Module):
@@ -132,7 +136,14 @@ class EnsembleMLP(nn.Module):
         self.ensemble = ensemble
         total = sum(ensemble * (i * o + o) for i, o in self.sizes)
         self.flat = nn.Parameter(torch.empty(total))
+        self._view_cache: dict[Any, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.reset_parameters()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies (deepcopy, pickle) must not carry views of the original's storage.
+        state = self.__dict__.copy()
+        state["_view_cache"] = {}
+        return state
 
     def reset_parameters(self) -> None:
         """``nn.Linear``'s default initialisation for every layer of every member."""
@@ -163,11 +174,27 @@ class EnsembleMLP(nn.Module):
         """
         if isinstance(members, int):
             members = slice(members, members + 1)
+        if members == slice(None):
+            members = None
         flat = self.flat.detach() if detach_params else self.flat
         out: torch.Tensor = _EnsembleMLPFunction.apply(
-            x, flat, self.sizes, self.ensemble, members if members is not None else slice(None)
+            x, flat, self._views(members), self.sizes, self.ensemble, members
         )
         return out
+
+    def _views(self, members: slice | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # Per-layer views are cached (building them costs a dozen small ops per call). They stay
+        # valid while the parameter keeps its storage: in-place updates (optimisers,
+        # load_state_dict) keep it; ``.to()`` / ``.double()`` replace it, which the key detects.
+        key = (self.flat.data_ptr(), self.flat.dtype, members and (members.start, members.stop))
+        views = self._view_cache.get(key)
+        if views is None:
+            with torch.no_grad():
+                full = _layer_views(self.flat, self.sizes, self.ensemble)
+                views = full if members is None else [(w[members], b[members]) for w, b in full]
+            self._view_cache = {k: v for k, v in self._view_cache.items() if k[0] == key[0]}
+            self._view_cache[key] = views
+        return views
 
     def forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
         """The same function built from ordinary autograd ops (supports double backward).
