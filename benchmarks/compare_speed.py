@@ -22,11 +22,13 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -49,6 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 D3RLPY_PYTHON = ROOT / "benchmarks" / ".venv-d3rlpy" / "bin" / "python"
 D3RLPY_SCRIPT = ROOT / "benchmarks" / "d3rlpy" / "speed.py"
 SETUP_SCRIPT = "benchmarks/d3rlpy/setup.sh"
+# Other processes keeping this many cores busy make a timing meaningless on a 2-core machine:
+# torch's worker threads then wait on each other and slow down many-fold.
+BUSY_CORES = 0.3
 
 
 class RunFailed(Exception):
@@ -116,28 +121,32 @@ class AlgoResult:
 
 
 def last_json_object(text: str) -> dict[str, Any] | None:
-    """The last line of ``text`` that is a JSON object (libraries may log to stdout first)."""
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
+    """The last JSON object in ``text`` that starts a line and runs to the end of the output.
+
+    Handles one-line and pretty-printed objects, after any log lines a library printed.
+    """
+    decoder = json.JSONDecoder()
+    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    for start in reversed(starts):
+        if not text.startswith("{", start):
             continue
         try:
-            value = json.loads(line)
+            value, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not text[end:].strip():
             return value
-    # A pretty-printed (multi-line) object as the whole output.
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+    return None
 
 
 def run_json(cmd: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``cmd`` in the repository root; return the JSON object it printed."""
+    """Run ``cmd`` in the repository root; return the JSON object it printed.
+
+    Adds ``wall_s`` and ``others_cores_during``: the cores other processes (not this run, not
+    this script) kept busy on average while it ran, from /proc/stat less the run's own CPU time.
+    """
     print(f"$ {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    busy0, child0, t0 = _busy_seconds(), _children_cpu_seconds(), time.perf_counter()
     try:
         proc = subprocess.run(
             cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
@@ -146,12 +155,31 @@ def run_json(cmd: list[str], timeout: float) -> dict[str, Any]:
         raise RunFailed(cmd, f"timed out after {timeout:.0f} s", _text(exc.stderr)) from exc
     except OSError as exc:
         raise RunFailed(cmd, f"could not start: {exc}", "") from exc
+    wall = time.perf_counter() - t0
+    busy1, child1 = _busy_seconds(), _children_cpu_seconds()
     if proc.returncode != 0:
         raise RunFailed(cmd, f"exit status {proc.returncode}", proc.stderr + proc.stdout)
     result = last_json_object(proc.stdout)
     if result is None or "updates_per_s" not in result:
         raise RunFailed(cmd, "printed no JSON object with 'updates_per_s'", proc.stdout)
+    result["wall_s"] = wall
+    result["others_cores_during"] = (
+        None
+        if busy0 is None or busy1 is None
+        else max(0.0, (busy1 - busy0) - (child1 - child0)) / wall
+    )
     return result
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (/proc/stat), or None off Linux."""
+    times = _cpu_times()
+    return None if times is None else times[0] / os.sysconf("SC_CLK_TCK")
 
 
 def _text(data: str | bytes | None) -> str:
@@ -212,11 +240,11 @@ def bench_pair(args: argparse.Namespace, offrl_algo: str, d3rlpy_algo: str) -> A
         order = ("offrl", "d3rlpy") if rnd % 2 == 0 else ("d3rlpy", "offrl")
         for side in order:
             if side == "offrl":
-                cmd = offrl_command(args, offrl_algo)
+                cmd, runs = offrl_command(args, offrl_algo), result.offrl_runs
             else:
-                cmd = d3rlpy_command(args, d3rlpy_algo)
+                cmd, runs = d3rlpy_command(args, d3rlpy_algo), result.d3rlpy_runs
             try:
-                run = run_json(cmd, args.timeout)
+                run = run_quiet(args, cmd)
             except RunFailed as exc:
                 # "missing": offrl never ran it (e.g. the algorithm is not registered yet).
                 result.status = "missing" if side == "offrl" and not result.offrl_runs else "failed"
@@ -224,14 +252,70 @@ def bench_pair(args: argparse.Namespace, offrl_algo: str, d3rlpy_algo: str) -> A
                 return result
             run["round"] = rnd
             run["command"] = shlex.join(cmd)
-            (result.offrl_runs if side == "offrl" else result.d3rlpy_runs).append(run)
+            runs.append(run)
+            flag = "  (machine busy: other processes took cores)" if run["contended"] else ""
             print(
                 f"  {side:6s} {offrl_algo if side == 'offrl' else d3rlpy_algo}: "
-                f"{float(run['updates_per_s']):.1f} updates/s",
+                f"{float(run['updates_per_s']):.1f} updates/s{flag}",
                 file=sys.stderr,
                 flush=True,
             )
     return result
+
+
+def run_quiet(args: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
+    """``run_json`` once the machine is quiet; redone (``--retry-busy``) if it was not."""
+    attempts = 0
+    while True:
+        attempts += 1
+        others_before = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
+        run = run_json(cmd, args.timeout)
+        during = run["others_cores_during"]
+        contended = during is not None and during >= BUSY_CORES
+        if contended and attempts <= args.retry_busy:
+            print(
+                f"  busy machine ({during:.2f} cores taken by others): running again",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
+        run.update(others_cores_before=others_before, contended=contended, attempts=attempts)
+        return run
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all cores from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def busy_cores(window: float = 1.0) -> float | None:
+    """Cores kept busy over ``window`` seconds, while this process sleeps (others' load)."""
+    before = _cpu_times()
+    time.sleep(window)
+    after = _cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = BUSY_CORES) -> float | None:
+    """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` cores.
+
+    Torch's worker threads slow down many-fold when another process takes one of the few
+    cores, so a timing is only meaningful on a quiet machine. Returns the last busy figure.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = busy_cores()
+    while busy is not None and busy >= threshold and time.monotonic() < deadline:
+        busy = busy_cores()
+    return busy
 
 
 def cpu_model() -> str:
@@ -334,6 +418,8 @@ def render_markdown(report: dict[str, Any], results: list[AlgoResult]) -> str:
             continue
         data = res.to_json()
         ratio = "–" if res.ratio is None else f"**{res.ratio:.2f}×**"
+        if any(r.get("contended") for r in res.offrl_runs + res.d3rlpy_runs):
+            ratio += " †"
         lines.append(
             f"| {name} | {_fmt_rate(res.offrl_updates_per_s)} "
             f"| {_fmt_rate(res.d3rlpy_updates_per_s)} | {ratio} "
@@ -348,6 +434,13 @@ def render_markdown(report: dict[str, Any], results: list[AlgoResult]) -> str:
             f"Matmul bound: offrl measured {statistics.median(gflops):.1f} GFLOP/s for a dense "
             "matmul on this machine; FLOP/update and the fraction of that bound reached are "
             "as reported by `offrl bench speed`."
+        )
+        lines.append("")
+    if any(r.get("contended") for res in results for r in res.offrl_runs + res.d3rlpy_runs):
+        lines.append(
+            f"† At least one run of this row shared the machine with other processes (they "
+            f"kept ≥ {BUSY_CORES} cores busy even after retries): take it with caution; "
+            "`others_cores_during` in speed.json has the figures."
         )
         lines.append("")
     problems = [r for r in results if r.status != "ok"]
@@ -401,6 +494,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra arguments for benchmarks/d3rlpy/speed.py (e.g. '--seconds 20')",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    parser.add_argument(
+        "--retry-busy",
+        type=int,
+        default=2,
+        help="run again (up to this many times) when other processes kept "
+        f">= {BUSY_CORES} cores busy during a run",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before each run wait up to this many seconds for other processes to leave the "
+        "cores idle (0: don't wait)",
+    )
     parser.add_argument(
         "--out-dir", type=Path, default=ROOT / "benchmarks" / "results", help="output folder"
     )

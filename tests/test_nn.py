@@ -116,9 +116,7 @@ def test_members_slice(members: int | slice, expected: list[int], shared: bool) 
     x_ref = x.detach().clone().requires_grad_(True)
     out = mlp(x, members=members)
     assert out.shape == (len(expected), B, OUT)
-    ref_out = torch.stack(
-        [refs[e](x_ref if shared else x_ref[k]) for k, e in enumerate(expected)]
-    )
+    ref_out = torch.stack([refs[e](x_ref if shared else x_ref[k]) for k, e in enumerate(expected)])
     torch.testing.assert_close(out, ref_out, **TOL)
     # The same values as the corresponding rows of a full evaluation.
     if shared:
@@ -157,6 +155,17 @@ def test_weight_grad_without_input_grad() -> None:
     out.pow(2).sum().backward()
     ref_out.pow(2).sum().backward()
     _check_member_grads(mlp, refs, members=list(range(E)))
+
+
+@pytest.mark.parametrize("detach_params", [False, True])
+def test_inplace_weight_update_before_backward_raises(detach_params: bool) -> None:
+    mlp = _ensemble(10)
+    x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
+    out = mlp(x, detach_params=detach_params)
+    with torch.no_grad():
+        mlp.flat.add_(1.0)  # e.g. an optimiser step taken before this loss's backward
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -204,7 +213,9 @@ def test_gradcheck(members: int | slice | None, shared: bool) -> None:
     flat = mlp.flat.detach().clone().requires_grad_(True)
 
     def f(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = torch.func.functional_call(mlp, {"flat": flat}, (x,), {"members": members})
+        out: torch.Tensor = torch.func.functional_call(
+            mlp, {"flat": flat}, (x,), {"members": members}
+        )
         return out
 
     assert torch.autograd.gradcheck(f, (x, flat))

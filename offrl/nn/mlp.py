@@ -74,13 +74,15 @@ class _EnsembleMLPFunction(torch.autograd.Function):
             if i < last:
                 h = h.relu_()
                 saved.append(h)
-        ctx.save_for_backward(*saved)
+        # ``flat`` is saved only so that autograd's version check catches weights changed in
+        # place between forward and backward (as it would for nn.Linear).
+        ctx.save_for_backward(flat, *saved)
         ctx.meta = (layers, sizes, ensemble, members, shared_input, flat.shape)
         return h
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
-        acts = ctx.saved_tensors
+        _, *acts = ctx.saved_tensors
         layers, sizes, ensemble, members, shared_input, flat_shape = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_flat = None

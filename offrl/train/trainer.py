@@ -243,7 +243,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         bar.update(1)
     bar.close()
     if not last_eval:  # resumed a finished run: report its final evaluation again
-        last_eval = do_eval(cfg.steps)
+        # It was logged before the final checkpoint; evaluating again would log it twice.
+        logged = [
+            r
+            for r in read_metrics(logger.jsonl_path)
+            if r["kind"] == "eval" and r["step"] == cfg.steps
+        ]
+        last_eval = logged[-1] if logged else do_eval(cfg.steps)
     logger.close()
     final = {
         "algo": cfg.algo,

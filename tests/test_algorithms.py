@@ -1,0 +1,350 @@
+"""The Algorithm contract, for every registered algorithm, and TD3+BC / BC losses by hand."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
+from offrl.algos.td3bc import TD3BC, TD3BCConfig
+from offrl.data import Dataset
+from offrl.data.normalization import ObsNormalizer
+from offrl.data.sampler import Batch, TensorSampler
+
+OBS_DIM, ACT_DIM = 5, 2
+SMALL = {"hidden": (64, 64), "batch_size": 32}
+
+# Every registered algorithm with its defaults (but small networks), plus extra variants.
+CASES: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in list_algorithms()] + [
+    ("bc", {"policy": "gaussian"}),
+    ("td3bc", {"num_critics": 3, "policy_freq": 1}),
+]
+CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in extra.items()) for name, extra in CASES]
+
+SPECS = {
+    "unit": EnvSpec((OBS_DIM,), ACT_DIM),
+    "bounds": EnvSpec((OBS_DIM,), ACT_DIM, action_low=(-2.0, -1.0), action_high=(2.0, 3.0)),
+}
+
+
+def _dataset(n: int = 500, seed: int = 0) -> Dataset:
+    """Random transitions in the unit action box (as the trainer prepares them)."""
+    rng = np.random.default_rng(seed)
+    terminals = rng.random(n) < 0.05
+    return Dataset(
+        observations=rng.standard_normal((n, OBS_DIM), dtype=np.float32),
+        actions=rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32),
+        rewards=rng.standard_normal(n, dtype=np.float32),
+        next_observations=rng.standard_normal((n, OBS_DIM), dtype=np.float32),
+        terminals=terminals,
+        timeouts=np.zeros(n, dtype=bool),
+    )
+
+
+def _make(name: str, extra: dict[str, Any], spec: EnvSpec, seed: int = 0) -> Algorithm:
+    cls = get_algorithm(name)
+    return cls(spec, cls.config_class.from_dict({**SMALL, **extra}), seed=seed)
+
+
+def _module_states(algo: Algorithm) -> dict[str, torch.Tensor]:
+    """Every tensor of every network, flattened by name."""
+    out = {}
+    for key, value in vars(algo).items():
+        if isinstance(value, torch.nn.Module):
+            for k, t in value.state_dict().items():
+                out[f"{key}.{k}"] = t.detach().clone()
+    return out
+
+
+def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    loaded: dict[str, Any] = torch.load(buf, weights_only=True)
+    return loaded
+
+
+def _assert_same_metrics(a: dict[str, float], b: dict[str, float]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == b[k], k
+
+
+# ---------------------------------------------------------------------- the contract
+def test_registry() -> None:
+    names = list_algorithms()
+    assert {"bc", "td3bc"} <= set(names)
+    assert names == sorted(names)
+    for name in names:
+        assert get_algorithm(name).name == name
+    with pytest.raises(KeyError, match="unknown algorithm"):
+        get_algorithm("no-such-algo")
+
+
+def test_unknown_config_option_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown option"):
+        get_algorithm("td3bc").config_class.from_dict({"alpah": 2.5})
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
+def test_update_and_act(name: str, extra: dict[str, Any], spec_name: str) -> None:
+    spec = SPECS[spec_name]
+    algo = _make(name, extra, spec)
+    sampler = TensorSampler(_dataset(), batch_size=algo.config.batch_size, seed=1)
+    before = _module_states(algo)
+    assert before, "an algorithm must hold at least one network"
+    for i in range(20):
+        metrics = algo.update(sampler.sample())
+        assert metrics, "update must report metrics"
+        for k, v in metrics.items():
+            assert type(v) is float, (k, type(v))
+            assert math.isfinite(v), (i, k, v)
+    assert algo.num_updates == 20
+    after = _module_states(algo)
+    for key in before:
+        if torch.is_floating_point(before[key]):
+            assert not torch.equal(before[key], after[key]), f"{key} did not change"
+
+    low = np.array(spec.action_low or (-1.0,) * ACT_DIM, np.float32)
+    high = np.array(spec.action_high or (1.0,) * ACT_DIM, np.float32)
+    rng = np.random.default_rng(0)
+    one = algo.act(rng.standard_normal(OBS_DIM).astype(np.float32))
+    assert one.shape == (ACT_DIM,)
+    many = algo.act(rng.standard_normal((7, OBS_DIM)).astype(np.float32))
+    assert many.shape == (7, ACT_DIM)
+    extreme = algo.act(1e4 * rng.standard_normal((64, OBS_DIM)).astype(np.float32))
+    for a in (one, many, extreme):
+        assert np.isfinite(a).all()
+        assert (a >= low - 1e-6).all() and (a <= high + 1e-6).all()
+    # Acting is deterministic.
+    np.testing.assert_array_equal(
+        algo.act(np.ones(OBS_DIM, np.float32)), algo.act(np.ones(OBS_DIM))
+    )
+
+
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
+def test_act_normalises_and_rescales(name: str, extra: dict[str, Any]) -> None:
+    """act(obs) = low + (policy((obs - mean) / std) + 1) / 2 * (high - low)."""
+    spec = SPECS["bounds"]
+    algo = _make(name, extra, spec)
+    mean = np.linspace(-1, 1, OBS_DIM).astype(np.float32)
+    std = np.linspace(0.5, 2, OBS_DIM).astype(np.float32)
+    algo.set_normalizer(ObsNormalizer(mean, std))
+    np.testing.assert_array_equal(algo.normalizer().mean, mean)
+    np.testing.assert_array_equal(algo.normalizer().std, std)
+    obs = np.random.default_rng(1).standard_normal((6, OBS_DIM)).astype(np.float32)
+    with torch.no_grad():
+        unit = algo.policy(torch.from_numpy((obs - mean) / std)).numpy()
+    low, high = np.array([-2.0, -1.0]), np.array([2.0, 3.0])
+    np.testing.assert_allclose(
+        algo.act(obs), low + (unit + 1) / 2 * (high - low), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
+def test_state_dict_roundtrip(name: str, extra: dict[str, Any], spec_name: str) -> None:
+    spec = SPECS[spec_name]
+    algo = _make(name, extra, spec, seed=3)
+    algo.set_normalizer(
+        ObsNormalizer(np.full(OBS_DIM, 0.3, np.float32), np.full(OBS_DIM, 1.7, np.float32))
+    )
+    sampler = TensorSampler(_dataset(), batch_size=algo.config.batch_size, seed=2)
+    for _ in range(5):  # odd: TD3+BC's next update is a critic-only one
+        algo.update(sampler.sample())
+
+    state = _roundtrip(algo.state_dict())
+    copy = Algorithm.from_state_dict(state)
+    assert type(copy) is type(algo)
+    assert copy.config == algo.config
+    assert copy.spec == spec
+    assert copy.num_updates == algo.num_updates == 5
+
+    obs = np.random.default_rng(4).standard_normal((7, OBS_DIM)).astype(np.float32)
+    np.testing.assert_array_equal(copy.act(obs), algo.act(obs))
+    for key, value in _module_states(algo).items():
+        assert torch.equal(value, _module_states(copy)[key]), key
+
+    # Two further updates on the same batches: identical metrics and parameters (optimiser
+    # moments, update counter and noise generator all came back).
+    for _ in range(2):
+        batch = sampler.sample()
+        _assert_same_metrics(algo.update(batch), copy.update(batch))
+    for key, value in _module_states(algo).items():
+        assert torch.equal(value, _module_states(copy)[key]), key
+    np.testing.assert_array_equal(copy.act(obs), algo.act(obs))
+
+
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
+def test_load_state_dict_into_existing(name: str, extra: dict[str, Any]) -> None:
+    """load_state_dict on a differently seeded instance makes it act identically."""
+    spec = SPECS["unit"]
+    src = _make(name, extra, spec, seed=0)
+    dst = _make(name, extra, spec, seed=1)
+    obs = np.random.default_rng(5).standard_normal((4, OBS_DIM)).astype(np.float32)
+    assert not np.array_equal(src.act(obs), dst.act(obs))
+    dst.load_state_dict(_roundtrip(src.state_dict()))
+    np.testing.assert_array_equal(src.act(obs), dst.act(obs))
+
+
+@pytest.mark.parametrize("name", list_algorithms())
+def test_load_state_dict_rejects_other_algorithm(name: str) -> None:
+    spec = SPECS["unit"]
+    algo = _make(name, {}, spec)
+    others = [n for n in list_algorithms() if n != name]
+    for other in others:
+        state = _make(other, {}, spec).state_dict()
+        with pytest.raises(ValueError, match=f"checkpoint is for '{other}'"):
+            algo.load_state_dict(state)
+    forged = algo.state_dict()
+    forged["algo"] = "something-else"
+    with pytest.raises(ValueError, match="not"):
+        algo.load_state_dict(forged)
+
+
+def test_initialisation_depends_on_seed_only() -> None:
+    spec = SPECS["unit"]
+    torch.manual_seed(0)
+    a = _make("td3bc", {}, spec, seed=11)
+    torch.manual_seed(1)
+    b = _make("td3bc", {}, spec, seed=11)
+    c = _make("td3bc", {}, spec, seed=12)
+    obs = np.ones((3, OBS_DIM), np.float32)
+    np.testing.assert_array_equal(a.act(obs), b.act(obs))
+    assert not np.array_equal(a.act(obs), c.act(obs))
+
+
+# ---------------------------------------------------------------------- TD3+BC by hand
+def _mlp(net: Any, x: torch.Tensor, member: int) -> torch.Tensor:
+    """One member of an EnsembleMLP evaluated with plain matmuls."""
+    layers = net.layers()
+    h = x
+    for i, (w, b) in enumerate(layers):
+        h = h @ w[member] + b[member, 0]
+        if i < len(layers) - 1:
+            h = h.clamp_min(0.0)
+    return h
+
+
+def _tiny_batch(seed: int = 0, n: int = 6) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        obs=torch.randn(n, 3, generator=g),
+        actions=torch.rand(n, 2, generator=g) * 2 - 1,
+        rewards=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, 3, generator=g),
+        dones=torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])[:n],
+    )
+
+
+def _tiny_td3bc(**kw: Any) -> TD3BC:
+    cfg = TD3BCConfig(hidden=(8, 8), gamma=0.9, **kw)
+    return TD3BC(EnvSpec((3,), 2), cfg, seed=0)
+
+
+def test_td3bc_td_target_by_hand() -> None:
+    algo = _tiny_td3bc(policy_noise=0.0)
+    # Make the targets differ from the online networks, as they do after training.
+    with torch.no_grad():
+        algo.critic_target.net.flat.mul_(1.5)
+        algo.actor_target.net.flat.add_(0.1)
+    batch = _tiny_batch()
+    with torch.no_grad():
+        a_next = torch.tanh(_mlp(algo.actor_target.net, batch.next_obs, 0)).clamp(-1, 1)
+        x = torch.cat([batch.next_obs, a_next], dim=1)
+        q1 = _mlp(algo.critic_target.net, x, 0)[:, 0]
+        q2 = _mlp(algo.critic_target.net, x, 1)[:, 0]
+        assert not torch.allclose(q1, q2)
+        expected = batch.rewards + 0.9 * (1 - batch.dones) * torch.minimum(q1, q2)
+    target = algo.td_target(batch)
+    assert target.shape == (6,)
+    torch.testing.assert_close(target, expected, rtol=1e-5, atol=1e-6)
+    # Terminal rows do not bootstrap.
+    torch.testing.assert_close(target[batch.dones == 1], batch.rewards[batch.dones == 1])
+
+
+def test_td3bc_target_noise_is_clipped() -> None:
+    """With enormous noise, the target action is pi'(s') +- noise_clip (then clipped to the box)."""
+    algo = _tiny_td3bc(policy_noise=1e6, noise_clip=0.3)
+    batch = _tiny_batch()
+    with torch.no_grad():
+        pi = torch.tanh(_mlp(algo.actor_target.net, batch.next_obs, 0))
+        candidates = []
+        for signs in [(s1, s2) for s1 in (-1, 1) for s2 in (-1, 1)]:
+            a = (pi + 0.3 * torch.tensor(signs, dtype=torch.float32)).clamp(-1, 1)
+            x = torch.cat([batch.next_obs, a], dim=1)
+            q = torch.minimum(
+                _mlp(algo.critic_target.net, x, 0), _mlp(algo.critic_target.net, x, 1)
+            )
+            candidates.append(batch.rewards + 0.9 * (1 - batch.dones) * q[:, 0])
+        cands = torch.stack(candidates)  # [4, B]
+    target = algo.td_target(batch)
+    hit = (cands - target).abs().amin(0)
+    assert (hit < 1e-5).all(), hit
+
+
+def test_td3bc_critic_and_actor_loss_by_hand() -> None:
+    algo = _tiny_td3bc(policy_noise=0.0, alpha=2.0)
+    batch = _tiny_batch(1)
+    with torch.no_grad():
+        target = algo.td_target(batch)
+        x = torch.cat([batch.obs, batch.actions], dim=1)
+        qs = [_mlp(algo.critic.net, x, m)[:, 0] for m in (0, 1)]
+        expected_critic = sum(((q - target) ** 2).mean() for q in qs)
+        pi = torch.tanh(_mlp(algo.actor.net, batch.obs, 0))
+        q_pi = _mlp(algo.critic.net, torch.cat([batch.obs, pi], dim=1), 0)[:, 0]
+        lmbda = 2.0 / q_pi.abs().mean()
+        expected_actor = -lmbda * q_pi.mean() + ((pi - batch.actions) ** 2).mean()
+    critic_loss, info = algo.critic_loss(batch)
+    torch.testing.assert_close(critic_loss, expected_critic, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(info["q_mean"], torch.stack(qs).mean(), rtol=1e-5, atol=1e-6)
+    actor_loss, _ = algo.actor_loss(batch)
+    torch.testing.assert_close(actor_loss, expected_actor, rtol=1e-5, atol=1e-6)
+    # The actor loss trains the actor only: the critic's weights get no gradient.
+    actor_loss.backward()
+    assert algo.critic.net.flat.grad is None
+    assert algo.actor.net.flat.grad is not None and algo.actor.net.flat.grad.abs().sum() > 0
+
+
+def test_td3bc_policy_delay() -> None:
+    algo = _tiny_td3bc(policy_freq=2)
+    batch = _tiny_batch()
+    actor0 = algo.actor.net.flat.detach().clone()
+    target0 = algo.critic_target.net.flat.detach().clone()
+    m1 = algo.update(batch)
+    assert set(m1) == {"critic_loss", "q_mean"}
+    assert torch.equal(algo.actor.net.flat, actor0)
+    assert torch.equal(algo.critic_target.net.flat, target0)
+    critic1 = algo.critic.net.flat.detach().clone()
+    m2 = algo.update(batch)
+    assert {"critic_loss", "q_mean", "actor_loss", "bc_loss"} <= set(m2)
+    assert not torch.equal(algo.actor.net.flat, actor0)
+    # Polyak: target <- (1 - tau) target + tau critic (after the critic's second step).
+    expected = torch.lerp(target0, algo.critic.net.flat.detach(), 0.005)
+    torch.testing.assert_close(algo.critic_target.net.flat, expected)
+    assert not torch.equal(algo.critic.net.flat, critic1)
+
+
+# ---------------------------------------------------------------------- BC by hand
+@pytest.mark.parametrize("policy", ["deterministic", "gaussian"])
+def test_bc_loss_by_hand(policy: str) -> None:
+    cls = get_algorithm("bc")
+    algo = cls(EnvSpec((3,), 2), cls.config_class.from_dict({"hidden": (8,), "policy": policy}))
+    batch = _tiny_batch(2)
+    loss, _ = algo.bc_loss(batch)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        out = _mlp(algo.actor.net, batch.obs, 0)  # type: ignore[attr-defined]
+        if policy == "deterministic":
+            expected = ((torch.tanh(out) - batch.actions) ** 2).mean()
+        else:
+            mu, log_std = torch.tanh(out[:, :2]), out[:, 2:].clamp(-5.0, 2.0)
+            var = torch.exp(2 * log_std)
+            logp = -((batch.actions - mu) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
+            expected = -logp.sum(-1).mean()
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)

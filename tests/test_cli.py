@@ -1,0 +1,273 @@
+"""Smoke tests of the ``offrl`` command line (in-process through ``offrl.cli.main``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from offrl.cli import main
+from offrl.data import Dataset, load_dataset, save_npz
+from offrl.data.builtin import data_dir
+from offrl.train import load_checkpoint, read_metrics
+
+TRAIN_ARGS = [
+    "train", "--algo", "bc", "--dataset", "pendulum-expert-v0", "--steps", "200",
+    "--eval-every", "100", "--eval-episodes", "2", "--checkpoint-every", "100",
+    "--log-every", "50", "--no-progress",
+]  # fmt: skip
+TINY_ARGS = [
+    "train", "--algo", "bc", "--dataset", "pendulum-expert-v0", "--steps", "20",
+    "--eval-every", "0", "--eval-episodes", "1", "--checkpoint-every", "10",
+    "--log-every", "10", "--no-progress",
+]  # fmt: skip
+
+
+def _json_out(capsys: pytest.CaptureFixture[str]) -> object:
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def bc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short BC run with intermediate evaluations and checkpoints (shared by several tests)."""
+    out = tmp_path_factory.mktemp("cli") / "bc-run"
+    assert main([*TRAIN_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+# ---------------------------------------------------------------------- algos
+def test_algos(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["algos"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["bc", "td3bc"]
+    assert main(["algos", "-v"]) == 0
+    assert "alpha = 2.5" in capsys.readouterr().out
+
+
+def test_entry_point_subprocess(tmp_path: Path) -> None:
+    """``python -m offrl.cli`` works as a program, in a fresh interpreter."""
+    res = subprocess.run(
+        [sys.executable, "-m", "offrl.cli", "algos"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "td3bc" in res.stdout and "bc" in res.stdout
+    # The installed console script (when the package is installed) calls the same function.
+    script = Path(sys.executable).with_name("offrl")
+    if script.exists():
+        assert "from offrl.cli import main" in script.read_text()
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------------- train
+def test_train_writes_run_directory(bc_run: Path) -> None:
+    for name in ("metrics.jsonl", "metrics.csv", "config.json", "curve.png", "final.json"):
+        assert (bc_run / name).is_file(), name
+    for name in ("latest.pt", "step_100.pt", "step_200.pt"):
+        assert (bc_run / "checkpoints" / name).is_file(), name
+    assert (bc_run / "curve.png").read_bytes().startswith(b"\x89PNG")
+
+    final = json.loads((bc_run / "final.json").read_text())
+    assert final["algo"] == "bc" and final["steps"] == 200 and final["eval_episodes"] == 2
+    assert isinstance(final["return_mean"], float) and -1700 < final["return_mean"] <= 0
+    assert isinstance(final["normalized_score"], float)
+
+    records = read_metrics(bc_run / "metrics.jsonl")
+    train_steps = [r["step"] for r in records if r["kind"] == "train"]
+    eval_steps = [r["step"] for r in records if r["kind"] == "eval"]
+    assert train_steps == [50, 100, 150, 200]
+    assert eval_steps == [100, 200]
+    assert all(np.isfinite(r["bc_loss"]) for r in records if r["kind"] == "train")
+    last_eval = [r for r in records if r["kind"] == "eval"][-1]
+    assert last_eval["eval/return_mean"] == final["return_mean"]
+
+    with (bc_run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(records)
+    assert {"step", "kind", "bc_loss", "eval/return_mean"} <= set(rows[0])
+
+    config = json.loads((bc_run / "config.json").read_text())
+    assert config["algo_name"] == "bc"
+    assert config["train"]["steps"] == 200
+    assert config["dataset"]["transitions"] == 20_000
+    assert config["env_id"] == "Pendulum-v1"
+
+    ckpt = torch.load(bc_run / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["step"] == 200 and ckpt["algo"]["algo"] == "bc"
+    assert ckpt["algo"]["num_updates"] == 200
+    # Observation normalisation is on by default: real statistics are stored.
+    assert not torch.equal(ckpt["algo"]["obs_std"], torch.ones(3))
+    assert torch.load(bc_run / "checkpoints" / "step_100.pt", weights_only=True)["step"] == 100
+
+
+def test_train_twice_without_resume_fails(bc_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (bc_run / "checkpoints" / "latest.pt").read_bytes()
+    assert main([*TRAIN_ARGS, "--out", str(bc_run)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err
+    assert (bc_run / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_evaluate_checkpoint(bc_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = bc_run / "checkpoints" / "latest.pt"
+    assert main(["evaluate", str(ckpt), "--episodes", "2"]) == 0
+    out = _json_out(capsys)
+    assert isinstance(out, dict)
+    assert out["env_id"] == "Pendulum-v1" and out["step"] == 200
+    assert out["eval/length_mean"] == 200
+    # Same seed (10000) and episodes as the run's final evaluation: the same return.
+    final = json.loads((bc_run / "final.json").read_text())
+    assert out["eval/return_mean"] == pytest.approx(final["return_mean"])
+
+
+def test_norm_obs_off_stores_identity(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main([*TINY_ARGS, "--norm-obs", "0", "--out", str(out)]) == 0
+    state = load_checkpoint(out / "checkpoints" / "latest.pt")["algo"]
+    assert torch.equal(state["obs_mean"], torch.zeros(3))
+    assert torch.equal(state["obs_std"], torch.ones(3))
+    assert json.loads((out / "config.json").read_text())["train"]["norm_obs"] is False
+
+
+def test_set_algorithm_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = [*TINY_ARGS, "--out", str(out), "--set", "hidden=[32,32]", "--set", "policy=gaussian"]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["algo"]["hidden"] == [32, 32] and config["algo"]["policy"] == "gaussian"
+    assert main([*TINY_ARGS, "--out", str(tmp_path / "bad"), "--set", "nope=1"]) == 2
+    assert "unknown option" in capsys.readouterr().err
+
+
+def test_unknown_algorithm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*TINY_ARGS, "--out", str(tmp_path / "run")]
+    args[args.index("bc")] = "no-such-algo"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown algorithm 'no-such-algo'" in err and "td3bc" in err
+
+
+def test_tensorboard(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main([*TINY_ARGS, "--tensorboard", "--out", str(out)]) == 0
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    wandb_home = tmp_path / "wandb-home"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(wandb_home))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(wandb_home / "config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(wandb_home / "cache"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(wandb_home / "data"))
+    out = tmp_path / "run"
+    assert main([*TINY_ARGS, "--wandb", "--out", str(out)]) == 0
+    runs = list(out.glob("wandb/offline-run-*"))
+    assert len(runs) == 1, list(out.rglob("*"))
+    assert list(runs[0].glob("*.wandb")), list(runs[0].iterdir())
+
+
+def test_action_outside_action_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    n = 10
+    obs = np.zeros((n, 3), np.float32)
+    actions = np.zeros((n, 1), np.float32)
+    actions[4, 0] = 5.0  # Pendulum-v1 torques lie in [-2, 2]
+    ds = Dataset(
+        observations=obs,
+        actions=actions,
+        rewards=np.zeros(n, np.float32),
+        next_observations=obs,
+        terminals=np.zeros(n, bool),
+        timeouts=np.arange(n) == n - 1,
+        env_id="Pendulum-v1",
+    )
+    path = save_npz(ds, tmp_path / "bad.npz")
+    code = main([*TINY_ARGS, "--dataset", str(path), "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "actions" in err and "row 4" in err and "outside the action space" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------------- dataset
+def test_dataset_info(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dataset", "info", "pendulum-medium-v0"]) == 0
+    info = _json_out(capsys)
+    assert isinstance(info, dict)
+    assert info["transitions"] == 20_000 and info["episodes"] == 100
+    assert info["env_id"] == "Pendulum-v1"
+    assert info["obs_shape"] == [3] and info["action_dim"] == 1 and info["discrete"] is False
+    assert info["terminals"] == 0 and info["timeouts"] == 100
+    assert info["episode_length_mean"] == 200
+    assert info["return_mean"] == pytest.approx(-528, abs=15)
+
+
+def test_dataset_info_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dataset", "info", "no-such-dataset-v0"]) == 2
+    assert "no-such-dataset-v0" in capsys.readouterr().err
+
+
+def test_dataset_list(capsys: pytest.CaptureFixture[str]) -> None:
+    load_dataset("pendulum-medium-v0")  # make sure one is cached
+    assert main(["dataset", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("pendulum-random-v0", "pendulum-medium-v0", "pendulum-expert-v0"):
+        assert name in out
+    medium = next(line for line in out.splitlines() if line.startswith("pendulum-medium-v0"))
+    assert "cached=True" in medium and "Pendulum-v1" in medium
+
+
+def test_dataset_convert_roundtrip(tmp_path: Path) -> None:
+    load_dataset("pendulum-expert-v0")
+    src = data_dir() / "datasets" / "pendulum-expert-v0.npz"
+    assert src.is_file()
+    h5 = tmp_path / "expert.hdf5"
+    back = tmp_path / "back.npz"
+    assert main(["dataset", "convert", str(src), str(h5)]) == 0
+    assert main(["dataset", "convert", str(h5), str(back)]) == 0
+    a, b = load_dataset(src), load_dataset(back)
+    assert a.env_id == b.env_id == "Pendulum-v1"
+    for name, arr in a.arrays().items():
+        other = b.arrays()[name]
+        assert arr.dtype == other.dtype, name
+        np.testing.assert_array_equal(arr, other, err_msg=name)
+    mini = tmp_path / "minari"
+    assert main(["dataset", "convert", str(back), str(mini), "--format", "minari"]) == 0
+    c = load_dataset(mini)
+    np.testing.assert_array_equal(c.observations, a.observations)
+    np.testing.assert_array_equal(c.actions, a.actions)
+
+
+# ---------------------------------------------------------------------- bench, plot
+def test_bench_speed_json(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    try:
+        args = ["bench", "speed", "--algo", "bc", "--seconds", "1", "--repeats", "1"]
+        assert main([*args, "--threads", "1", "--json"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = _json_out(capsys)
+    assert isinstance(out, dict)
+    assert out["algo"] == "bc"
+    assert out["updates_per_s"] > 0 and out["flops_per_update"] > 0
+    assert out["matmul_gflops"] > 0 and out["bound_fraction"] > 0
+
+
+def test_plot(bc_run: Path, tmp_path: Path) -> None:
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(bc_run), "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
