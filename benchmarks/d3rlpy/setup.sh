@@ -5,6 +5,7 @@
 # torch is installed FIRST and pinned, so that d3rlpy's unpinned torch requirement is
 # already satisfied by the CPU build and pip never pulls a multi-GB CUDA build.
 # Idempotent: does nothing when the venv already imports the expected versions.
+# Usage (from anywhere): bash benchmarks/d3rlpy/setup.sh   [TORCH_VERSION=... to change the pin]
 set -euo pipefail
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -14,11 +15,14 @@ VENV="$(dirname "$HERE")/.venv-d3rlpy"
 PY="$VENV/bin/python"
 
 check() {
-    "$PY" - "$D3RLPY_VERSION" <<'PYEOF' >/dev/null 2>&1
+    "$PY" - "$D3RLPY_VERSION" "$TORCH_VERSION" <<'PYEOF' >/dev/null 2>&1
 import sys
+
 import d3rlpy
 import torch
+
 assert d3rlpy.__version__ == sys.argv[1], d3rlpy.__version__
+assert torch.__version__.split("+")[0] == sys.argv[2], torch.__version__
 PYEOF
 }
 
@@ -32,6 +36,7 @@ if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
 "$PY" -m pip install "torch==${TORCH_VERSION}"
-"$PY" -m pip install "d3rlpy==${D3RLPY_VERSION}"
+# Repeat the torch pin so that resolving d3rlpy can never replace the CPU build.
+"$PY" -m pip install "d3rlpy==${D3RLPY_VERSION}" "torch==${TORCH_VERSION}"
 
 "$PY" -c "import d3rlpy, torch; print('d3rlpy', d3rlpy.__version__, 'torch', torch.__version__)"

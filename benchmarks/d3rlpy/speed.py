@@ -9,13 +9,20 @@ i.e. ``dataset.sample_transition_batch(batch_size)`` (d3rlpy's per-transition Py
 with ``BasicTransitionPicker`` and ``TransitionMiniBatch.from_transitions``) followed by
 ``algo.update(batch)`` (numpy -> torch conversion plus the algorithm's update), plus the
 per-step loss bookkeeping ``fit`` does. Only d3rlpy's logger/tqdm calls are left out (a few
-microseconds a step). Setup (dataset, networks) is untimed, as is ``--warmup``.
+microseconds a step). Setup (dataset, networks) is untimed, as is ``--warmup``. ``--via-fit``
+times d3rlpy's ``fit()`` itself instead, as a cross-check.
+
+The rate is the median over ``--repeats`` windows that share ``--seconds``. Before each window
+the script waits for other processes to leave the cores idle (``--quiet-wait``); a window in
+which they took part of our cores anyway is marked ``contended`` (and redone with
+``--retry-contended``): on a 2-core machine torch's threads then slow down many-fold.
 
 Data: seeded synthetic continuous-control data shaped like a MuJoCo locomotion dataset
 (obs dim 17, action dim 6, 100 000 transitions in episodes of 1000 steps that end in
 timeouts, no terminals). Networks: d3rlpy's defaults, i.e. ``VectorEncoderFactory`` with
 hidden units [256, 256] for every actor/critic/value/VAE network; batch size 256 for every
-algorithm; every other hyper-parameter is the algorithm's default d3rlpy config.
+algorithm; every other hyper-parameter is the algorithm's default d3rlpy config (BEAR's
+40 000-step actor warm-up phase is skipped, so its steady state is timed).
 """
 
 from __future__ import annotations

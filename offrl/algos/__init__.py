@@ -2,10 +2,10 @@
 
 >>> from offrl.algos import get_algorithm, list_algorithms
 >>> list_algorithms()
-['bc', 'td3bc']
+['bc', 'iql', 'td3bc']
 """
 
-from offrl.algos import bc, td3bc  # noqa: F401  (registers the algorithms)
+from offrl.algos import bc, iql, td3bc  # noqa: F401  (registers the algorithms)
 from offrl.algos.base import (
     AlgoConfig,
     Algorithm,
@@ -15,6 +15,7 @@ from offrl.algos.base import (
     register,
 )
 from offrl.algos.bc import BC, BCConfig
+from offrl.algos.iql import IQL, IQLConfig
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "register",
     "BC",
     "BCConfig",
+    "IQL",
+    "IQLConfig",
     "TD3BC",
     "TD3BCConfig",
 ]

@@ -194,7 +194,10 @@ class Algorithm(ABC):
         return {
             k: v
             for k, v in vars(self).items()
-            if isinstance(v, (nn.Module, torch.optim.Optimizer, torch.Tensor))
+            if isinstance(
+                v,
+                (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.Tensor),
+            )
         }
 
     def state_dict(self) -> dict[str, Any]:

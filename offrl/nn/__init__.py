@@ -1,6 +1,19 @@
 """Networks: the vectorised ensemble MLP and the policies and critics built on it."""
 
 from offrl.nn.mlp import EnsembleMLP
-from offrl.nn.policies import DeterministicPolicy, EnsembleCritic, GaussianPolicy
+from offrl.nn.policies import (
+    DeterministicPolicy,
+    EnsembleCritic,
+    GaussianPolicy,
+    TanhGaussianPolicy,
+    ValueFunction,
+)
 
-__all__ = ["EnsembleMLP", "DeterministicPolicy", "GaussianPolicy", "EnsembleCritic"]
+__all__ = [
+    "EnsembleMLP",
+    "DeterministicPolicy",
+    "GaussianPolicy",
+    "TanhGaussianPolicy",
+    "EnsembleCritic",
+    "ValueFunction",
+]

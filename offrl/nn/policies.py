@@ -6,14 +6,22 @@ to the environment's bounds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from offrl.nn.mlp import EnsembleMLP
 
-__all__ = ["DeterministicPolicy", "GaussianPolicy", "EnsembleCritic"]
+__all__ = [
+    "DeterministicPolicy",
+    "GaussianPolicy",
+    "TanhGaussianPolicy",
+    "EnsembleCritic",
+    "ValueFunction",
+]
 
 
 class DeterministicPolicy(nn.Module):
@@ -29,10 +37,11 @@ class DeterministicPolicy(nn.Module):
 
 
 class GaussianPolicy(nn.Module):
-    """A diagonal Gaussian with state-dependent mean ``tanh(mu(s))`` and log-std (Gaussian BC).
+    """A diagonal Gaussian with mean ``tanh(mu(s))`` (Gaussian BC, IQL, AWR).
 
-    The mean is squashed into the unit box so that the deterministic action is always valid; the
-    log-std is clamped to ``[log_std_min, log_std_max]`` for numerical stability.
+    The mean is squashed into the unit box so that the deterministic action is always valid. The
+    log-std is state-dependent (a second head) or, with ``state_dependent_std=False``, one learned
+    vector as in IQL's official code; it is clamped to ``[log_std_min, log_std_max]``.
     """
 
     def __init__(
@@ -42,22 +51,29 @@ class GaussianPolicy(nn.Module):
         hidden: Sequence[int] = (256, 256),
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
+        state_dependent_std: bool = True,
     ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim, 2 * act_dim, hidden)
         self.act_dim = act_dim
+        self.state_dependent_std = state_dependent_std
+        out = 2 * act_dim if state_dependent_std else act_dim
+        self.net = EnsembleMLP(obs_dim, out, hidden)
+        self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=not state_dependent_std)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """The action distribution at ``obs``."""
-        mu, log_std = self.net(obs)[0].split(self.act_dim, dim=-1)
+        out = self.net(obs)[0]
+        if self.state_dependent_std:
+            mu, log_std = out.split(self.act_dim, dim=-1)
+        else:
+            mu, log_std = out, self.log_std.expand_as(out)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         return torch.distributions.Normal(torch.tanh(mu), log_std.exp())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action (deterministic acting)."""
-        mu = self.net(obs)[0][..., : self.act_dim]
-        return torch.tanh(mu)
+        return torch.tanh(self.net(obs)[0][..., : self.act_dim])
 
 
 class EnsembleCritic(nn.Module):
@@ -83,3 +99,67 @@ class EnsembleCritic(nn.Module):
         """
         x = torch.cat([obs, actions], dim=-1)
         return self.net(x, members=members, detach_params=detach_params).squeeze(-1)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """``a = tanh(u)``, ``u ~ N(mu(s), sigma(s))``: SAC's squashed Gaussian (SAC, CQL, AWAC...).
+
+    :meth:`sample` returns reparameterised actions and their log-probabilities with the
+    change-of-variables correction ``log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2)``;
+    :meth:`log_prob` scores given actions (clipped just inside ``(-1, 1)``).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim, 2 * act_dim, hidden)
+        self.act_dim = act_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.net(obs)[0].split(self.act_dim, dim=-1)
+        return mu, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def sample(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``(actions [B, act], log_prob [B])``."""
+        mu, log_std = self._params(obs)
+        std = log_std.exp()
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        u = mu + std * eps
+        a = torch.tanh(u)
+        # log N(u; mu, std) with (u - mu) / std = eps, minus log|det da/du| computed stably.
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return a, log_prob
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log pi(a|s)`` of given actions in ``[-1, 1]``: ``[B]``."""
+        mu, log_std = self._params(obs)
+        a = actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+        u = torch.atanh(a)
+        z = (u - mu) * torch.exp(-log_std)
+        log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action ``tanh(mu(s))``."""
+        return torch.tanh(self.net(obs)[0][..., : self.act_dim])
+
+
+class ValueFunction(nn.Module):
+    """State values ``V(s)``, optionally an ensemble: ``[B, obs] -> [N, B]``."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), num: int = 1) -> None:
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim, 1, hidden, ensemble=num)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)

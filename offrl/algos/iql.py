@@ -1,0 +1,126 @@
+"""IQL -- Kostrikov, Nair & Levine, "Offline Reinforcement Learning with Implicit Q-Learning", 2021.
+
+IQL never queries the critic at actions outside the dataset. Three losses, one per network:
+
+    value:  min_V   E[ L2_tau( min_i Q'_i(s, a) - V(s) ) ]           (expectile regression, eq. 5)
+    critic: min_Q   E[ (r + gamma (1 - done) V(s') - Q_i(s, a))^2 ]   (eq. 6)
+    actor:  max_pi  E[ min(exp(beta (min_i Q'_i(s, a) - V(s))), 100) log pi(a | s) ]   (eq. 7)
+
+Defaults are the paper's MuJoCo locomotion settings (appendix B): expectile 0.7, beta 3.0,
+lr 3e-4 everywhere, batch 256, tau 0.005, two hidden layers of 256, rewards divided by the
+dataset's return range and multiplied by 1000 (offrl's ``return_range`` reward mode, applied by
+the trainer). As in the official code: the policy is a Gaussian with ``tanh``-squashed mean and a
+state-independent log-std, the weights are clipped at 100, and the actor's learning rate follows
+a cosine decay over ``max_steps`` (the paper does not mention the schedule; we follow the code).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.data.sampler import Batch
+from offrl.losses import advantage_weights, expectile_loss, td_target
+from offrl.nn import EnsembleCritic, GaussianPolicy, ValueFunction
+
+
+@dataclass
+class IQLConfig(AlgoConfig):
+    """IQL hyperparameters (paper defaults for MuJoCo locomotion)."""
+
+    expectile: float = 0.7
+    """Expectile tau of the value regression (0.5 = mean; 0.9 for AntMaze in the paper)."""
+    beta: float = 3.0
+    """Inverse temperature of the advantage weights (10.0 for AntMaze in the paper)."""
+    max_weight: float = 100.0
+    """Clip of the exponentiated advantage weights."""
+    actor_lr: float = 3e-4
+    """Actor learning rate (cosine-decayed over ``max_steps``)."""
+    critic_lr: float = 3e-4
+    """Q-function learning rate."""
+    value_lr: float = 3e-4
+    """Value-function learning rate."""
+    tau: float = 0.005
+    """Polyak rate of the target critic."""
+    num_critics: int = 2
+    """Critics in the clipped double-Q ensemble."""
+    max_steps: int = 1_000_000
+    """Length of the actor's cosine learning-rate schedule (0 disables the schedule)."""
+    reward_mode: str = "return_range"
+    """The trainer's reward transform: ``return_range`` is the paper's locomotion recipe."""
+
+
+@register("iql")
+class IQL(Algorithm):
+    """Implicit Q-Learning (Kostrikov et al., 2021)."""
+
+    config_class = IQLConfig
+    config: IQLConfig
+
+    def build(self) -> None:
+        cfg, spec = self.config, self.spec
+        self.actor = GaussianPolicy(
+            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False
+        ).to(self.device)
+        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = ValueFunction(spec.obs_dim, cfg.hidden).to(self.device)
+        self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
+        self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
+        self.value_optim = make_optimizer(self.value.parameters(), cfg.value_lr)
+        self.actor_schedule = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optim, cfg.max_steps)
+            if cfg.max_steps
+            else None
+        )
+
+    def value_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Expectile regression of V(s) towards min_i Q'_i(s, a)."""
+        with torch.no_grad():
+            q = self.critic_target(batch.obs, batch.actions).amin(0)  # [N, B] -> [B]
+        v = self.value(batch.obs)[0]
+        loss = expectile_loss(q - v, self.config.expectile)
+        return loss, {"value_loss": loss.detach(), "v_mean": v.detach().mean()}
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """TD regression of every Q_i towards r + gamma V(s')."""
+        with torch.no_grad():
+            target = td_target(
+                batch.rewards, batch.dones, self.value(batch.next_obs)[0], self.config.gamma
+            )
+        q = self.critic(batch.obs, batch.actions)  # [N, B]
+        loss = (q - target).pow(2).mean(1).sum()
+        return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Advantage-weighted log-likelihood of the dataset actions."""
+        with torch.no_grad():
+            adv = self.critic_target(batch.obs, batch.actions).amin(0) - self.value(batch.obs)[0]
+        weights = advantage_weights(adv, self.config.beta, self.config.max_weight)
+        log_prob = self.actor.distribution(batch.obs).log_prob(batch.actions).sum(-1)
+        loss = -(weights * log_prob).mean()
+        return loss, {"actor_loss": loss.detach(), "adv_weight_mean": weights.mean()}
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        info: dict[str, torch.Tensor | float] = {}
+        for loss_fn, optim in (
+            (self.value_loss, self.value_optim),
+            (self.actor_loss, self.actor_optim),
+            (self.critic_loss, self.critic_optim),
+        ):
+            loss, parts = loss_fn(batch)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            info.update(parts)
+        if self.actor_schedule is not None:
+            self.actor_schedule.step()
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        return info
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
