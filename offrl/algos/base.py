@@ -28,6 +28,7 @@ from torch import nn
 
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.sampler import Batch
+from offrl.optim import FlatAdam
 
 __all__ = [
     "AlgoConfig",
@@ -196,7 +197,12 @@ class Algorithm(ABC):
             for k, v in vars(self).items()
             if isinstance(
                 v,
-                (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.Tensor),
+                (
+                    nn.Module,
+                    torch.optim.Optimizer,
+                    torch.optim.lr_scheduler.LRScheduler,
+                    torch.Tensor,
+                ),
             )
         }
 
@@ -240,11 +246,8 @@ class Algorithm(ABC):
 
 # ---------------------------------------------------------------------- helpers
 def make_optimizer(params: Any, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
-    """Adam, fused where this PyTorch supports it on the device (one kernel per flat tensor)."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
+    """Adam with the fused kernel and little per-step overhead (see :mod:`offrl.optim`)."""
+    return FlatAdam(params, lr=lr, **kwargs)
 
 
 @torch.no_grad()

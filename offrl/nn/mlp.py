@@ -33,6 +33,10 @@ from torch import nn
 __all__ = ["EnsembleMLP"]
 
 
+# Output widths up to this use the transposed matmul forms (see forward/backward).
+_THIN = 8
+
+
 def _layer_views(
     flat: torch.Tensor, sizes: Sequence[tuple[int, int]], ensemble: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -70,7 +74,13 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         saved = [h]
         last = len(layers) - 1
         for i, (w, b) in enumerate(layers):
-            h = torch.baddbmm(b, h, w)  # [E, B, in] @ [E, in, out] + [E, 1, out]
+            if i == last and w.shape[2] <= _THIN:
+                # A thin output layer (Q-values, actions) is faster as out^T = W^T h^T: MKL's
+                # batched kernel is slow for [B, in] @ [in, 1]-like shapes.
+                h = torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))
+                h = h.transpose(1, 2)  # [E, out, B] -> [E, B, out] (a view)
+            else:
+                h = torch.baddbmm(b, h, w)  # [E, B, in] @ [E, in, out] + [E, 1, out]
             if i < last:
                 h = h.relu_()
                 saved.append(h)
@@ -105,7 +115,11 @@ class _EnsembleMLPFunction(torch.autograd.Function):
                 g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0.0)
             if need_w:
                 gw, gb = grad_layers[i]
-                torch.bmm(acts[i].transpose(1, 2), g, out=gw)  # [E, in, B] @ [E, B, out]
+                if gw.shape[2] <= _THIN:
+                    # Thin layer: gW^T = g^T h ([E, out, B] @ [E, B, in]) is the fast form.
+                    torch.bmm(g.transpose(1, 2), acts[i], out=gw.transpose(1, 2))
+                else:
+                    torch.bmm(acts[i].transpose(1, 2), g, out=gw)  # [E, in, B] @ [E, B, out]
                 torch.sum(g, dim=1, keepdim=True, out=gb)
             if i > 0 or need_x:
                 g = torch.bmm(g, w.transpose(1, 2))  # [E, B, out] @ [E, out, in]
