@@ -270,7 +270,7 @@ def busy_cores(window: float = 1.0) -> float | None:
     return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
 
 
-def wait_for_quiet(max_wait: float, threshold: float = 0.3) -> float | None:
+def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float | None:
     """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` cores.
 
     Torch's worker threads slow down many-fold when another process takes one of the few

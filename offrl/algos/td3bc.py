@@ -18,6 +18,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
@@ -80,7 +81,8 @@ class TD3BC(Algorithm):
         """Sum over critics of the mean squared TD error."""
         target = self.td_target(batch)
         q = self.critic(batch.obs, batch.actions)  # [N, B]
-        loss = (q - target).pow(2).mean(1).sum()
+        # sum_i mean_b (Q_i - y)^2, as one fused op: [N, B] against y broadcast to [N, B].
+        loss = F.mse_loss(q, target.expand_as(q), reduction="sum") / q.shape[1]
         return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -89,7 +91,7 @@ class TD3BC(Algorithm):
         # Only dQ/da flows to the actor; the critic's weights are constants here.
         q = self.critic(batch.obs, pi, members=0, detach_params=True)[0]
         lmbda = self.config.alpha / q.abs().mean().detach()
-        bc = (pi - batch.actions).pow(2).mean()
+        bc = F.mse_loss(pi, batch.actions)
         loss = -lmbda * q.mean() + bc
         return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach()}
 

@@ -61,7 +61,7 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         ctx: Any,
         x: torch.Tensor,
         flat: torch.Tensor,
-        layers: list[tuple[torch.Tensor, torch.Tensor]],
+        layers: list[tuple[torch.Tensor, ...]],
         sizes: tuple[tuple[int, int], ...],
         ensemble: int,
         members: slice | None,
@@ -70,14 +70,17 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         # the autograd input, so gradients are accounted to the one flat parameter.
         e = layers[0][0].shape[0]
         shared_input = x.dim() == 2
-        h = x.unsqueeze(0).expand(e, *x.shape) if shared_input else x
+        if shared_input:
+            h = x.unsqueeze(0) if e == 1 else x.unsqueeze(0).expand(e, *x.shape)
+        else:
+            h = x
         saved = [h]
         last = len(layers) - 1
-        for i, (w, b) in enumerate(layers):
+        for i, (w, b, w_t, b_t) in enumerate(layers):
             if i == last and w.shape[2] <= _THIN:
                 # A thin output layer (Q-values, actions) is faster as out^T = W^T h^T: MKL's
                 # batched kernel is slow for [B, in] @ [in, 1]-like shapes.
-                h = torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))
+                h = torch.baddbmm(b_t, w_t, h.transpose(1, 2))
                 h = h.transpose(1, 2)  # [E, out, B] -> [E, B, out] (a view)
             else:
                 h = torch.baddbmm(b, h, w)  # [E, B, in] @ [E, in, out] + [E, 1, out]
@@ -109,7 +112,7 @@ class _EnsembleMLPFunction(torch.autograd.Function):
                 grad_layers = [(gw[members], gb[members]) for gw, gb in full]
         g = grad_out.contiguous()
         for i in range(len(layers) - 1, -1, -1):
-            w = layers[i][0]
+            w_t = layers[i][2]
             if i < len(layers) - 1:
                 # ReLU backward: acts[i + 1] is this layer's post-ReLU output.
                 g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0.0)
@@ -122,7 +125,7 @@ class _EnsembleMLPFunction(torch.autograd.Function):
                     torch.bmm(acts[i].transpose(1, 2), g, out=gw)  # [E, in, B] @ [E, B, out]
                 torch.sum(g, dim=1, keepdim=True, out=gb)
             if i > 0 or need_x:
-                g = torch.bmm(g, w.transpose(1, 2))  # [E, B, out] @ [E, out, in]
+                g = torch.bmm(g, w_t)  # [E, B, out] @ [E, out, in]
         grad_x = None
         if need_x:
             grad_x = g.sum(0) if shared_input else g
@@ -152,7 +155,7 @@ class EnsembleMLP(nn.Module):
         self.ensemble = ensemble
         total = sum(ensemble * (i * o + o) for i, o in self.sizes)
         self.flat = nn.Parameter(torch.empty(total))
-        self._view_cache: dict[Any, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._view_cache: dict[Any, list[tuple[torch.Tensor, ...]]] = {}
         self.reset_parameters()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -198,7 +201,7 @@ class EnsembleMLP(nn.Module):
         )
         return out
 
-    def _views(self, members: slice | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _views(self, members: slice | None) -> list[tuple[torch.Tensor, ...]]:
         # Per-layer views are cached (building them costs a dozen small ops per call). They stay
         # valid while the parameter keeps its storage: in-place updates (optimisers,
         # load_state_dict) keep it; ``.to()`` / ``.double()`` replace it, which the key detects.
@@ -207,7 +210,10 @@ class EnsembleMLP(nn.Module):
         if views is None:
             with torch.no_grad():
                 full = _layer_views(self.flat, self.sizes, self.ensemble)
-                views = full if members is None else [(w[members], b[members]) for w, b in full]
+                if members is not None:
+                    full = [(w[members], b[members]) for w, b in full]
+                # Transposed views too: the thin output layer and the backward pass use them.
+                views = [(w, b, w.transpose(1, 2), b.transpose(1, 2)) for w, b in full]
             self._view_cache = {k: v for k, v in self._view_cache.items() if k[0] == key[0]}
             self._view_cache[key] = views
         return views

@@ -58,7 +58,8 @@ class GaussianPolicy(nn.Module):
         self.state_dependent_std = state_dependent_std
         out = 2 * act_dim if state_dependent_std else act_dim
         self.net = EnsembleMLP(obs_dim, out, hidden)
-        self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=not state_dependent_std)
+        # A learned state-independent log-std exists only in that mode.
+        self.log_std = None if state_dependent_std else nn.Parameter(torch.zeros(act_dim))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
@@ -67,6 +68,7 @@ class GaussianPolicy(nn.Module):
         if self.state_dependent_std:
             mu, log_std = out.split(self.act_dim, dim=-1)
         else:
+            assert self.log_std is not None
             mu, log_std = out, self.log_std.expand_as(out)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         return torch.distributions.Normal(torch.tanh(mu), log_std.exp())
