@@ -176,6 +176,20 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_sample(args: argparse.Namespace) -> int:
+    from offrl.bench import measure_sampling
+
+    r = measure_sampling(n=args.transitions, batch_size=args.batch_size, threads=args.threads)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(
+            f"{r['us_per_batch']:.1f} us per batch of {args.batch_size} "
+            f"from {args.transitions:,} transitions (best {r['us_per_batch_min']:.1f} us)"
+        )
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from offrl.train import plot_curves
 
@@ -249,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--json", action="store_true")
     bs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
+
+    bm = bsub.add_parser("sample", help="microseconds per batch from an in-memory dataset")
+    bm.add_argument("--transitions", type=int, default=1_000_000)
+    bm.add_argument("--batch-size", type=int, default=256)
+    bm.add_argument("--threads", type=int, default=2)
+    bm.add_argument("--json", action="store_true")
+    bm.set_defaults(func=cmd_bench_sample)
 
     pl = sub.add_parser("plot", help="plot evaluation curves of run directories")
     pl.add_argument("runs", nargs="+")

@@ -267,6 +267,18 @@ def test_bench_speed_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["matmul_gflops"] > 0 and out["bound_fraction"] > 0
 
 
+def test_bench_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    try:
+        args = ["bench", "sample", "--transitions", "10000", "--threads", "1", "--json"]
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = _json_out(capsys)
+    assert out["transitions"] == 10000 and out["batch_size"] == 256
+    assert 0 < out["us_per_batch_min"] <= out["us_per_batch"]
+
+
 def test_plot(bc_run: Path, tmp_path: Path) -> None:
     png = tmp_path / "curves.png"
     assert main(["plot", str(bc_run), "--out", str(png)]) == 0

@@ -1,5 +1,5 @@
-"""Benchmarks: per-update speed (``offrl bench speed``)."""
+"""Benchmarks: per-update speed (``offrl bench speed``) and sampling (``offrl bench sample``)."""
 
-from offrl.bench.speed import SpeedResult, matmul_gflops, measure_speed
+from offrl.bench.speed import SpeedResult, matmul_gflops, measure_sampling, measure_speed
 
-__all__ = ["SpeedResult", "matmul_gflops", "measure_speed"]
+__all__ = ["SpeedResult", "matmul_gflops", "measure_sampling", "measure_speed"]

@@ -29,7 +29,13 @@ from offrl.algos.base import EnvSpec
 from offrl.data.dataset import Dataset
 from offrl.data.sampler import TensorSampler
 
-__all__ = ["SpeedResult", "measure_speed", "matmul_gflops", "synthetic_dataset"]
+__all__ = [
+    "SpeedResult",
+    "measure_speed",
+    "measure_sampling",
+    "matmul_gflops",
+    "synthetic_dataset",
+]
 
 
 @dataclass
@@ -149,3 +155,29 @@ def measure_speed(
         torch_version=torch.__version__,
         cpu=_cpu_name(),
     )
+
+
+def measure_sampling(
+    n: int = 1_000_000, batch_size: int = 256, draws: int = 2000, threads: int = 2
+) -> dict[str, float]:
+    """Microseconds per batch drawn by :class:`TensorSampler` from ``n`` in-memory transitions.
+
+    Returns the median over 5 windows of ``draws / 5`` batches each.
+    """
+    torch.set_num_threads(threads)
+    sampler = TensorSampler(synthetic_dataset(n=n), batch_size)
+    for _ in range(100):
+        sampler.sample()
+    per = draws // 5
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(per):
+            sampler.sample()
+        times.append((time.perf_counter() - t0) / per * 1e6)
+    return {
+        "transitions": float(n),
+        "batch_size": float(batch_size),
+        "us_per_batch": statistics.median(times),
+        "us_per_batch_min": min(times),
+    }
