@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from offrl.algos import list_algorithms
 from offrl.cli import main
 from offrl.data import Dataset, load_dataset, save_npz
 from offrl.data.builtin import data_dir
@@ -45,7 +46,8 @@ def bc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_algos(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["algos"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["bc", "td3bc"]
+    assert [line.split()[0] for line in lines] == list_algorithms()
+    assert {"bc", "td3bc"} <= set(list_algorithms())
     assert main(["algos", "-v"]) == 0
     assert "alpha = 2.5" in capsys.readouterr().out
 
