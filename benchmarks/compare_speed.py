@@ -34,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_model, cpu_times, load_average, wait_for_quiet
+
 # offrl algorithm name -> d3rlpy algorithm name (a --algo choice of benchmarks/d3rlpy/speed.py).
 # Add a line here to benchmark another algorithm.
 PAIRS: dict[str, str] = {
@@ -179,7 +181,7 @@ def _children_cpu_seconds() -> float:
 
 def _busy_seconds() -> float | None:
     """CPU seconds all cores have spent busy since boot (/proc/stat), or None off Linux."""
-    times = _cpu_times()
+    times = cpu_times()
     return None if times is None else times[0] / os.sysconf("SC_CLK_TCK")
 
 
@@ -269,7 +271,7 @@ def run_quiet(args: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
     attempts = 0
     while True:
         attempts += 1
-        others_before = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
+        others_before = wait_for_quiet(args.quiet_wait, BUSY_CORES) if args.quiet_wait > 0 else None
         run = run_json(cmd, args.timeout)
         during = run["others_cores_during"]
         # speed.py (d3rlpy side) also flags its own timing windows that lost CPU time.
@@ -285,52 +287,6 @@ def run_quiet(args: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
             continue
         run.update(others_cores_before=others_before, contended=contended, attempts=attempts)
         return run
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies over all cores from /proc/stat, or None off Linux."""
-    try:
-        with open("/proc/stat", encoding="utf-8") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-def busy_cores(window: float = 1.0) -> float | None:
-    """Cores kept busy over ``window`` seconds, while this process sleeps (others' load)."""
-    before = _cpu_times()
-    time.sleep(window)
-    after = _cpu_times()
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
-
-
-def wait_for_quiet(max_wait: float, threshold: float = BUSY_CORES) -> float | None:
-    """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` cores.
-
-    Torch's worker threads slow down many-fold when another process takes one of the few
-    cores, so a timing is only meaningful on a quiet machine. Returns the last busy figure.
-    """
-    deadline = time.monotonic() + max_wait
-    busy = busy_cores()
-    while busy is not None and busy >= threshold and time.monotonic() < deadline:
-        busy = busy_cores()
-    return busy
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def package_version(name: str) -> str | None:
@@ -354,13 +310,6 @@ def git_commit() -> str | None:
     if proc.returncode != 0:
         return None
     return proc.stdout.strip() or None
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:

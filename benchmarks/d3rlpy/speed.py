@@ -37,10 +37,15 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+# benchmarks/machine.py is shared with compare_speed.py (standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine import cpu_model, load_average, wait_for_quiet  # noqa: E402
 
 OBS_DIM = 17
 ACT_DIM = 6
@@ -238,7 +243,7 @@ def measure_repeat(
     attempts = 0
     while True:
         attempts += 1
-        others = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
+        others = wait_for_quiet(args.quiet_wait, 0.15) if args.quiet_wait > 0 else None
         if args.via_fit:
             timing = timed_fit(algo, dataset, seconds, rate_guess)
         else:
@@ -248,62 +253,9 @@ def measure_repeat(
             return {**timing, "others_cores": others, "contended": contended, "attempts": attempts}
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies over all cores from /proc/stat, or None off Linux."""
-    try:
-        with open("/proc/stat", encoding="utf-8") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-def busy_cores(window: float = 1.0) -> float | None:
-    """Cores kept busy over ``window`` seconds, while this process sleeps (others' load)."""
-    before = _cpu_times()
-    time.sleep(window)
-    after = _cpu_times()
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float | None:
-    """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` cores.
-
-    Torch's worker threads slow down many-fold when another process takes one of the few
-    cores, so a timing is only meaningful on a quiet machine. Returns the last busy figure.
-    """
-    deadline = time.monotonic() + max_wait
-    busy = busy_cores()
-    while busy is not None and busy >= threshold and time.monotonic() < deadline:
-        busy = busy_cores()
-    return busy
-
-
 def _median_of(details: list[dict[str, float | None]], key: str) -> float | None:
     values = [v for d in details if (v := d.get(key)) is not None]
     return statistics.median(values) if values else None
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -356,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         run_steps(algo, dataset, max(1, args.warmup), defaultdict(list))
         rate_guess = max(1, args.warmup) / (time.perf_counter() - t0)
         per_repeat = args.seconds / args.repeats
-        load_before = _load_average()
+        load_before = load_average()
         details = [
             measure_repeat(args, algo, dataset, per_repeat, rate_guess) for _ in range(args.repeats)
         ]
@@ -379,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "update_ms": _median_of(details, "update_ms"),
         "repeat_details": details,
         "contended_repeats": sum(bool(d["contended"]) for d in details),
-        "load_average": {"before": load_before, "after": _load_average()},
+        "load_average": {"before": load_before, "after": load_average()},
         "warmup_steps": args.warmup,
         "seconds": args.seconds,
         "config_overrides": {"batch_size": BATCH_SIZE, **overrides},
