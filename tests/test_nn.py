@@ -63,31 +63,18 @@ def _check_member_grads(mlp: EnsembleMLP, refs: list[nn.Sequential], members: li
 
 
 # ---------------------------------------------------------------------- forward and backward
-def test_shared_input_matches_separate_mlps() -> None:
-    mlp = _ensemble()
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-input", "per-member-input"])
+def test_matches_separate_mlps(shared: bool) -> None:
+    mlp = _ensemble() if shared else _ensemble(1)
     refs = _references(mlp)
-    x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
+    shape = (B, IN) if shared else (E, B, IN)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     out = mlp(x)
     assert out.shape == (E, B, OUT)
     assert out.dtype == torch.float64
-    ref_out = torch.stack([r(x_ref) for r in refs])
-    torch.testing.assert_close(out, ref_out, **TOL)
-
-    g = torch.randn(E, B, OUT, dtype=torch.float64)
-    (out * g).sum().backward()
-    (ref_out * g).sum().backward()
-    torch.testing.assert_close(x.grad, x_ref.grad, **TOL)
-    _check_member_grads(mlp, refs, members=list(range(E)))
-
-
-def test_per_member_input_matches_separate_mlps() -> None:
-    mlp = _ensemble(1)
-    refs = _references(mlp)
-    x = torch.randn(E, B, IN, dtype=torch.float64, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_(True)
-    out = mlp(x)
-    ref_out = torch.stack([r(x_ref[e]) for e, r in enumerate(refs)])
+    inputs = [x_ref] * E if shared else list(x_ref)
+    ref_out = torch.stack([r(xi) for r, xi in zip(refs, inputs, strict=True)])
     torch.testing.assert_close(out, ref_out, **TOL)
 
     g = torch.randn(E, B, OUT, dtype=torch.float64)
