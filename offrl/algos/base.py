@@ -150,6 +150,13 @@ class Algorithm(ABC):
         """Deterministic action for *normalised* observations: ``[B, act_dim]`` in ``[-1, 1]``
         (discrete: ``[B]`` indices)."""
 
+    @staticmethod
+    def optimize(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss``: clear gradients, backpropagate, step."""
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+
     # ------------------------------------------------------------------ the interface
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on ``batch``; returns finite scalar metrics by name."""

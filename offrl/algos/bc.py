@@ -57,9 +57,7 @@ class BC(Algorithm):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         loss, info = self.bc_loss(batch)
-        self.actor_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_optim.step()
+        self.optimize(self.actor_optim, loss)
         return dict(info)
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:

@@ -78,12 +78,12 @@ class IQL(Algorithm):
             else None
         )
 
-    def value_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Expectile regression of V(s) towards min_i Q'_i(s, a)."""
-        with torch.no_grad():
-            q = self.critic_target(batch.obs, batch.actions).amin(0)  # [N, B] -> [B]
+    def value_loss(
+        self, batch: Batch, target_q: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Expectile regression of V(s) towards ``target_q`` = min_i Q'_i(s, a)."""
         v = self.value(batch.obs)[0]
-        loss = expectile_loss(q - v, self.config.expectile)
+        loss = expectile_loss(target_q - v, self.config.expectile)
         return loss, {"value_loss": loss.detach(), "v_mean": v.detach().mean()}
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -96,27 +96,33 @@ class IQL(Algorithm):
         loss = (q - target).pow(2).mean(1).sum()
         return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
-    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Advantage-weighted log-likelihood of the dataset actions."""
+    def actor_loss(
+        self, batch: Batch, target_q: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Advantage-weighted log-likelihood of the dataset actions (A = target_q - V(s))."""
         with torch.no_grad():
-            adv = self.critic_target(batch.obs, batch.actions).amin(0) - self.value(batch.obs)[0]
+            adv = target_q - self.value(batch.obs)[0]  # with the value just updated
         weights = advantage_weights(adv, self.config.beta, self.config.max_weight)
         log_prob = self.actor.distribution(batch.obs).log_prob(batch.actions).sum(-1)
         loss = -(weights * log_prob).mean()
         return loss, {"actor_loss": loss.detach(), "adv_weight_mean": weights.mean()}
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        # The target critic does not change until the Polyak step, so min_i Q'_i(s, a) is
+        # computed once for the value and actor losses.
+        with torch.no_grad():
+            target_q = self.critic_target(batch.obs, batch.actions).amin(0)  # [N, B] -> [B]
         info: dict[str, torch.Tensor | float] = {}
-        for loss_fn, optim in (
-            (self.value_loss, self.value_optim),
-            (self.actor_loss, self.actor_optim),
-            (self.critic_loss, self.critic_optim),
-        ):
-            loss, parts = loss_fn(batch)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            info.update(parts)
+        # In the official code's order: V first, then the actor and Q with the updated V.
+        value_loss, parts = self.value_loss(batch, target_q)
+        self.optimize(self.value_optim, value_loss)
+        info.update(parts)
+        actor_loss, parts = self.actor_loss(batch, target_q)
+        self.optimize(self.actor_optim, actor_loss)
+        info.update(parts)
+        critic_loss, parts = self.critic_loss(batch)
+        self.optimize(self.critic_optim, critic_loss)
+        info.update(parts)
         if self.actor_schedule is not None:
             self.actor_schedule.step()
         soft_update(self.critic_target, self.critic, self.config.tau)

@@ -97,14 +97,10 @@ class TD3BC(Algorithm):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         loss, info = self.critic_loss(batch)
-        self.critic_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optim.step()
+        self.optimize(self.critic_optim, loss)
         if (self.num_updates + 1) % self.config.policy_freq == 0:
             actor_loss, actor_info = self.actor_loss(batch)
-            self.actor_optim.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optim.step()
+            self.optimize(self.actor_optim, actor_loss)
             soft_update(self.actor_target, self.actor, self.config.tau)
             soft_update(self.critic_target, self.critic, self.config.tau)
             info.update(actor_info)
