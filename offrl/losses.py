@@ -33,3 +33,55 @@ def advantage_weights(advantage: torch.Tensor, beta: float, max_weight: float) -
     ``beta`` is the inverse temperature. Gradients never flow through the weights.
     """
     return torch.exp(beta * advantage.detach()).clamp(max=max_weight)
+
+
+def sampled_advantage(q: torch.Tensor, q_pi: torch.Tensor, baseline: str = "mean") -> torch.Tensor:
+    """``A(s, a) = Q(s, a) - V(s)`` with ``V(s)`` from ``m`` policy samples (CRR, AWAC).
+
+    ``q`` is ``[B]`` (dataset actions), ``q_pi`` is ``[m, B]`` (``Q(s, a_j)``, ``a_j ~ pi(s)``);
+    ``baseline`` is ``"mean"`` (``V = 1/m sum_j Q(s, a_j)``) or ``"max"`` (``V = max_j``),
+    Wang et al., 2020, section 3. With ``m = 1`` both are AWAC's ``Q(s, a) - Q(s, a')``.
+    """
+    if baseline == "mean":
+        return q - q_pi.mean(0)
+    if baseline == "max":
+        return q - q_pi.amax(0)
+    raise ValueError(f"unknown advantage baseline {baseline!r}; use 'mean' or 'max'")
+
+
+def crr_weights(
+    advantage: torch.Tensor, weight_type: str, beta: float, max_weight: float
+) -> torch.Tensor:
+    """CRR's filter ``f(A)``: ``1[A > 0]`` (``"binary"``) or ``min(exp(A / beta), max_weight)``
+    (``"exp"``) (Wang et al., 2020, eqs. 3-4). Gradients never flow through the weights."""
+    if weight_type == "binary":
+        return (advantage.detach() > 0).to(advantage.dtype)
+    if weight_type == "exp":
+        return advantage_weights(advantage, 1.0 / beta, max_weight)
+    raise ValueError(f"unknown weight type {weight_type!r}; use 'binary' or 'exp'")
+
+
+__all__ += ["sampled_advantage", "crr_weights"]
+
+
+def conservative_penalty(
+    q_sampled: torch.Tensor,
+    log_density: torch.Tensor,
+    q_data: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """CQL(H)'s regulariser ``E_s[ log sum_a exp Q(s, a) - Q(s, a_data) ]`` (Kumar et al., 2020,
+    eq. 4), the log-sum-exp estimated by importance sampling (appendix F):
+
+        T * logsumexp_j( (Q(s, a_j) - log mu(a_j | s)) / T )  -  Q(s, a_data),  averaged over s.
+
+    ``q_sampled`` is ``[..., M, B]`` (``M`` sampled actions per state), ``log_density`` is
+    ``[M, B]`` (the log-density of the proposal each sample came from), ``q_data`` is ``[..., B]``;
+    returns ``[...]`` (e.g. one value per critic). As in the official code the sum is not
+    divided by ``M`` (that would subtract the constant ``T log M``).
+    """
+    ood = temperature * torch.logsumexp((q_sampled - log_density) / temperature, dim=-2)
+    return (ood - q_data).mean(-1)
+
+
+__all__ += ["conservative_penalty"]

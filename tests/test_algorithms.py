@@ -23,6 +23,10 @@ SMALL = {"hidden": (64, 64), "batch_size": 32}
 CASES: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in list_algorithms()] + [
     ("bc", {"policy": "gaussian"}),
     ("td3bc", {"num_critics": 3, "policy_freq": 1}),
+    ("awac", {"num_critics": 3}),
+    ("crr", {"advantage_type": "max", "weight_type": "binary", "num_critics": 2}),
+    ("crr", {"target_update": "hard", "target_update_interval": 4}),
+    ("cql", {"lagrange": True, "max_backup": True, "backup_entropy": True}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in extra.items()) for name, extra in CASES]
 

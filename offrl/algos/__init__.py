@@ -2,10 +2,11 @@
 
 >>> from offrl.algos import get_algorithm, list_algorithms
 >>> list_algorithms()
-['bc', 'iql', 'td3bc']
+['awac', 'bc', 'cql', 'crr', 'iql', 'td3bc']
 """
 
-from offrl.algos import bc, iql, td3bc  # noqa: F401  (registers the algorithms)
+from offrl.algos import awac, bc, cql, crr, iql, td3bc  # noqa: F401  (registers the algorithms)
+from offrl.algos.awac import AWAC, AWACConfig
 from offrl.algos.base import (
     AlgoConfig,
     Algorithm,
@@ -15,6 +16,8 @@ from offrl.algos.base import (
     register,
 )
 from offrl.algos.bc import BC, BCConfig
+from offrl.algos.cql import CQL, CQLConfig
+from offrl.algos.crr import CRR, CRRConfig
 from offrl.algos.iql import IQL, IQLConfig
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
 
@@ -25,8 +28,14 @@ __all__ = [
     "get_algorithm",
     "list_algorithms",
     "register",
+    "AWAC",
+    "AWACConfig",
     "BC",
     "BCConfig",
+    "CQL",
+    "CQLConfig",
+    "CRR",
+    "CRRConfig",
     "IQL",
     "IQLConfig",
     "TD3BC",

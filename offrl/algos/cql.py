@@ -1,0 +1,231 @@
+"""CQL -- Kumar, Zhou, Tucker & Levine, "Conservative Q-Learning for Offline Reinforcement
+Learning", 2020.
+
+Soft actor-critic whose critic is additionally pushed *down* on actions the policy might pick and
+*up* on the dataset's actions, so that the learned Q lower-bounds the policy's value. CQL(H)
+(eq. 4) adds to each critic's TD loss
+
+    alpha * E_s[ log sum_a exp Q_i(s, a)  -  E_{a ~ D}[Q_i(s, a)] ]
+
+with the log-sum-exp over a continuous action space estimated by importance sampling
+(appendix F): ``num_samples`` actions from each of Unif([-1, 1]^d), pi(.|s) and pi(.|s'), all
+scored at s, each divided by its proposal density:
+
+    log sum_a exp Q(s, a)  ~=  logsumexp_j [ Q(s, a_j) - log mu_j(a_j | s) ]
+
+The rest is SAC: critic  min_Q sum_i (Q_i(s, a) - y)^2,  y = r + gamma (1 - done) min_i
+Q'_i(s', a'),  a' ~ pi(s');  actor  min_pi E[ alpha_H log pi(a|s) - min_i Q_i(s, a) ];  entropy
+temperature  min  -log alpha_H * (log pi + target_entropy),  target_entropy = -act_dim.
+
+The Lagrange variant (eq. 30) replaces the fixed alpha by ``alpha * alpha'`` where ``alpha' >= 0``
+is trained by dual gradient ascent to keep the penalty at the threshold ``target_action_gap``:
+``max_{alpha'} alpha' * alpha * (penalty - target_action_gap)``, ``alpha'`` clamped to
+``[0, 1e6]`` as in the official code.
+
+Defaults follow CORL's MuJoCo settings (Tarasov et al., 2022, ``algorithms/offline/cql.py``),
+which reproduce the official code (github.com/aviralkumar2907/CQL): alpha 10, 10 samples,
+importance sampling, no Lagrange, no max-backup, no entropy in the backup (the official code's
+``deterministic_backup=True``), policy lr 3e-5 (the paper's appendix F; the official README
+suggests 1e-4), critic lr 3e-4, tau 0.005. Where the paper and the code disagree we follow the
+code: the log-sum-exp is *not* divided by the number of samples (the ``- log(3 num_samples)``
+normaliser of a Monte-Carlo average is dropped; it is a constant that only shifts the Lagrange
+threshold), and actions from pi(.|s') are scored at s. CORL's three-hidden-layer critics,
+orthogonal initialisation and BC warm start (off by default in CORL) are not reproduced.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.data.sampler import Batch
+from offrl.losses import conservative_penalty, td_target
+from offrl.nn import EnsembleCritic, TanhGaussianPolicy
+
+Info = dict[str, torch.Tensor]
+
+
+@dataclass
+class CQLConfig(AlgoConfig):
+    """CQL hyperparameters (CORL's MuJoCo defaults, CQL(H) with fixed alpha)."""
+
+    cql_alpha: float = 10.0
+    """Weight alpha of the conservative penalty (CORL 10.0; the paper uses 5.0 for Gym).
+    0 gives plain SAC on the offline data."""
+    num_samples: int = 10
+    """Actions drawn from each proposal (uniform, pi(s), pi(s')) for the log-sum-exp."""
+    cql_temp: float = 1.0
+    """Temperature of the log-sum-exp (1 = the paper's CQL(H))."""
+    lagrange: bool = False
+    """Tune alpha' (multiplying ``cql_alpha``) by dual gradient ascent (the paper's eq. 30)."""
+    target_action_gap: float = 10.0
+    """Lagrange threshold tau on the penalty (the official code's ``lagrange_thresh`` default)."""
+    max_backup: bool = False
+    """Target max_j min_i Q'_i(s', a'_j) over ``num_samples`` policy actions (official code)."""
+    backup_entropy: bool = False
+    """Subtract alpha_H log pi(a'|s') in the target (False as in CORL and the official code)."""
+    actor_lr: float = 3e-5
+    """Policy learning rate (paper appendix F and CORL; SAC's 3e-4 is too fast offline)."""
+    critic_lr: float = 3e-4
+    """Q-function learning rate (also alpha' in the Lagrange variant, as in the official code)."""
+    alpha_lr: float = 3e-5
+    """Entropy-temperature learning rate (CORL and the official code reuse the policy lr)."""
+    init_log_alpha: float = 0.0
+    """Initial log of the entropy temperature alpha_H."""
+    tau: float = 0.005
+    """Polyak rate of the target critic."""
+    num_critics: int = 2
+    """Critics in the clipped double-Q ensemble."""
+    reward_mode: str = "none"
+    """The trainer's reward transform (CORL uses raw rewards for MuJoCo)."""
+
+
+class Scalar(nn.Module):
+    """One learnable number (a log-temperature), a module so that checkpoints and optimisers
+    keep pointing at the same parameter."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self) -> torch.Tensor:
+        return self.value
+
+
+@register("cql")
+class CQL(Algorithm):
+    """Conservative Q-Learning (Kumar et al., 2020), SAC-based CQL(H)."""
+
+    config_class = CQLConfig
+    config: CQLConfig
+
+    def build(self) -> None:
+        cfg, spec = self.config, self.spec
+        self.actor = TanhGaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
+        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = Scalar(cfg.init_log_alpha).to(self.device)
+        self.target_entropy = -float(spec.action_dim)
+        self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
+        self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
+        self.alpha_optim = make_optimizer(self.log_alpha.parameters(), cfg.alpha_lr)
+        if cfg.lagrange:  # alpha' exists only in the Lagrange variant
+            self.log_alpha_prime = Scalar(0.0).to(self.device)
+            self.alpha_prime_optim = make_optimizer(
+                self.log_alpha_prime.parameters(), cfg.critic_lr
+            )
+
+    def alpha(self) -> torch.Tensor:
+        """The entropy temperature alpha_H (a constant for the actor and critic losses)."""
+        return self.log_alpha().detach().exp()
+
+    def alpha_prime(self) -> torch.Tensor:
+        """The Lagrange multiplier alpha' (1 when ``lagrange`` is off)."""
+        if not self.config.lagrange:
+            return torch.ones((), device=self.device)
+        return self.log_alpha_prime().exp().clamp(0.0, 1e6)
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
+        """TD loss plus the importance-sampled CQL(H) penalty, all critics and samples at once."""
+        cfg, k, b = self.config, self.config.num_samples, batch.obs.shape[0]
+        obs_k = batch.obs.repeat(k, 1)  # [k*B, obs], sample-major rows
+        with torch.no_grad():
+            rand_a = torch.rand(
+                (k * b, self.spec.action_dim), generator=self.generator, device=self.device
+            )
+            rand_a = 2.0 * rand_a - 1.0
+            pi_a, pi_logp = self.actor.sample(obs_k, generator=self.generator)
+            next_a, next_logp = self.actor.sample(batch.next_obs.repeat(k, 1), self.generator)
+            # Target: min over critics at a' ~ pi(s'), reusing the penalty's pi(s') draws: the
+            # max over all k with max_backup, else the first one (a single sample, as in SAC).
+            q_next = self.critic_target(batch.next_obs.repeat(k, 1), next_a).amin(0).view(k, b)
+            logp_next = next_logp.view(k, b)
+            if cfg.max_backup:
+                q_next, idx = q_next.max(0)
+                logp_next = logp_next.gather(0, idx.unsqueeze(0)).squeeze(0)
+            else:
+                q_next, logp_next = q_next[0], logp_next[0]
+            if cfg.backup_entropy:
+                q_next = q_next - self.alpha() * logp_next
+            target = td_target(batch.rewards, batch.dones, q_next, cfg.gamma)
+            log_density = torch.cat(
+                [
+                    torch.full((k, b), -self.spec.action_dim * math.log(2.0), device=self.device),
+                    pi_logp.view(k, b),
+                    next_logp.view(k, b),
+                ]
+            )  # [3k, B]: log of each proposal's density at its sample
+        # One critic call: the dataset actions, then uniform, pi(s) and pi(s') samples, all at s.
+        q_all = self.critic(
+            torch.cat([batch.obs, obs_k, obs_k, obs_k]),
+            torch.cat([batch.actions, rand_a, pi_a, next_a]),
+        )  # [N, (1 + 3k) * B]
+        q_data, q_sampled = q_all[:, :b], q_all[:, b:].view(-1, 3 * k, b)
+        td = (q_data - target).pow(2).mean(1)  # [N]
+        gap = conservative_penalty(q_sampled, log_density, q_data, cfg.cql_temp)  # [N]
+        if cfg.lagrange:
+            penalty = self.alpha_prime().detach() * cfg.cql_alpha * (gap - cfg.target_action_gap)
+        else:
+            penalty = cfg.cql_alpha * gap
+        loss = (td + penalty).sum()
+        info = {
+            "critic_loss": loss.detach(),
+            "td_loss": td.detach().mean(),
+            "cql_gap": gap.detach().mean(),
+            "q_mean": q_data.detach().mean(),
+            "q_ood_mean": q_sampled.detach().mean(),
+        }
+        return loss, info | {"_gap": gap.detach()}
+
+    def alpha_prime_loss(self, gap: torch.Tensor) -> tuple[torch.Tensor, Info]:
+        """Dual ascent on alpha': grows while the penalty exceeds ``target_action_gap``."""
+        alpha_prime = self.alpha_prime()
+        loss = -(alpha_prime * self.config.cql_alpha * (gap - self.config.target_action_gap)).mean()
+        return loss, {"alpha_prime_loss": loss.detach(), "alpha_prime": alpha_prime.detach()}
+
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
+        """SAC's policy loss against the conservative critic (dQ/da only)."""
+        actions, log_prob = self.actor.sample(batch.obs, generator=self.generator)
+        q = self.critic(batch.obs, actions, detach_params=True).amin(0)
+        loss = (self.alpha() * log_prob - q).mean()
+        return loss, {"actor_loss": loss.detach(), "_log_prob": log_prob.detach()}
+
+    def alpha_loss(self, log_prob: torch.Tensor) -> tuple[torch.Tensor, Info]:
+        """Automatic entropy tuning towards ``target_entropy = -act_dim``."""
+        loss = -(self.log_alpha() * (log_prob + self.target_entropy)).mean()
+        return loss, {
+            "alpha_loss": loss.detach(),
+            "alpha": self.alpha(),
+            "entropy": -log_prob.mean(),
+        }
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        info: Info = {}
+
+        def step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+
+        actor_loss, actor_info = self.actor_loss(batch)
+        step(self.actor_optim, actor_loss)
+        alpha_loss, alpha_info = self.alpha_loss(actor_info.pop("_log_prob"))
+        step(self.alpha_optim, alpha_loss)
+        critic_loss, critic_info = self.critic_loss(batch)
+        step(self.critic_optim, critic_loss)
+        gap = critic_info.pop("_gap")
+        if self.config.lagrange:
+            prime_loss, prime_info = self.alpha_prime_loss(gap)
+            step(self.alpha_prime_optim, prime_loss)
+            info.update(prime_info)
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        return {**info, **actor_info, **alpha_info, **critic_info}
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
