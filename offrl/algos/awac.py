@@ -111,9 +111,7 @@ class AWAC(Algorithm):
             (self.actor_loss, self.actor_optim),
         ):
             loss, parts = loss_fn(batch)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
+            self.optimize(optim, loss)
             info.update(parts)
         soft_update(self.critic_target, self.critic, self.config.tau)
         return info

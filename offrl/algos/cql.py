@@ -209,9 +209,7 @@ class CQL(Algorithm):
         info: Info = {}
 
         def step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
+            self.optimize(optim, loss)
 
         actor_loss, actor_info = self.actor_loss(batch)
         step(self.actor_optim, actor_loss)

@@ -120,9 +120,7 @@ class CRR(Algorithm):
             (self.actor_loss, self.actor_optim),
         ):
             loss, parts = loss_fn(batch)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
+            self.optimize(optim, loss)
             info.update(parts)
         if cfg.target_update == "soft":
             soft_update(self.critic_target, self.critic, cfg.tau)
