@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["expectile_loss", "advantage_weights", "td_target"]
+__all__ = [
+    "td_target",
+    "ensemble_td_loss",
+    "expectile_loss",
+    "advantage_weights",
+    "sampled_advantage",
+    "crr_weights",
+    "conservative_penalty",
+]
 
 
 def td_target(
@@ -15,6 +23,14 @@ def td_target(
 ) -> torch.Tensor:
     """``r + gamma * (1 - done) * V(s')`` -- no bootstrap past a true terminal only."""
     return rewards + gamma * (1.0 - dones) * next_values
+
+
+def ensemble_td_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``sum_i mean_b (Q_i(s, a) - y)^2`` for critic outputs ``q [N, B]`` and targets ``y [B]``.
+
+    One fused op (``[B]`` broadcast to ``[N, B]``); every critic regresses on the same target.
+    """
+    return torch.nn.functional.mse_loss(q, target.expand_as(q), reduction="sum") / q.shape[1]
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -61,9 +77,6 @@ def crr_weights(
     raise ValueError(f"unknown weight type {weight_type!r}; use 'binary' or 'exp'")
 
 
-__all__ += ["sampled_advantage", "crr_weights"]
-
-
 def conservative_penalty(
     q_sampled: torch.Tensor,
     log_density: torch.Tensor,
@@ -82,6 +95,3 @@ def conservative_penalty(
     """
     ood = temperature * torch.logsumexp((q_sampled - log_density) / temperature, dim=-2)
     return (ood - q_data).mean(-1)
-
-
-__all__ += ["conservative_penalty"]

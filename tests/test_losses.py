@@ -49,3 +49,12 @@ def test_conservative_penalty_gradient_pushes_down_sampled_up_data() -> None:
     # d/dQ_j = softmax weight / B = 1 / (3 * 4); d/dQ_data = -1 / B.
     assert torch.allclose(q_sampled.grad, torch.full((1, 3, 4), 1 / 12))
     assert torch.allclose(q_data.grad, torch.full((1, 4), -1 / 4))
+
+
+def test_ensemble_td_loss_hand_computed() -> None:
+    from offrl.losses import ensemble_td_loss
+
+    q = torch.tensor([[1.0, 2.0], [0.0, 4.0]])  # [N=2, B=2]
+    y = torch.tensor([1.0, 1.0])
+    # critic 0: (0 + 1) / 2 = 0.5; critic 1: (1 + 9) / 2 = 5.0; sum = 5.5
+    assert ensemble_td_loss(q, y).item() == pytest.approx(5.5)

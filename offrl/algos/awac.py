@@ -28,8 +28,8 @@ import torch
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
-from offrl.losses import advantage_weights, td_target
-from offrl.nn import EnsembleCritic, GaussianPolicy
+from offrl.losses import advantage_weights, ensemble_td_loss, td_target
+from offrl.nn import EnsembleCritic, GaussianPolicy, sample_actions
 
 
 @dataclass
@@ -48,13 +48,6 @@ class AWACConfig(AlgoConfig):
     """Polyak rate of the target critics (CORL ``tau``)."""
     num_critics: int = 2
     """Critics in the clipped double-Q ensemble (CORL: 2)."""
-
-
-def sample_actions(dist: torch.distributions.Normal, m: int, gen: torch.Generator) -> torch.Tensor:
-    """``m`` draws per row from ``dist`` with ``gen``, clamped to the unit box: ``[m, B, act]``."""
-    loc, scale = dist.loc, dist.scale
-    eps = torch.randn((m, *loc.shape), generator=gen, device=loc.device, dtype=loc.dtype)
-    return (loc + scale * eps).clamp_(-1.0, 1.0)
 
 
 @register("awac")
@@ -84,7 +77,7 @@ class AWAC(Algorithm):
             next_q = self.critic_target(batch.next_obs, next_actions[0]).amin(0)
             target = td_target(batch.rewards, batch.dones, next_q, self.config.gamma)
         q = self.critic(batch.obs, batch.actions)  # [N, B]
-        loss = (q - target).pow(2).mean(1).sum()
+        loss = ensemble_td_loss(q, target)
         return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 
 import torch
 
-from offrl.algos.awac import sample_actions
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
-from offrl.losses import crr_weights, sampled_advantage, td_target
-from offrl.nn import EnsembleCritic, GaussianPolicy
+from offrl.losses import crr_weights, ensemble_td_loss, sampled_advantage, td_target
+from offrl.nn import EnsembleCritic, GaussianPolicy, sample_actions
 
 
 @dataclass
@@ -93,7 +92,7 @@ class CRR(Algorithm):
             next_q = self.critic_target(batch.next_obs, next_actions).amin(0)
             target = td_target(batch.rewards, batch.dones, next_q, self.config.gamma)
         q = self.critic(batch.obs, batch.actions)  # [N, B]
-        loss = (q - target).pow(2).mean(1).sum()
+        loss = ensemble_td_loss(q, target)
         return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -23,7 +23,7 @@ import torch
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
-from offrl.losses import advantage_weights, expectile_loss, td_target
+from offrl.losses import advantage_weights, ensemble_td_loss, expectile_loss, td_target
 from offrl.nn import EnsembleCritic, GaussianPolicy, ValueFunction
 
 
@@ -93,7 +93,7 @@ class IQL(Algorithm):
                 batch.rewards, batch.dones, self.value(batch.next_obs)[0], self.config.gamma
             )
         q = self.critic(batch.obs, batch.actions)  # [N, B]
-        loss = (q - target).pow(2).mean(1).sum()
+        loss = ensemble_td_loss(q, target)
         return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def actor_loss(

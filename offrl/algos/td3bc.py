@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
+from offrl.losses import ensemble_td_loss
 from offrl.nn import DeterministicPolicy, EnsembleCritic
 
 
@@ -81,8 +82,7 @@ class TD3BC(Algorithm):
         """Sum over critics of the mean squared TD error."""
         target = self.td_target(batch)
         q = self.critic(batch.obs, batch.actions)  # [N, B]
-        # sum_i mean_b (Q_i - y)^2, as one fused op: [N, B] against y broadcast to [N, B].
-        loss = F.mse_loss(q, target.expand_as(q), reduction="sum") / q.shape[1]
+        loss = ensemble_td_loss(q, target)
         return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -7,6 +7,7 @@ from offrl.nn.policies import (
     GaussianPolicy,
     TanhGaussianPolicy,
     ValueFunction,
+    sample_actions,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "TanhGaussianPolicy",
     "EnsembleCritic",
     "ValueFunction",
+    "sample_actions",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "TanhGaussianPolicy",
     "EnsembleCritic",
     "ValueFunction",
+    "sample_actions",
 ]
 
 
@@ -165,3 +166,10 @@ class ValueFunction(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
+
+
+def sample_actions(dist: torch.distributions.Normal, m: int, gen: torch.Generator) -> torch.Tensor:
+    """``m`` draws per row from ``dist`` with ``gen``, clamped to the unit box: ``[m, B, act]``."""
+    loc, scale = dist.loc, dist.scale
+    eps = torch.randn((m, *loc.shape), generator=gen, device=loc.device, dtype=loc.dtype)
+    return (loc + scale * eps).clamp_(-1.0, 1.0)
