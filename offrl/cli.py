@@ -2,6 +2,7 @@
 
 offrl algos
 offrl train --algo td3bc --dataset pendulum-medium-v0 [--steps N] [--seed S] [--out DIR]
+offrl online --env HalfCheetah-v5 [--steps N] [--resume --out DIR]
 offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
 offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
 offrl bench speed --algo td3bc [--json]
@@ -84,6 +85,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         algo_config=_parse_sets(args.set),
     )
     final = train(cfg, resume=args.resume)
+    print(json.dumps(final, indent=2))
+    print(f"run directory: {cfg.run_dir()}")
+    return 0
+
+
+def cmd_online(args: argparse.Namespace) -> int:
+    from offrl.train.online import OnlineConfig, train_online
+
+    cfg = OnlineConfig(
+        algo=args.algo,
+        env_id=args.env,
+        out=args.out or "",
+        steps=args.steps,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        start_steps=args.start_steps,
+        updates_per_step=args.updates_per_step,
+        buffer_size=args.buffer_size,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        snapshot_every=args.snapshot_every,
+        checkpoint_every=args.checkpoint_every,
+        threads=args.threads,
+        device=args.device,
+        tensorboard=args.tensorboard,
+        wandb=args.wandb,
+        progress=not args.no_progress,
+        algo_config=_parse_sets(args.set),
+    )
+    final = train_online(cfg, resume=args.resume)
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
@@ -232,6 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm option"
     )
     t.set_defaults(func=cmd_train)
+
+    o = sub.add_parser("online", help="train online on a Gymnasium environment (SAC)")
+    o.add_argument("--algo", default="sac")
+    o.add_argument("--env", required=True, help="Gymnasium id, e.g. HalfCheetah-v5")
+    o.add_argument("--steps", type=int, default=1_000_000, help="environment steps")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--out", help="run directory (default runs/online-ALGO-ENV-sSEED)")
+    o.add_argument("--num-envs", type=int, default=1)
+    o.add_argument("--start-steps", type=int, default=10_000)
+    o.add_argument("--updates-per-step", type=int, default=1)
+    o.add_argument("--buffer-size", type=int, default=1_000_000)
+    o.add_argument("--eval-every", type=int, default=10_000)
+    o.add_argument("--eval-episodes", type=int, default=10)
+    o.add_argument("--snapshot-every", type=int, default=20_000)
+    o.add_argument("--checkpoint-every", type=int, default=10_000)
+    o.add_argument("--threads", type=int, default=None)
+    o.add_argument("--device", default="cpu")
+    o.add_argument("--tensorboard", action="store_true")
+    o.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
+    o.add_argument("--no-progress", action="store_true")
+    o.add_argument("--resume", action="store_true", help="continue the run in --out")
+    o.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm option"
+    )
+    o.set_defaults(func=cmd_online)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
     e.add_argument("checkpoint")

@@ -143,7 +143,10 @@ class Algorithm(ABC):
 
     @abstractmethod
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        """One gradient update. Return scalar metrics (tensors are converted by :meth:`update`)."""
+        """One gradient update. Return scalar metrics (tensors are converted by :meth:`update`).
+
+        Keys starting with ``_`` pass values between a class and its subclasses (e.g. CQL's
+        per-critic penalty for its Lagrange step) and are not reported."""
 
     @abstractmethod
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
@@ -162,7 +165,7 @@ class Algorithm(ABC):
         """One gradient step on ``batch``; returns finite scalar metrics by name."""
         metrics = self.train_step(batch)
         self.num_updates += 1
-        return {k: float(v) for k, v in metrics.items()}
+        return {k: float(v) for k, v in metrics.items() if not k.startswith("_")}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ scored at s, each divided by its proposal density:
 
     log sum_a exp Q(s, a)  ~=  logsumexp_j [ Q(s, a_j) - log mu_j(a_j | s) ]
 
-The rest is SAC: critic  min_Q sum_i (Q_i(s, a) - y)^2,  y = r + gamma (1 - done) min_i
-Q'_i(s', a'),  a' ~ pi(s');  actor  min_pi E[ alpha_H log pi(a|s) - min_i Q_i(s, a) ];  entropy
-temperature  min  -log alpha_H * (log pi + target_entropy),  target_entropy = -act_dim.
+The rest is :class:`~offrl.algos.sac.SAC` (actor, automatic entropy temperature alpha_H, target
+critics), which this class extends by overriding :meth:`SAC.critic_loss` -- the same move a
+researcher makes to add a new regulariser to any algorithm.
 
 The Lagrange variant (eq. 30) replaces the fixed alpha by ``alpha * alpha'`` where ``alpha' >= 0``
 is trained by dual gradient ascent to keep the penalty at the threshold ``target_action_gap``:
@@ -35,23 +35,21 @@ orthogonal initialisation and BC warm start (off by default in CORL) are not rep
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.algos.base import make_optimizer, register
+from offrl.algos.sac import SAC, SACConfig, Scalar
 from offrl.data.sampler import Batch
 from offrl.losses import conservative_penalty, td_target
-from offrl.nn import EnsembleCritic, TanhGaussianPolicy
 
 Info = dict[str, torch.Tensor]
 
 
 @dataclass
-class CQLConfig(AlgoConfig):
+class CQLConfig(SACConfig):
     """CQL hyperparameters (CORL's MuJoCo defaults, CQL(H) with fixed alpha)."""
 
     cql_alpha: float = 10.0
@@ -75,55 +73,24 @@ class CQLConfig(AlgoConfig):
     """Q-function learning rate (also alpha' in the Lagrange variant, as in the official code)."""
     alpha_lr: float = 3e-5
     """Entropy-temperature learning rate (CORL and the official code reuse the policy lr)."""
-    init_log_alpha: float = 0.0
-    """Initial log of the entropy temperature alpha_H."""
-    tau: float = 0.005
-    """Polyak rate of the target critic."""
-    num_critics: int = 2
-    """Critics in the clipped double-Q ensemble."""
     reward_mode: str = "none"
     """The trainer's reward transform (CORL uses raw rewards for MuJoCo)."""
 
 
-class Scalar(nn.Module):
-    """One learnable number (a log-temperature), a module so that checkpoints and optimisers
-    keep pointing at the same parameter."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = nn.Parameter(torch.tensor(float(value)))
-
-    def forward(self) -> torch.Tensor:
-        return self.value
-
-
 @register("cql")
-class CQL(Algorithm):
+class CQL(SAC):
     """Conservative Q-Learning (Kumar et al., 2020), SAC-based CQL(H)."""
 
     config_class = CQLConfig
     config: CQLConfig
 
     def build(self) -> None:
-        cfg, spec = self.config, self.spec
-        self.actor = TanhGaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
-        self.critic.to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = Scalar(cfg.init_log_alpha).to(self.device)
-        self.target_entropy = -float(spec.action_dim)
-        self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
-        self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
-        self.alpha_optim = make_optimizer(self.log_alpha.parameters(), cfg.alpha_lr)
-        if cfg.lagrange:  # alpha' exists only in the Lagrange variant
+        super().build()
+        if self.config.lagrange:  # alpha' exists only in the Lagrange variant
             self.log_alpha_prime = Scalar(0.0).to(self.device)
             self.alpha_prime_optim = make_optimizer(
-                self.log_alpha_prime.parameters(), cfg.critic_lr
+                self.log_alpha_prime.parameters(), self.config.critic_lr
             )
-
-    def alpha(self) -> torch.Tensor:
-        """The entropy temperature alpha_H (a constant for the actor and critic losses)."""
-        return self.log_alpha().detach().exp()
 
     def alpha_prime(self) -> torch.Tensor:
         """The Lagrange multiplier alpha' (1 when ``lagrange`` is off)."""
@@ -189,41 +156,12 @@ class CQL(Algorithm):
         loss = -(alpha_prime * self.config.cql_alpha * (gap - self.config.target_action_gap)).mean()
         return loss, {"alpha_prime_loss": loss.detach(), "alpha_prime": alpha_prime.detach()}
 
-    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
-        """SAC's policy loss against the conservative critic (dQ/da only)."""
-        actions, log_prob = self.actor.sample(batch.obs, generator=self.generator)
-        q = self.critic(batch.obs, actions, detach_params=True).amin(0)
-        loss = (self.alpha() * log_prob - q).mean()
-        return loss, {"actor_loss": loss.detach(), "_log_prob": log_prob.detach()}
-
-    def alpha_loss(self, log_prob: torch.Tensor) -> tuple[torch.Tensor, Info]:
-        """Automatic entropy tuning towards ``target_entropy = -act_dim``."""
-        loss = -(self.log_alpha() * (log_prob + self.target_entropy)).mean()
-        return loss, {
-            "alpha_loss": loss.detach(),
-            "alpha": self.alpha(),
-            "entropy": -log_prob.mean(),
-        }
-
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        info: Info = {}
-
-        def step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-            self.optimize(optim, loss)
-
-        actor_loss, actor_info = self.actor_loss(batch)
-        step(self.actor_optim, actor_loss)
-        alpha_loss, alpha_info = self.alpha_loss(actor_info.pop("_log_prob"))
-        step(self.alpha_optim, alpha_loss)
-        critic_loss, critic_info = self.critic_loss(batch)
-        step(self.critic_optim, critic_loss)
-        gap = critic_info.pop("_gap")
+        info = super().train_step(batch)
         if self.config.lagrange:
+            gap = info["_gap"]
+            assert isinstance(gap, torch.Tensor)
             prime_loss, prime_info = self.alpha_prime_loss(gap)
-            step(self.alpha_prime_optim, prime_loss)
+            self.optimize(self.alpha_prime_optim, prime_loss)
             info.update(prime_info)
-        soft_update(self.critic_target, self.critic, self.config.tau)
-        return {**info, **actor_info, **alpha_info, **critic_info}
-
-    def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(obs)
+        return info

@@ -1,0 +1,146 @@
+"""SAC -- Haarnoja, Zhou, Abbeel & Levine, "Soft Actor-Critic", 2018, with automatic entropy
+tuning from Haarnoja et al., "Soft Actor-Critic Algorithms and Applications", 2018.
+
+Maximum-entropy actor-critic with a squashed Gaussian policy and clipped double Q:
+
+    critic:  min_Q  sum_i (Q_i(s, a) - y)^2,
+             y = r + gamma (1 - done) [ min_i Q'_i(s', a') - alpha log pi(a'|s') ],  a' ~ pi(s')
+    actor:   min_pi E_s[ alpha log pi(a|s) - min_i Q_i(s, a) ],  a ~ pi(s) (reparameterised)
+    alpha:   min  -log alpha * E[ log pi(a|s) + target_entropy ],  target_entropy = -act_dim
+
+SAC is offrl's online learner (``offrl online``: behaviour policies for the dataset factory) and
+the base of the SAC-derived offline methods: CQL overrides :meth:`SAC.critic_loss`, and SAC run
+on offline data is the naive baseline whose Q-values diverge. Defaults are the second paper's
+Table 1: lr 3e-4 for all three, batch 256, two hidden layers of 256, tau 0.005, gamma 0.99, one
+target update per gradient step; the initial temperature is 1 as in the authors' softlearning.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.data.sampler import Batch
+from offrl.losses import ensemble_td_loss, td_target
+from offrl.nn import EnsembleCritic, TanhGaussianPolicy
+
+Info = dict[str, torch.Tensor]
+
+
+@dataclass
+class SACConfig(AlgoConfig):
+    """SAC hyperparameters (Haarnoja et al., 2018b, Table 1)."""
+
+    actor_lr: float = 3e-4
+    """Policy learning rate."""
+    critic_lr: float = 3e-4
+    """Q-function learning rate."""
+    alpha_lr: float = 3e-4
+    """Entropy-temperature learning rate."""
+    init_log_alpha: float = 0.0
+    """Initial log of the entropy temperature alpha (softlearning starts at alpha = 1)."""
+    target_entropy: float | None = None
+    """Entropy target of the automatic tuning; ``None`` is the paper's ``-act_dim``."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    num_critics: int = 2
+    """Critics in the ensemble; the target takes the minimum over all of them (SAC-N)."""
+    backup_entropy: bool = True
+    """Subtract ``alpha log pi(a'|s')`` in the target (the soft Bellman backup)."""
+
+
+class Scalar(nn.Module):
+    """One learnable number (a log-temperature), a module so that checkpoints and optimisers
+    keep pointing at the same parameter."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self) -> torch.Tensor:
+        return self.value
+
+
+@register("sac")
+class SAC(Algorithm):
+    """Soft Actor-Critic with automatic entropy tuning (Haarnoja et al., 2018)."""
+
+    config_class = SACConfig
+    config: SACConfig
+
+    def build(self) -> None:
+        cfg, spec = self.config, self.spec
+        self.actor = TanhGaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
+        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = Scalar(cfg.init_log_alpha).to(self.device)
+        self.target_entropy = (
+            -float(spec.action_dim) if cfg.target_entropy is None else cfg.target_entropy
+        )
+        self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
+        self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
+        self.alpha_optim = make_optimizer(self.log_alpha.parameters(), cfg.alpha_lr)
+
+    def alpha(self) -> torch.Tensor:
+        """The entropy temperature (a constant for the actor and critic losses)."""
+        return self.log_alpha().detach().exp()
+
+    @torch.no_grad()
+    def soft_target(self, batch: Batch) -> torch.Tensor:
+        """``r + gamma (1 - done) [min_i Q'_i(s', a') - alpha log pi(a'|s')]``: ``[B]``."""
+        next_a, next_logp = self.actor.sample(batch.next_obs, generator=self.generator)
+        q_next = self.critic_target(batch.next_obs, next_a).amin(0)
+        if self.config.backup_entropy:
+            q_next = q_next - self.alpha() * next_logp
+        return td_target(batch.rewards, batch.dones, q_next, self.config.gamma)
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
+        """Sum over critics of the mean squared soft TD error."""
+        q = self.critic(batch.obs, batch.actions)
+        loss = ensemble_td_loss(q, self.soft_target(batch))
+        return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
+        """``alpha log pi(a|s) - min_i Q_i(s, a)``; only dQ/da reaches the actor."""
+        actions, log_prob = self.actor.sample(batch.obs, generator=self.generator)
+        q = self.critic(batch.obs, actions, detach_params=True).amin(0)
+        loss = (self.alpha() * log_prob - q).mean()
+        return loss, {"actor_loss": loss.detach(), "_log_prob": log_prob.detach()}
+
+    def alpha_loss(self, log_prob: torch.Tensor) -> tuple[torch.Tensor, Info]:
+        """Automatic entropy tuning towards ``target_entropy``."""
+        loss = -(self.log_alpha() * (log_prob + self.target_entropy)).mean()
+        return loss, {
+            "alpha_loss": loss.detach(),
+            "alpha": self.alpha(),
+            "entropy": -log_prob.mean(),
+        }
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        actor_loss, actor_info = self.actor_loss(batch)
+        self.optimize(self.actor_optim, actor_loss)
+        alpha_loss, alpha_info = self.alpha_loss(actor_info.pop("_log_prob"))
+        self.optimize(self.alpha_optim, alpha_loss)
+        critic_loss, critic_info = self.critic_loss(batch)
+        self.optimize(self.critic_optim, critic_loss)
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        return {**actor_info, **alpha_info, **critic_info}
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
+
+    @torch.no_grad()
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Stochastic actions ``a ~ pi(.|s)`` for raw observations ``[n, obs]`` (online data
+        collection), mapped to the action space's bounds."""
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        x = (x - self.obs_mean) / self.obs_std
+        a, _ = self.actor.sample(x, generator=self.generator)
+        a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+        return a.cpu().numpy()

@@ -1,0 +1,313 @@
+"""The online training loop: collect with the current policy, learn from a replay buffer.
+
+``train_online(OnlineConfig(...))`` trains an algorithm that can explore (SAC) on vectorised
+Gymnasium environments. It is what trains the behaviour policies of offrl's MuJoCo datasets,
+which takes hours on a 2-core machine, so everything needed to continue is checkpointed::
+
+    RUN/config.json              the resolved configuration
+    RUN/metrics.jsonl            train / rollout / eval records (also CSV, TensorBoard, W&B)
+    RUN/checkpoints/latest.pt    algorithm, optimisers, replay buffer, RNG states, step
+    RUN/snapshots/step_<N>.pt    policy-only snapshots with their evaluation return: the
+                                 candidates for the dataset factory's behaviour levels
+    RUN/final.json               the final evaluation
+
+``resume=True`` continues from ``latest.pt``. Networks, optimisers, replay buffer and random
+streams continue exactly; the episodes that were running when the process died are stored as
+truncated (timeouts) and fresh ones start, since a simulator's internal state is not saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import offrl
+from offrl.algos import get_algorithm
+from offrl.algos.base import Algorithm, EnvSpec
+from offrl.data.replay import ReplayBuffer
+from offrl.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from offrl.train.evaluation import evaluate
+from offrl.train.loggers import MetricLogger
+
+__all__ = ["OnlineConfig", "train_online", "env_spec"]
+
+
+@dataclass
+class OnlineConfig:
+    """One online training run (step counts are environment steps over all envs)."""
+
+    algo: str = "sac"
+    """A registered algorithm with an ``explore(obs)`` method."""
+    env_id: str = "Pendulum-v1"
+    """Gymnasium environment id."""
+    out: str = ""
+    """Run directory (default ``runs/online-<algo>-<env>-s<seed>``)."""
+    steps: int = 1_000_000
+    """Environment steps to collect."""
+    seed: int = 0
+    """Seeds networks, environments, exploration and batch sampling."""
+    num_envs: int = 1
+    """Vectorised environments stepped together (each step collects ``num_envs`` transitions
+    and makes ``num_envs * updates_per_step`` updates)."""
+    start_steps: int = 10_000
+    """Uniform random actions for this many first steps, and no updates before them
+    (SpinningUp's default)."""
+    updates_per_step: int = 1
+    """Gradient updates per environment step (SAC: 1)."""
+    buffer_size: int = 1_000_000
+    """Replay capacity (SAC: 1e6). Keep it at least ``steps`` to export the whole replay."""
+    eval_every: int = 10_000
+    """Evaluate the deterministic policy every this many steps (and at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    eval_seed: int = 10_000
+    """First seed of the evaluation environments (kept apart from collection seeds)."""
+    snapshot_every: int = 20_000
+    """Save a policy-only snapshot with its evaluation every this many steps (0: never)."""
+    checkpoint_every: int = 10_000
+    """Write ``checkpoints/latest.pt`` every this many steps."""
+    log_every: int = 1_000
+    """Average training metrics over this many steps per record."""
+    threads: int | None = None
+    """``torch.set_num_threads`` (default: leave PyTorch's choice)."""
+    device: str = "cpu"
+    """Torch device."""
+    tensorboard: bool = False
+    """Also log to TensorBoard."""
+    wandb: bool = False
+    """Also log to Weights & Biases (offline mode unless WANDB_MODE is set)."""
+    progress: bool = True
+    """Show a progress bar."""
+    algo_config: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the algorithm's config fields."""
+
+    def run_dir(self) -> Path:
+        """The run directory."""
+        return Path(self.out or f"runs/online-{self.algo}-{self.env_id}-s{self.seed}")
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """The :class:`EnvSpec` of a continuous-action Gymnasium environment."""
+    env = gym.make(env_id)
+    obs_space, space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"{env_id}: online training needs a continuous (Box) action space")
+    assert obs_space.shape is not None
+    return EnvSpec(
+        tuple(obs_space.shape),
+        int(np.prod(space.shape)),
+        action_low=tuple(float(x) for x in space.low.ravel()),
+        action_high=tuple(float(x) for x in space.high.ravel()),
+    )
+
+
+def _explore(algo: Algorithm, obs: np.ndarray) -> np.ndarray:
+    explore = getattr(algo, "explore", None)
+    if explore is None:
+        raise TypeError(f"{algo.name} cannot explore: online training needs an explore() method")
+    out: np.ndarray = explore(obs)
+    return out
+
+
+def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) one online run; returns the final summary."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = cfg.run_dir()
+    latest = run / "checkpoints" / "latest.pt"
+    if not resume and latest.exists():
+        raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
+    spec = env_spec(cfg.env_id)
+    algo_cls = get_algorithm(cfg.algo)
+    algo = algo_cls(spec, algo_cls.config_class.from_dict(cfg.algo_config), cfg.seed, cfg.device)
+    low = np.asarray(spec.action_low, dtype=np.float32)
+    high = np.asarray(spec.action_high, dtype=np.float32)
+    buffer = ReplayBuffer(cfg.buffer_size, spec.obs_shape, spec.action_dim, low, high)
+    rng = np.random.default_rng(cfg.seed)  # the uniform warm-up actions
+    sample_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step, next_episode, restarts = 0, 0, 0
+    if resume and latest.exists():
+        state = load_checkpoint(latest, cfg.device)
+        algo.load_state_dict(state["algo"])
+        buffer.load_state_dict(state["buffer"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"])
+        sample_gen.set_state(state["sample_generator"])
+        step, next_episode = int(state["step"]), int(state["next_episode"])
+        restarts = int(state["restarts"]) + 1
+        # The episodes in flight died with the process: they end here, truncated.
+        open_eps = np.unique(buffer.episode[: buffer.size][~_ended(buffer)])
+        for e in open_eps:
+            where = np.flatnonzero(buffer.episode[: buffer.size] == e)
+            buffer.timeouts[where[-1]] = True
+    run.mkdir(parents=True, exist_ok=True)
+    resolved = {
+        "online": dataclasses.asdict(cfg),
+        "algo": algo.config.to_dict(),
+        "spec": spec.to_dict(),
+        "offrl_version": offrl.__version__,
+        "torch_version": torch.__version__,
+        "gymnasium_version": gym.__version__,
+    }
+    atomic_write_bytes(run / "config.json", json.dumps(resolved, indent=2).encode())
+    logger = MetricLogger(
+        run,
+        tensorboard=cfg.tensorboard,
+        wandb=cfg.wandb,
+        config=resolved,
+        resume_step=step if resume else None,
+    )
+
+    envs = gym.make_vec(cfg.env_id, num_envs=cfg.num_envs, vectorization_mode="sync")
+    # Each (re)start seeds the environments differently, so a resumed run does not replay the
+    # episodes it already collected.
+    obs, _ = envs.reset(seed=cfg.seed + 1_000_003 * restarts)
+    episode = next_episode + np.arange(cfg.num_envs)
+    next_episode += cfg.num_envs
+    ep_return = np.zeros(cfg.num_envs)
+    # NEXT_STEP autoreset: the step after an episode ends is a reset whose transition is void.
+    skip = np.zeros(cfg.num_envs, dtype=bool)
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            latest,
+            {
+                "algo": algo.state_dict(),
+                "buffer": buffer.state_dict(),
+                "numpy_rng": json.dumps(rng.bit_generator.state),
+                "sample_generator": sample_gen.get_state(),
+                "step": step,
+                "next_episode": next_episode,
+                "restarts": restarts,
+                "env_id": cfg.env_id,
+                "online_config": dataclasses.asdict(cfg),
+            },
+        )
+
+    def do_eval() -> dict[str, Any]:
+        metrics = evaluate(algo, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed).as_dict()
+        logger.log(step, "eval", metrics)
+        return metrics
+
+    sums: dict[str, float] = {}
+    count, returns, logged_at = 0, [], step
+    last_eval: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
+    while step < cfg.steps:
+        if step < cfg.start_steps:
+            actions = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
+            actions = actions.astype(np.float32)
+        else:
+            actions = _explore(algo, obs)
+        next_obs, rew, term, trunc, _ = envs.step(actions)
+        keep = ~skip
+        buffer.add(
+            obs[keep],
+            actions[keep],
+            rew[keep],
+            next_obs[keep],
+            term[keep],
+            (trunc & ~term)[keep],
+            episode[keep],
+        )
+        ep_return += np.where(keep, rew, 0.0)
+        ended = (term | trunc) & keep
+        for i in np.flatnonzero(ended):
+            returns.append(float(ep_return[i]))
+            ep_return[i] = 0.0
+            episode[i] = next_episode
+            next_episode += 1
+        skip = ended
+        obs = next_obs
+        prev, step = step, step + int(keep.sum())
+        bar.update(step - prev)
+        if step >= cfg.start_steps:
+            for _ in range(cfg.updates_per_step * int(keep.sum())):
+                metrics = algo.update(buffer.sample(algo.config.batch_size, sample_gen))
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+        if _crossed(prev, step, cfg.log_every):
+            record: dict[str, Any] = {k: v / max(count, 1) for k, v in sums.items()}
+            record["env_steps_per_s"] = (step - logged_at) / (time.perf_counter() - t0)
+            if returns:
+                record["rollout/return_mean"] = float(np.mean(returns))
+                record["rollout/episodes"] = len(returns)
+            logger.log(step, "train", record)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()}, refresh=False)
+            sums, count, returns, logged_at, t0 = {}, 0, [], step, time.perf_counter()
+        snapshot = cfg.snapshot_every > 0 and _crossed(prev, step, cfg.snapshot_every)
+        if _crossed(prev, step, cfg.eval_every) or step >= cfg.steps or snapshot:
+            e0 = time.perf_counter()
+            last_eval = do_eval()  # every snapshot is saved with its own evaluation
+            bar.set_description(f"return {last_eval['eval/return_mean']:.1f}")
+            t0 += time.perf_counter() - e0  # evaluation time is not collection time
+        if snapshot:
+            _save_snapshot(run / "snapshots" / f"step_{step}.pt", algo, step, last_eval, cfg)
+        if _crossed(prev, step, cfg.checkpoint_every) or step >= cfg.steps:
+            checkpoint()
+    bar.close()
+    envs.close()
+    if not last_eval:
+        last_eval = do_eval()
+    logger.close()
+    final = {
+        "algo": cfg.algo,
+        "env_id": cfg.env_id,
+        "seed": cfg.seed,
+        "steps": cfg.steps,
+        "return_mean": last_eval.get("eval/return_mean"),
+        "return_std": last_eval.get("eval/return_std"),
+        "normalized_score": last_eval.get("eval/normalized_score"),
+        "eval_episodes": cfg.eval_episodes,
+    }
+    atomic_write_bytes(run / "final.json", json.dumps(final, indent=2).encode())
+    return final
+
+
+def _crossed(prev: int, now: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in ``(prev, now]``."""
+    return every > 0 and now // every > prev // every
+
+
+def _ended(buffer: ReplayBuffer) -> np.ndarray:
+    """Per stored transition: does its episode have an ending step in the buffer?"""
+    n = buffer.size
+    ends = buffer.terminals[:n] | buffer.timeouts[:n]
+    closed = np.unique(buffer.episode[:n][ends])
+    return np.isin(buffer.episode[:n], closed)
+
+
+def _save_snapshot(
+    path: Path, algo: Algorithm, step: int, evaluation: dict[str, Any], cfg: OnlineConfig
+) -> None:
+    """Policy weights only (float32), with what is needed to rebuild and judge them."""
+    actor = getattr(algo, "actor", None)
+    if not isinstance(actor, torch.nn.Module):
+        return
+    save_checkpoint(
+        path,
+        {
+            "algo": algo.name,
+            "env_id": cfg.env_id,
+            "spec": algo.spec.to_dict(),
+            "config": algo.config.to_dict(),
+            "step": step,
+            "seed": cfg.seed,
+            "return_mean": evaluation.get("eval/return_mean"),
+            "return_std": evaluation.get("eval/return_std"),
+            "actor": actor.state_dict(),
+            "obs_mean": algo.obs_mean,
+            "obs_std": algo.obs_std,
+        },
+    )
