@@ -2,9 +2,12 @@
 
 offrl algos
 offrl train --algo td3bc --dataset pendulum-medium-v0 [--steps N] [--seed S] [--out DIR]
+offrl train --import examples/crr_cql.py --algo crr_cql ...   (your own algorithm)
 offrl online --env HalfCheetah-v5 [--steps N] [--resume --out DIR]
 offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
 offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
+offrl dataset make hopper-medium-v0 | make --run RUN --level medium --out FILE.hdf5
+offrl dataset pack RUN --out PACK.pt | subsample SRC --fraction 0.1 --out FILE
 offrl bench speed --algo td3bc [--json]
 offrl plot RUN_DIR... [--out curves.png]
 """
@@ -13,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "import_module"]
+
+_LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
 
 
 def _parse_value(text: str) -> Any:
@@ -46,6 +54,43 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 0/1, got {text!r}")
 
 
+def import_module(target: str) -> object:
+    """Import a user's module (a dotted name, or a ``.py`` file path) so that the algorithms it
+    ``register``s can be named by ``--algo``.
+
+    A dotted name is looked up from the current directory too (as ``python -m`` does). A file
+    already imported (under any module name) is not executed twice, so registering stays
+    idempotent.
+    """
+    if not target.endswith(".py"):
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            return importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            if exc.name and (target + ".").startswith(exc.name + "."):
+                raise ValueError(f"--import: no module named {target!r}") from None
+            raise
+    path = Path(target).resolve()
+    if not path.is_file():
+        raise ValueError(f"--import: no such file {target!r}")
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve() == path:
+            return module
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(path.stem, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_all(targets: list[str]) -> None:
+    for target in targets:
+        import_module(target)
+
+
 def cmd_algos(args: argparse.Namespace) -> int:
     from offrl.algos import get_algorithm, list_algorithms
 
@@ -62,6 +107,7 @@ def cmd_algos(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from offrl.train import TrainConfig, train
 
+    _import_all(args.imports)
     cfg = TrainConfig(
         algo=args.algo,
         dataset=args.dataset,
@@ -73,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
         norm_obs=args.norm_obs,
+        data_fraction=args.data_fraction,
+        data_seed=args.data_seed,
         reward_mode=args.reward_mode,
         reward_scale=args.reward_scale,
         reward_shift=args.reward_shift,
@@ -124,6 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.algos.base import Algorithm
     from offrl.train import evaluate, load_checkpoint
 
+    _import_all(args.imports)
     state = load_checkpoint(args.checkpoint)
     algo = Algorithm.from_state_dict(state["algo"])
     env_id = args.env or state.get("env_id")
@@ -164,11 +213,98 @@ def cmd_dataset_info(args: argparse.Namespace) -> int:
 
 def cmd_dataset_list(args: argparse.Namespace) -> int:
     from offrl.data.builtin import BUILTIN, data_dir
+    from offrl.data.factory import MUJOCO_DATASETS, PACK_DIR, load_pack
 
+    cache = data_dir() / "datasets"
+    print(f"{'name':30s} {'env':15s} {'transitions':>11s} {'behaviour return':>17s}  cached")
     for name, spec in BUILTIN.items():
-        cached = (data_dir() / "datasets" / f"{name}.npz").exists()
-        parts = "+".join(p[0] for p in spec.policies)
-        print(f"{name:28s} {spec.env_id:14s} behaviour={parts:14s} cached={cached}")
+        size = spec.episodes * len(spec.policies) * 200
+        ret = _cached_return(cache / f"{name}.npz")
+        print(f"{name:30s} {spec.env_id:15s} {size:>11,d} {ret:>17s}  {ret != '?'}")
+    packs: dict[str, Any] = {}
+    for name, (env_id, pack_file, level) in MUJOCO_DATASETS.items():
+        if pack_file not in packs:
+            path = PACK_DIR / pack_file
+            packs[pack_file] = load_pack(path) if path.exists() else None
+        pack = packs[pack_file]
+        if pack is None:
+            print(f"{name:30s} {env_id:15s} {'-':>11s} {'(not shipped)':>17s}  False")
+            continue
+        size = {
+            "medium-expert": 2_000_000,
+            "medium-replay": pack.medium_step,
+            "full-replay": pack.train_steps,
+        }.get(level, 1_000_000)
+        measured = pack.returns.get(level)
+        ret = f"{measured['return_mean']:.1f}" if measured else "mixed"
+        cached = (cache / f"{name}.hdf5").exists()
+        print(f"{name:30s} {env_id:15s} {size:>11,d} {ret:>17s}  {cached}")
+    return 0
+
+
+def _cached_return(path: Path) -> str:
+    if not path.exists():
+        return "?"
+    from offrl.data import load_dataset
+
+    value = load_dataset(path).metadata.get("behaviour_return_mean")
+    return f"{value:.1f}" if isinstance(value, float) else "?"
+
+
+def cmd_dataset_make(args: argparse.Namespace) -> int:
+    from offrl.data import load_dataset, save_dataset
+    from offrl.data.factory import build_level, export_pack, load_pack
+
+    if args.name:
+        ds = load_dataset(args.name) if not args.rebuild else _rebuild(args.name)
+        print(
+            f"{args.name}: {len(ds):,d} transitions, behaviour return "
+            f"{ds.metadata.get('behaviour_return_mean')}"
+        )
+        return 0
+    if not (args.run or args.pack) or not args.level or not args.out:
+        raise SystemExit("dataset make: give a NAME, or --run/--pack with --level and --out")
+    pack = load_pack(args.pack) if args.pack else export_pack(args.run)
+    ds = build_level(pack, args.level, args.transitions, args.seed, args.num_envs, run_dir=args.run)
+    save_dataset(ds, args.out, format=args.format)
+    print(
+        f"wrote {len(ds):,d} transitions to {args.out} "
+        f"(behaviour return {ds.metadata['behaviour_return_mean']:.1f})"
+    )
+    return 0
+
+
+def _rebuild(name: str) -> Any:
+    from offrl.data.builtin import make_builtin
+
+    return make_builtin(name, rebuild=True)
+
+
+def cmd_dataset_pack(args: argparse.Namespace) -> int:
+    from offrl.data.factory import export_pack
+
+    pack = export_pack(args.run, medium_fraction=args.medium_fraction, expert_step=args.expert_step)
+    pack.save(args.out)
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "medium_step": pack.medium_step,
+                "expert_step": pack.expert_step,
+                "returns": pack.returns,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_dataset_subsample(args: argparse.Namespace) -> int:
+    from offrl.data import load_dataset, save_dataset
+
+    ds = load_dataset(args.src).subsample_episodes(args.fraction, args.seed)
+    save_dataset(ds, args.out, format=args.format)
+    print(f"wrote {ds.stats().num_episodes} episodes ({len(ds):,d} transitions) to {args.out}")
     return 0
 
 
@@ -240,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train an algorithm on a dataset")
     t.add_argument("--algo", required=True)
+    t.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module or .py file first (it registers your algorithm; repeatable)",
+    )
     t.add_argument("--dataset", required=True, help="built-in name or path")
     t.add_argument("--steps", type=int, default=20_000)
     t.add_argument("--seed", type=int, default=0)
@@ -249,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=1_000)
     t.add_argument("--checkpoint-every", type=int, default=5_000)
     t.add_argument("--norm-obs", type=_bool, default=True, help="normalise observations (1/0)")
+    t.add_argument(
+        "--data-fraction", type=float, default=1.0, help="train on this fraction of the episodes"
+    )
+    t.add_argument("--data-seed", type=int, default=0, help="seed of the episode subsample")
     t.add_argument("--reward-mode", choices=["none", "return_range"], default=None)
     t.add_argument("--reward-scale", type=float, default=1.0)
     t.add_argument("--reward-shift", type=float, default=0.0)
@@ -291,6 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
     e.add_argument("checkpoint")
+    e.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module or .py file first (for a checkpoint of your own algorithm)",
+    )
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=10_000)
     e.add_argument("--env")
@@ -303,6 +459,31 @@ def build_parser() -> argparse.ArgumentParser:
     di.set_defaults(func=cmd_dataset_info)
     dl = dsub.add_parser("list", help="built-in datasets")
     dl.set_defaults(func=cmd_dataset_list)
+    dm = dsub.add_parser("make", help="build a dataset (D4RL protocol) from SAC policies")
+    dm.add_argument("name", nargs="?", help="a registered name, e.g. hopper-medium-v0")
+    dm.add_argument("--rebuild", action="store_true", help="rebuild even if cached")
+    dm.add_argument("--run", help="an `offrl online` run directory (any Gymnasium env)")
+    dm.add_argument("--pack", help="a behaviour pack made by `offrl dataset pack`")
+    dm.add_argument("--level", choices=list(_LEVELS))
+    dm.add_argument("--out", help="output file (.hdf5 D4RL layout, .npz, or a Minari dir)")
+    dm.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
+    dm.add_argument("--transitions", type=int, default=1_000_000)
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--num-envs", type=int, default=10)
+    dm.set_defaults(func=cmd_dataset_make)
+    dp = dsub.add_parser("pack", help="export an online run's behaviour policies")
+    dp.add_argument("run")
+    dp.add_argument("--out", required=True)
+    dp.add_argument("--medium-fraction", type=float, default=1.0 / 3.0)
+    dp.add_argument("--expert-step", type=int, default=None)
+    dp.set_defaults(func=cmd_dataset_pack)
+    dsub_s = dsub.add_parser("subsample", help="keep a seeded fraction of the episodes")
+    dsub_s.add_argument("src")
+    dsub_s.add_argument("--fraction", type=float, required=True)
+    dsub_s.add_argument("--seed", type=int, default=0)
+    dsub_s.add_argument("--out", required=True)
+    dsub_s.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
+    dsub_s.set_defaults(func=cmd_dataset_subsample)
     dc = dsub.add_parser("convert", help="convert between .npz, D4RL .hdf5 and Minari")
     dc.add_argument("src")
     dc.add_argument("dst")

@@ -19,14 +19,25 @@ from offrl.data.sampler import Batch, TensorSampler
 OBS_DIM, ACT_DIM = 5, 2
 SMALL = {"hidden": (64, 64), "batch_size": 32}
 
+# Defaults that must change for 20 test updates to touch every network: AWR copies V into its
+# snapshot every `recompute_every` (default 1000) updates.
+CONTRACT_DEFAULTS: dict[str, dict[str, Any]] = {"awr": {"recompute_every": 10}}
+
 # Every registered algorithm with its defaults (but small networks), plus extra variants.
-CASES: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in list_algorithms()] + [
+CASES: list[tuple[str, dict[str, Any]]] = [
+    (name, CONTRACT_DEFAULTS.get(name, {})) for name in list_algorithms()
+] + [
     ("bc", {"policy": "gaussian"}),
     ("td3bc", {"num_critics": 3, "policy_freq": 1}),
     ("awac", {"num_critics": 3}),
     ("crr", {"advantage_type": "max", "weight_type": "binary", "num_critics": 2}),
     ("crr", {"target_update": "hard", "target_update_interval": 4}),
     ("cql", {"lagrange": True, "max_backup": True, "backup_entropy": True}),
+    ("awr", {"lam": 1.0, "recompute_every": 7}),  # Monte-Carlo returns
+    ("awr", {"normalize_advantages": False, "beta": 0.5, "recompute_every": 3}),
+    ("bc_pct", {"frac": 0.5, "policy": "gaussian"}),
+    ("bcq", {"num_critics": 3, "lmbda": 1.0}),
+    ("bear", {"mmd_kernel": "gaussian", "warmup_steps": 3}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in extra.items()) for name, extra in CASES]
 
@@ -53,6 +64,14 @@ def _dataset(n: int = 500, seed: int = 0) -> Dataset:
 def _make(name: str, extra: dict[str, Any], spec: EnvSpec, seed: int = 0) -> Algorithm:
     cls = get_algorithm(name)
     return cls(spec, cls.config_class.from_dict({**SMALL, **extra}), seed=seed)
+
+
+def _attach(algo: Algorithm, data: Dataset) -> Dataset:
+    """What the trainer does with the data: ``prepare_data``, then ``attach_data`` (here the data
+    is already in the unit action box and normalised, so preprocessing is skipped)."""
+    data = algo.prepare_data(data)
+    algo.attach_data(data)
+    return data
 
 
 def _module_states(algo: Algorithm) -> dict[str, torch.Tensor]:
@@ -100,7 +119,8 @@ def test_unknown_config_option_rejected() -> None:
 def test_update_and_act(name: str, extra: dict[str, Any], spec_name: str) -> None:
     spec = SPECS[spec_name]
     algo = _make(name, extra, spec)
-    sampler = TensorSampler(_dataset(), batch_size=algo.config.batch_size, seed=1)
+    data = _attach(algo, _dataset())
+    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=1)
     before = _module_states(algo)
     assert before, "an algorithm must hold at least one network"
     for i in range(20):
@@ -159,12 +179,14 @@ def test_state_dict_roundtrip(name: str, extra: dict[str, Any], spec_name: str) 
     algo.set_normalizer(
         ObsNormalizer(np.full(OBS_DIM, 0.3, np.float32), np.full(OBS_DIM, 1.7, np.float32))
     )
-    sampler = TensorSampler(_dataset(), batch_size=algo.config.batch_size, seed=2)
+    data = _attach(algo, _dataset())
+    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=2)
     for _ in range(5):  # odd: TD3+BC's next update is a critic-only one
         algo.update(sampler.sample())
 
     state = _roundtrip(algo.state_dict())
     copy = Algorithm.from_state_dict(state)
+    copy.attach_data(data)  # as the trainer does on resume; the data is not in the state
     assert type(copy) is type(algo)
     assert copy.config == algo.config
     assert copy.spec == spec
@@ -195,6 +217,29 @@ def test_load_state_dict_into_existing(name: str, extra: dict[str, Any]) -> None
     assert not np.array_equal(src.act(obs), dst.act(obs))
     dst.load_state_dict(_roundtrip(src.state_dict()))
     np.testing.assert_array_equal(src.act(obs), dst.act(obs))
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
+def test_state_holds_no_dataset_sized_tensor(name: str, extra: dict[str, Any]) -> None:
+    """Per-transition quantities (AWR's returns) stay out of checkpoints: the base class saves
+    every tensor attribute, so an algorithm must keep them elsewhere."""
+    algo = _make(name, extra, SPECS["unit"])
+    full = _dataset(n=2003)  # 2003: no network has a dimension of that size
+    sampler = TensorSampler(_attach(algo, full), batch_size=algo.config.batch_size, seed=0)
+    for _ in range(3):
+        algo.update(sampler.sample())
+    for t in _tensors(algo.state_dict()):
+        assert len(full) not in t.shape, t.shape
 
 
 @pytest.mark.parametrize("name", list_algorithms())

@@ -155,8 +155,9 @@ def test_sampler_shapes_and_dtypes() -> None:
     assert batch.obs.shape == (16, 2) and batch.next_obs.shape == (16, 2)
     assert batch.actions.shape == (16, 3)
     assert batch.rewards.shape == (16,) and batch.dones.shape == (16,)
-    for t in batch:
+    for t in batch[:5]:
         assert t.dtype == torch.float32
+    assert batch.rows is not None and batch.rows.dtype == torch.int64  # the rows drawn
 
 
 def test_sampler_rows_are_dataset_rows() -> None:

@@ -3,6 +3,9 @@
 An algorithm is a config dataclass plus a class with
 
 * ``update(batch) -> dict[str, float]`` -- one gradient step on a :class:`~offrl.data.Batch`;
+* optionally ``prepare_data(dataset)`` (choose the transitions to train on, before observation
+  statistics) and ``attach_data(dataset)`` (see the preprocessed training data whose rows
+  ``Batch.rows`` names) -- hooks for algorithms that need the dataset as a whole;
 * ``act(obs) -> np.ndarray`` -- deterministic actions for raw environment observations;
 * ``state_dict()`` / ``load_state_dict()`` -- the whole state (networks, optimisers, RNG,
   preprocessing), made only of tensors and plain Python values so that checkpoints load with
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.sampler import Batch
 from offrl.optim import FlatAdam
@@ -159,6 +163,27 @@ class Algorithm(ABC):
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
+
+    # ------------------------------------------------------------------ data hooks
+    def prepare_data(self, dataset: Dataset) -> Dataset:
+        """The transitions to train on, given the loaded dataset (default: all of them).
+
+        The trainer calls this before it computes observation statistics and reward
+        transforms, so they describe what is returned. An algorithm that learns from part of
+        the data (%BC's best episodes) or relabels it overrides this.
+        """
+        return dataset
+
+    def attach_data(self, dataset: Dataset) -> None:
+        """Receive the preprocessed training data whose row numbers are ``Batch.rows``.
+
+        Called by the trainer after preprocessing (and, on resume, before
+        :meth:`load_state_dict`). An algorithm that keeps per-transition quantities of the
+        whole dataset (AWR's TD(lambda) returns) overrides this. What it keeps must not be a
+        tensor attribute: tensors are saved in checkpoints, and the data is not part of the
+        state. The default ignores the data.
+        """
+        del dataset  # most algorithms need only their batches
 
     # ------------------------------------------------------------------ the interface
     def update(self, batch: Batch) -> dict[str, float]:

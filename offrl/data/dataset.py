@@ -341,6 +341,72 @@ class Dataset:
         out.timeouts[open_end[open_end < len(out) - 1]] = True
         return out
 
+    def subsample_episodes(self, fraction: float, seed: int = 0) -> Dataset:
+        """A seeded random ``fraction`` of the episodes (at least one), kept in their original
+        order: the dataset-size ablation (10 %, 1 %...)."""
+        if not 0.0 < fraction <= 1.0:
+            raise DatasetError(f"fraction: must be in (0, 1], got {fraction}")
+        n = self.episode_starts.size
+        keep = max(1, round(fraction * n))
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size=keep, replace=False))
+        out = self.select_episodes(chosen)
+        out.metadata = {**self.metadata, "subsample_fraction": fraction, "subsample_seed": seed}
+        return out
+
+    def top_episodes(self, fraction: float) -> Dataset:
+        """The best ``fraction`` of the episodes by undiscounted return, kept in their original
+        order: the data of %BC (Chen et al., 2021; CORL's ``keep_best_trajectories``).
+
+        As in CORL, ``max(1, int(fraction * num_episodes))`` episodes are kept (rounded down,
+        at least one); ties go to the earlier episode.
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise DatasetError(f"fraction: must be in (0, 1], got {fraction}")
+        rets = self.episode_returns()
+        keep = max(1, int(fraction * rets.size))
+        best = np.argsort(-rets, kind="stable")[:keep]
+        out = self.select_episodes(np.sort(best))
+        out.metadata = {**self.metadata, "top_episodes_fraction": fraction}
+        return out
+
+    def returns_to_go(
+        self, gamma: float = 1.0, lam: float = 1.0, next_values: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``[N]`` float64 discounted return of every transition to the end of its episode.
+
+        With ``next_values`` (``V(s')`` for every row) this is the TD(lambda) return::
+
+            G_t = r_t + gamma * ((1 - lam) V(s'_t) + lam G_{t+1})    inside an episode
+            G_t = r_t                                                 at a terminal
+            G_t = r_t + gamma V(s'_t)                                 at a truncation
+
+        so ``lam = 1`` is the Monte-Carlo return with a bootstrap at truncations and ``lam = 0``
+        the one-step TD target. Without ``next_values``, truncated episodes do not bootstrap
+        (plain Monte-Carlo returns-to-go; ``lam`` must then be 1). The recursion runs backwards
+        over all episodes at once, one vectorised step per position from the episode end.
+        """
+        n = len(self)
+        rewards = self.rewards.astype(np.float64)
+        if next_values is None:
+            if lam != 1.0:
+                raise ValueError("returns_to_go: lam < 1 needs next_values")
+            v_next = np.zeros(n)
+        else:
+            v_next = np.asarray(next_values, dtype=np.float64).reshape(-1)
+            if v_next.shape != (n,):
+                raise ValueError(f"next_values: expected shape ({n},), got {v_next.shape}")
+        ends, starts = self.episode_ends, self.episode_starts
+        out = np.empty(n)
+        # Episode ends: nothing after them but V(s') (truncation) or zero (terminal).
+        out[ends] = rewards[ends] + gamma * (~self.terminals[ends]) * v_next[ends]
+        # Inside episodes, terminals cannot occur (a terminal ends its episode).
+        inner = rewards + gamma * (1.0 - lam) * v_next
+        lengths = ends - starts + 1
+        for k in range(1, int(lengths.max())):
+            rows = ends[lengths > k] - k  # the k-th row from the end of each long-enough episode
+            out[rows] = inner[rows] + gamma * lam * out[rows + 1]
+        return out
+
     @staticmethod
     def concatenate(parts: list[Dataset], metadata: Mapping[str, Any] | None = None) -> Dataset:
         """Join datasets end to end (episode structure is preserved: each part ends an episode)."""

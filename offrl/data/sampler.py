@@ -37,6 +37,11 @@ class Batch(NamedTuple):
     """``[B, *obs_shape]``."""
     dones: torch.Tensor
     """``[B]`` float: 1.0 where the episode truly ended."""
+    rows: torch.Tensor | None = None
+    """``[B]`` int64: the rows of the training dataset drawn (``None`` where a batch has no
+    fixed dataset behind it, e.g. a replay buffer). Algorithms that keep per-transition
+    quantities of the whole dataset (AWR's returns, see ``Algorithm.attach_data``) look them
+    up with it."""
 
 
 class Sampler(Protocol):
@@ -103,8 +108,9 @@ class TensorSampler:
         if self.packed:
             obs, act, rew, nxt, done = self.data.index_select(0, idx).split(self.splits, dim=1)
             shape = (self.batch_size, *self.obs_shape)
-            return Batch(obs.view(shape), act, rew.view(-1), nxt.view(shape), done.view(-1))
-        return Batch(*(f.index_select(0, idx) for f in self.fields))
+            return Batch(obs.view(shape), act, rew.view(-1), nxt.view(shape), done.view(-1), idx)
+        obs, act, rew, nxt, done = (f.index_select(0, idx) for f in self.fields)
+        return Batch(obs, act, rew, nxt, done, idx)
 
     def state_dict(self) -> dict[str, Any]:
         """The generator state (restoring it replays the same batch sequence)."""

@@ -9,6 +9,7 @@ from offrl.nn.policies import (
     ValueFunction,
     sample_actions,
 )
+from offrl.nn.vae import ConditionalVAE
 
 __all__ = [
     "EnsembleMLP",
@@ -18,4 +19,5 @@ __all__ = [
     "EnsembleCritic",
     "ValueFunction",
     "sample_actions",
+    "ConditionalVAE",
 ]

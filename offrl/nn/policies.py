@@ -143,6 +143,15 @@ class TanhGaussianPolicy(nn.Module):
         log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
         return a, log_prob
 
+    def sample_raw(
+        self, obs: torch.Tensor, n: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``n`` reparameterised *pre-tanh* draws ``u ~ N(mu(s), sigma(s))``: ``[n, B, act]``
+        (BEAR matches supports in this space, where tanh saturation cannot kill gradients)."""
+        mu, log_std = self._params(obs)
+        eps = torch.randn((n, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + log_std.exp() * eps
+
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log pi(a|s)`` of given actions in ``[-1, 1]``: ``[B]``."""
         mu, log_std = self._params(obs)

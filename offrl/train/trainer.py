@@ -69,6 +69,11 @@ class TrainConfig:
     """Write ``checkpoints/latest.pt`` (and ``step_<N>.pt``) every this many steps."""
     norm_obs: bool = True
     """Normalise observations with dataset statistics (saved in the checkpoint)."""
+    data_fraction: float = 1.0
+    """Train on a seeded random fraction of the dataset's episodes (the dataset-size ablation:
+    0.1, 0.01...)."""
+    data_seed: int = 0
+    """Seed of the episode subsample (``data_fraction < 1``)."""
     reward_mode: str | None = None
     """``"none"`` or ``"return_range"``; ``None`` uses the algorithm's default."""
     reward_scale: float = 1.0
@@ -135,13 +140,19 @@ def spec_for(dataset: Dataset, env_id: str | None) -> EnvSpec:
 
 def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | None]:
     dataset = load_dataset(cfg.dataset)
+    if cfg.data_fraction < 1.0:
+        dataset = dataset.subsample_episodes(cfg.data_fraction, cfg.data_seed)
     env_id = cfg.env_id or dataset.env_id
     spec = spec_for(dataset, env_id)
     algo_cls = get_algorithm(cfg.algo)
     algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config)
     algo = algo_cls(spec, algo_cfg, seed=cfg.seed, device=cfg.device)
+    # The algorithm picks the transitions it trains on (all by default; %BC keeps its best
+    # episodes) before statistics are computed. ``dataset`` stays the whole data: its returns
+    # describe the behaviour policy in config.json and final.json.
+    train_data = algo.prepare_data(dataset)
     normalizer = (
-        ObsNormalizer.from_dataset(dataset)
+        ObsNormalizer.from_dataset(train_data)
         if cfg.norm_obs
         else ObsNormalizer.identity(spec.obs_shape)
     )
@@ -151,7 +162,8 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
         cfg.reward_scale,
         cfg.reward_shift,
     )
-    prepared = preprocess(dataset, normalizer, reward, spec.action_low, spec.action_high)
+    prepared = preprocess(train_data, normalizer, reward, spec.action_low, spec.action_high)
+    algo.attach_data(prepared)  # before any load_state_dict; Batch.rows index ``prepared``
     sampler = TensorSampler(prepared, algo_cfg.batch_size, seed=cfg.seed, device=cfg.device)
     return algo, sampler, dataset, env_id
 
@@ -181,6 +193,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "dataset": {
             "name": cfg.dataset,
             "transitions": stats.num_transitions,
+            "transitions_trained_on": sampler.size,  # after the algorithm's prepare_data
             "episodes": stats.num_episodes,
             "return_mean": stats.return_mean,
             "metadata": dataset.metadata,

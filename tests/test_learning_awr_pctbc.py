@@ -1,0 +1,54 @@
+"""Learning tests for AWR and %BC on the built-in Pendulum datasets.
+
+Reference returns as in ``tests/test_learning.py``: random about -1217, the
+``pendulum-medium-v0`` behaviour policy -528, the expert -156; ``pendulum-medium-expert-v0`` is
+the medium episodes followed by the expert ones (behaviour -342). Observed values are recorded
+next to each assertion, with 60 or more return points of headroom.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offrl.train import TrainConfig, train
+
+
+def _train(tmp_path: Path, **kw: Any) -> dict[str, Any]:
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"),
+        eval_every=0,  # one evaluation, at the end
+        eval_episodes=10,
+        log_every=500,
+        checkpoint_every=10**9,  # only the final checkpoint
+        progress=False,
+        **kw,
+    )
+    final = train(cfg)
+    assert json.loads((tmp_path / "run" / "final.json").read_text()) == final
+    return final
+
+
+def test_awr_beats_behaviour_on_medium(tmp_path: Path) -> None:
+    """AWR (paper defaults, TD(lambda) returns) improves on the behaviour policy."""
+    final = _train(tmp_path, algo="awr", dataset="pendulum-medium-v0", steps=2000, seed=0)
+    assert final["behaviour_return_mean"] == pytest.approx(-528, abs=15)
+    # Observed: -171 at 2000 steps (-195 at 1500, -146 at 3000; Monte-Carlo returns, lam = 1:
+    # -208 at 2000; seed 1: -184), from data averaging -528.
+    assert final["return_mean"] > final["behaviour_return_mean"] + 100, final
+
+
+def test_bc_pct_beats_bc_on_medium_expert(tmp_path: Path) -> None:
+    """%BC keeps the best 10 % of the episodes -- all expert ones -- and clones them."""
+    pct = _train(
+        tmp_path / "pct", algo="bc_pct", dataset="pendulum-medium-expert-v0", steps=500, seed=0
+    )
+    bc = _train(tmp_path / "bc", algo="bc", dataset="pendulum-medium-expert-v0", steps=500, seed=0)
+    assert pct["behaviour_return_mean"] == pytest.approx(-342, abs=15)
+    # Observed: -120 for %BC (expert level), -233 for BC on the same data (-121 and -184 at
+    # 1000 steps; seed 1 at 1000 steps: -121 and -247).
+    assert pct["return_mean"] > -200, pct
+    assert pct["return_mean"] > bc["return_mean"] + 50, (pct, bc)
