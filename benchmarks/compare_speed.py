@@ -49,6 +49,14 @@ PAIRS: dict[str, str] = {
     "bear": "bear",
 }
 
+# offrl config overrides that make a pair do the same work as d3rlpy's side (which uses two
+# hidden layers of 256 for every network and batch 256): BCQ's and BEAR's official defaults
+# are wider (VAE 750, BCQ actor/critics 400-300) and BCQ's batch is 100.
+OFFRL_SETS: dict[str, list[str]] = {
+    "bcq": ["batch_size=256", "hidden=[256,256]", "vae_hidden=[256,256]"],
+    "bear": ["vae_hidden=[256,256]"],
+}
+
 ROOT = Path(__file__).resolve().parent.parent
 D3RLPY_PYTHON = ROOT / "benchmarks" / ".venv-d3rlpy" / "bin" / "python"
 D3RLPY_SCRIPT = ROOT / "benchmarks" / "d3rlpy" / "speed.py"
@@ -205,6 +213,7 @@ def offrl_command(args: argparse.Namespace, algo: str) -> list[str]:
         "--threads",
         str(args.threads),
         "--json",
+        *[arg for item in OFFRL_SETS.get(algo, []) for arg in ("--set", item)],
         *shlex.split(args.offrl_args),
     ]
 

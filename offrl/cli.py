@@ -168,6 +168,50 @@ def cmd_online(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> list[str]:
+    return [x for x in (part.strip() for part in text.split(",")) if x]
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from offrl.bench.grid import GridSpec, run_grid
+
+    algo_config: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        algo, dot, name = key.partition(".")
+        if not dot or not _:
+            raise SystemExit(f"--set expects ALGO.KEY=VALUE, got {item!r}")
+        algo_config.setdefault(algo.strip(), {})[name.strip()] = _parse_value(value)
+    spec = GridSpec(
+        algos=_csv(args.algos),
+        datasets=_csv(args.datasets),
+        seeds=[int(s) for s in _csv(args.seeds)],
+        steps=args.steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.checkpoint_every,
+        algo_config=algo_config,
+        imports=list(args.imports),
+    )
+    _import_all(args.imports)
+    result = run_grid(
+        spec, args.out, executor=args.executor, workers=args.workers, ray_address=args.ray
+    )
+    if result["failed"]:
+        print(f"{len(result['failed'])} cell(s) failed: {', '.join(result['failed'])}")
+        return 1
+    print(f"grid complete: {result['cells']} cells in {args.out}")
+    return 0
+
+
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    from offrl.bench.report import write_report
+
+    write_report(args.out, reps=args.reps, machine=args.machine)
+    print((Path(args.out) / "REPORT.md").read_text())
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.algos.base import Algorithm
     from offrl.train import evaluate, load_checkpoint
@@ -501,6 +545,28 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
 
+    br = bsub.add_parser("run", help="algorithms x datasets x seeds under one protocol")
+    br.add_argument("--algos", required=True, help="comma-separated, e.g. td3bc,iql,cql")
+    br.add_argument("--datasets", required=True, help="comma-separated names or paths")
+    br.add_argument("--seeds", default="0,1,2")
+    br.add_argument("--steps", type=int, default=100_000)
+    br.add_argument("--eval-every", type=int, default=10_000)
+    br.add_argument("--eval-episodes", type=int, default=10)
+    br.add_argument("--checkpoint-every", type=int, default=10_000)
+    br.add_argument("--out", required=True, help="grid directory (re-run it to resume)")
+    br.add_argument("--executor", choices=["local", "ray"], default="local")
+    br.add_argument("--workers", type=int, default=2, help="local worker processes")
+    br.add_argument("--ray", default=None, metavar="ADDRESS", help="Ray cluster address")
+    br.add_argument("--import", dest="imports", action="append", default=[])
+    br.add_argument(
+        "--set", action="append", default=[], metavar="ALGO.KEY=VALUE", help="algorithm option"
+    )
+    br.set_defaults(func=cmd_bench_run)
+    bp = bsub.add_parser("report", help="table, curves and IQM/CI for a grid directory")
+    bp.add_argument("out")
+    bp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    bp.add_argument("--machine", default=None, help="machine description for the report")
+    bp.set_defaults(func=cmd_bench_report)
     bm = bsub.add_parser("sample", help="microseconds per batch from an in-memory dataset")
     bm.add_argument("--transitions", type=int, default=1_000_000)
     bm.add_argument("--batch-size", type=int, default=256)

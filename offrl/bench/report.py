@@ -1,0 +1,311 @@
+"""``offrl bench report``: a grid's table, learning curves and aggregate statistics.
+
+* ``REPORT.md`` -- the seeds' table (datasets x algorithms, final normalised score mean ± std
+  over seeds), the protocol (budget, evaluation, machine), the command that reproduces every
+  cell, failed and missing cells, and the aggregate statistics;
+* ``curves_<dataset>.png`` -- mean ± std over seeds of the evaluation curve, per algorithm;
+* ``aggregate.png`` -- interquartile mean (IQM) with stratified-bootstrap 95 % confidence
+  intervals, and performance profiles (Agarwal et al., 2021, "Deep RL at the Edge of the
+  Statistical Precipice"), computed with the maintained ``rliable`` library;
+* ``report.json`` -- every number above.
+
+Scores are D4RL-normalised where the environment has reference returns, else raw returns (the
+table says which).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from offrl.bench.grid import GridSpec, grid_cells, grid_command, load_grid, train_command
+from offrl.train.checkpoint import atomic_write_bytes
+from offrl.train.loggers import read_metrics
+
+__all__ = ["CellResult", "collect", "aggregate", "write_report"]
+
+
+@dataclass
+class CellResult:
+    """The outcome of one cell."""
+
+    algo: str
+    dataset: str
+    seed: int
+    status: str
+    """``done``, ``failed`` or ``missing``."""
+    score: float | None = None
+    """Final normalised score (or return where no reference exists)."""
+    normalised: bool = True
+    curve: list[tuple[int, float]] | None = None
+    error: str | None = None
+
+
+def collect(out: str | Path, spec: GridSpec | None = None) -> list[CellResult]:
+    """Read every cell of the grid in ``out``."""
+    out = Path(out)
+    spec = spec or load_grid(out)
+    status = json.loads((out / "status.json").read_text()) if (out / "status.json").exists() else {}
+    results = []
+    for cell in grid_cells(spec):
+        run = cell.run_dir(out)
+        final_path = run / "final.json"
+        if final_path.exists():
+            final = json.loads(final_path.read_text())
+            normalised = final.get("normalized_score") is not None
+            key = "eval/normalized_score" if normalised else "eval/return_mean"
+            evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+            results.append(
+                CellResult(
+                    cell.algo,
+                    cell.dataset,
+                    cell.seed,
+                    "done",
+                    final["normalized_score"] if normalised else final["return_mean"],
+                    normalised,
+                    [(int(r["step"]), float(r[key])) for r in evals],
+                )
+            )
+        else:
+            info = status.get(cell.key, {})
+            failed = info.get("status") == "failed"
+            results.append(
+                CellResult(
+                    cell.algo,
+                    cell.dataset,
+                    cell.seed,
+                    "failed" if failed else "missing",
+                    error=info.get("error"),
+                )
+            )
+    return results
+
+
+def aggregate(
+    scores: dict[str, np.ndarray], reps: int = 2000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """IQM and mean with stratified-bootstrap 95 % CIs (rliable), per algorithm.
+
+    ``scores[algo]`` is ``[runs, tasks]`` (seeds x datasets). Returns, per algorithm,
+    ``{"iqm": x, "iqm_ci": [lo, hi], "mean": x, "mean_ci": [lo, hi]}``.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    np.random.seed(seed)  # rliable's bootstrap draws from numpy's global generator
+    point, ci = rly.get_interval_estimates(scores, fn, reps=reps)
+    return {
+        algo: {
+            "iqm": float(point[algo][0]),
+            "iqm_ci": [float(ci[algo][0, 0]), float(ci[algo][1, 0])],
+            "mean": float(point[algo][1]),
+            "mean_ci": [float(ci[algo][0, 1]), float(ci[algo][1, 1])],
+        }
+        for algo in scores
+    }
+
+
+def performance_profile(scores: dict[str, np.ndarray], taus: np.ndarray) -> dict[str, list[float]]:
+    """Fraction of runs with score > tau, per algorithm (rliable's performance profile)."""
+    from rliable import library as rly
+
+    profiles, _ = rly.create_performance_profile(scores, taus)
+    return {algo: [float(v) for v in profiles[algo]] for algo in scores}
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.1f} ± {std:.1f}"
+
+
+def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) -> dict[str, Any]:
+    """Write ``REPORT.md``, ``report.json`` and the figures for the grid in ``out``."""
+    out = Path(out)
+    spec = load_grid(out)
+    results = collect(out, spec)
+    done = [r for r in results if r.status == "done"]
+    by_cell: dict[tuple[str, str], list[CellResult]] = {}
+    for r in done:
+        by_cell.setdefault((r.dataset, r.algo), []).append(r)
+
+    normalised = all(r.normalised for r in done) if done else True
+    unit = "normalised score" if normalised else "return"
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Final {unit} after {spec.steps:,d} gradient steps, mean ± std over seeds "
+        f"{spec.seeds} ({spec.eval_episodes} evaluation episodes each; every algorithm at its "
+        "defaults unless listed below).",
+        "",
+        "| dataset | " + " | ".join(spec.algos) + " |",
+        "|---|" + "---|" * len(spec.algos),
+    ]
+    table: dict[str, dict[str, Any]] = {}
+    for ds in spec.datasets:
+        row = []
+        for algo in spec.algos:
+            cell_results = by_cell.get((ds, algo), [])
+            values = [float(r.score) for r in cell_results if r.score is not None]
+            table.setdefault(ds, {})[algo] = {
+                "scores": values,
+                "seeds": [r.seed for r in cell_results],
+            }
+            text = _fmt(values)
+            if 0 < len(values) < len(spec.seeds):
+                text += f" ({len(values)}/{len(spec.seeds)} seeds)"
+            row.append(text)
+        lines.append(f"| {ds} | " + " | ".join(row) + " |")
+
+    # Aggregates over complete algorithms only (rliable needs the same runs x tasks for each).
+    complete = {
+        algo: np.array(
+            [
+                [next(r.score for r in by_cell[(ds, algo)] if r.seed == s) for ds in spec.datasets]
+                for s in spec.seeds
+            ],
+            dtype=float,
+        )
+        for algo in spec.algos
+        if all(
+            {r.seed for r in by_cell.get((ds, algo), [])} >= set(spec.seeds) for ds in spec.datasets
+        )
+    }
+    agg = aggregate(complete, reps=reps) if complete else {}
+    if agg:
+        lines += [
+            "",
+            "## Aggregate over datasets and seeds",
+            "",
+            f"Interquartile mean and mean of the {unit} with stratified-bootstrap 95 % "
+            f"confidence intervals ({reps} resamples; rliable, Agarwal et al., 2021).",
+            "",
+            "| algorithm | IQM | 95 % CI | mean | 95 % CI |",
+            "|---|---|---|---|---|",
+        ]
+        for algo, a in agg.items():
+            lines.append(
+                f"| {algo} | {a['iqm']:.1f} | [{a['iqm_ci'][0]:.1f}, {a['iqm_ci'][1]:.1f}] | "
+                f"{a['mean']:.1f} | [{a['mean_ci'][0]:.1f}, {a['mean_ci'][1]:.1f}] |"
+            )
+        lines += ["", "![aggregate](aggregate.png)"]
+        _plot_aggregate(complete, agg, out / "aggregate.png", unit)
+    for ds in spec.datasets:
+        png = _plot_curves(ds, spec, by_cell, out, unit)
+        if png is not None:
+            lines += ["", f"![{ds}]({png.name})"]
+
+    bad = [r for r in results if r.status != "done"]
+    if bad:
+        lines += ["", "## Cells without a result", ""]
+        for r in bad:
+            detail = f": {r.error}" if r.error else ""
+            lines.append(f"- {r.dataset} / {r.algo} / seed {r.seed}: {r.status}{detail}")
+    lines += [
+        "",
+        "## Protocol and commands",
+        "",
+        f"- steps {spec.steps:,d}, evaluation every {spec.eval_every:,d} steps over "
+        f"{spec.eval_episodes} episodes, {spec.threads} thread(s) per run",
+        "- per-algorithm overrides: " + (json.dumps(spec.algo_config) or "none"),
+        f"- machine: {machine or platform.platform()}",
+        f"- the whole grid: `{grid_command(spec, out)}`, then `offrl bench report {out}`",
+        "",
+        "Each cell on its own:",
+        "",
+        "```",
+        *[train_command(spec, c, out) for c in grid_cells(spec)],
+        "```",
+    ]
+    report = {
+        "protocol": spec.to_dict(),
+        "unit": unit,
+        "table": table,
+        "aggregate": agg,
+        "cells": [{k: v for k, v in vars(r).items() if k != "curve"} for r in results],
+    }
+    atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out / "REPORT.md", ("\n".join(lines) + "\n").encode())
+    return report
+
+
+def _plot_curves(
+    ds: str,
+    spec: GridSpec,
+    by_cell: dict[tuple[str, str], list[CellResult]],
+    out: Path,
+    unit: str,
+) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for algo in spec.algos:
+        curves = [r.curve for r in by_cell.get((ds, algo), []) if r.curve]
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*[{s for s, _ in c} for c in curves]))
+        if not steps:
+            continue
+        ys = np.array([[dict(c)[s] for s in steps] for c in curves])
+        mean, std = ys.mean(0), ys.std(0)
+        ax.plot(steps, mean, label=f"{algo} ({len(curves)} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel(unit)
+    ax.set_title(ds)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = Path(ds).stem if "/" in ds else ds
+    path = out / f"curves_{name}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_aggregate(
+    scores: dict[str, np.ndarray], agg: dict[str, dict[str, Any]], path: Path, unit: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    algos = list(scores)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    iqm = [agg[a]["iqm"] for a in algos]
+    err = np.array(
+        [[agg[a]["iqm"] - agg[a]["iqm_ci"][0], agg[a]["iqm_ci"][1] - agg[a]["iqm"]] for a in algos]
+    ).T
+    left.barh(algos, iqm, xerr=err, color="tab:blue", alpha=0.7, capsize=4)
+    left.set_xlabel(f"IQM {unit} (95 % CI)")
+    all_scores = np.concatenate([s.ravel() for s in scores.values()])
+    taus = np.linspace(min(0.0, all_scores.min()), max(all_scores.max(), 1.0), 101)
+    profiles = performance_profile(scores, taus)
+    for algo in algos:
+        right.plot(taus, profiles[algo], label=algo)
+    right.set_xlabel(f"{unit} tau")
+    right.set_ylabel("fraction of runs with score > tau")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

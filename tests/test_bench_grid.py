@@ -1,0 +1,140 @@
+"""``offrl bench run`` / ``report``: resume after a kill, failure reporting, the statistics on
+results with known answers, and the local and Ray executors agreeing on a tiny grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offrl.bench.grid import GridSpec, grid_cells, load_grid, run_grid
+from offrl.bench.report import aggregate, collect, performance_profile, write_report
+from offrl.cli import main
+
+TINY = dict(steps=100, eval_every=100, eval_episodes=1, checkpoint_every=50)
+
+
+def _finals(out: Path) -> dict[str, float]:
+    """mtime of every finished cell's final.json."""
+    return {str(p.relative_to(out)): p.stat().st_mtime for p in out.rglob("final.json")}
+
+
+def test_killed_grid_resumes_only_unfinished_cells(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "offrl.cli", "bench", "run", "--algos", "bc"]
+    cmd += ["--datasets", "pendulum-medium-v0", "--seeds", "0,1,2", "--steps", "100"]
+    cmd += ["--eval-every", "100", "--eval-episodes", "1", "--workers", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not _finals(out) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole grid dies, workers included
+    proc.wait()
+    before = _finals(out)
+    assert 1 <= len(before) < 3, before
+
+    log: list[str] = []
+    result = run_grid(load_grid(out), out, workers=1, log=log.append)
+    assert log[0].startswith(f"3 cells, {len(before)} done, {3 - len(before)} to run")
+    assert result["ran"] == 3 - len(before) and not result["failed"]
+    after = _finals(out)
+    assert len(after) == 3
+    for cell, mtime in before.items():  # finished cells were not run again
+        assert after[cell] == mtime
+    # Each cell is an ordinary run directory.
+    run = grid_cells(load_grid(out))[0].run_dir(out)
+    assert {"config.json", "metrics.jsonl", "final.json"} <= {p.name for p in run.iterdir()}
+
+
+def test_failed_cell_is_reported_and_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "grid"
+    args = ["bench", "run", "--algos", "bc,td3bc", "--datasets", "pendulum-medium-v0"]
+    args += ["--seeds", "0", "--steps", "100", "--eval-every", "100", "--eval-episodes", "1"]
+    args += ["--workers", "2", "--out", str(out), "--set", "td3bc.no_such_option=1"]
+    assert main(args) == 1  # a failed cell makes the command fail
+    printed = capsys.readouterr().out
+    assert "[failed] pendulum-medium-v0/td3bc/s0" in printed and "no_such_option" in printed
+    status = json.loads((out / "status.json").read_text())
+    assert status["pendulum-medium-v0/bc/s0"]["status"] == "done"
+    assert status["pendulum-medium-v0/td3bc/s0"]["status"] == "failed"
+    assert (
+        "no_such_option" in (out / "pendulum-medium-v0" / "td3bc" / "s0" / "error.txt").read_text()
+    )
+    report = write_report(out, reps=50)
+    md = (out / "REPORT.md").read_text()
+    assert "Cells without a result" in md and "td3bc / seed 0: failed" in md
+    assert report["table"]["pendulum-medium-v0"]["td3bc"]["scores"] == []
+    # A different protocol in the same directory is refused.
+    with pytest.raises(ValueError, match="steps"):
+        run_grid(GridSpec(["bc"], ["pendulum-medium-v0"], [0], steps=200), out)
+
+
+def _fake_grid(out: Path, scores: dict[str, dict[str, list[float]]], seeds: list[int]) -> None:
+    algos = list(scores)
+    datasets = list(next(iter(scores.values())))
+    spec = GridSpec(algos, datasets, seeds, steps=10, eval_every=5, eval_episodes=1)
+    out.mkdir(parents=True)
+    (out / "grid.json").write_text(json.dumps(spec.to_dict()))
+    for cell in grid_cells(spec):
+        run = cell.run_dir(out)
+        run.mkdir(parents=True)
+        score = scores[cell.algo][cell.dataset][cell.seed]
+        final = {"normalized_score": score, "return_mean": score}
+        (run / "final.json").write_text(json.dumps(final))
+        records = [
+            {"step": 5, "kind": "eval", "eval/normalized_score": score / 2},
+            {"step": 10, "kind": "eval", "eval/normalized_score": score},
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_report_statistics_known_answers(tmp_path: Path) -> None:
+    # 4 seeds x 2 datasets = 8 runs per algorithm.
+    skewed = {"d1": [0.0, 1.0, 2.0, 3.0], "d2": [4.0, 5.0, 6.0, 100.0]}
+    flat = {"d1": [50.0] * 4, "d2": [50.0] * 4}
+    out = tmp_path / "grid"
+    _fake_grid(out, {"skewed": skewed, "flat": flat}, seeds=[0, 1, 2, 3])
+    report = write_report(out, reps=500)
+    agg = report["aggregate"]
+    # IQM drops the lowest and highest quarter: mean(2, 3, 4, 5) = 3.5; the mean is 121 / 8.
+    assert agg["skewed"]["iqm"] == pytest.approx(3.5)
+    assert agg["skewed"]["mean"] == pytest.approx(121 / 8)
+    lo, hi = agg["skewed"]["iqm_ci"]
+    assert lo <= 3.5 <= hi and hi > lo
+    assert agg["flat"]["iqm"] == 50.0 and agg["flat"]["iqm_ci"] == [50.0, 50.0]
+    # The table: mean ± population std over seeds.
+    assert report["table"]["d2"]["skewed"]["scores"] == [4.0, 5.0, 6.0, 100.0]
+    md = (out / "REPORT.md").read_text()
+    assert f"| d1 | 1.5 ± {np.std([0, 1, 2, 3]):.1f} | 50.0 ± 0.0 |" in md
+    assert (out / "aggregate.png").exists() and (out / "curves_d1.png").exists()
+    assert len(collect(out)) == 16
+    # Performance profile: the fraction of the 8 runs scoring above tau.
+    profile = performance_profile(
+        {"skewed": np.array([skewed["d1"], skewed["d2"]]).T}, np.array([-1.0, 2.5, 99.0])
+    )
+    assert profile["skewed"] == pytest.approx([1.0, 5 / 8, 1 / 8])
+
+
+def test_aggregate_equal_scores_have_no_spread() -> None:
+    agg = aggregate({"x": np.full((3, 2), 7.0)}, reps=100)
+    assert agg["x"]["iqm"] == 7.0 and agg["x"]["mean_ci"] == [7.0, 7.0]
+
+
+def test_local_and_ray_executors_give_the_same_table(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    spec = GridSpec(["bc"], ["pendulum-medium-v0"], [0, 1], **TINY)  # type: ignore[arg-type]
+    run_grid(spec, tmp_path / "local", executor="local", workers=2, log=lambda _: None)
+    run_grid(spec, tmp_path / "ray", executor="ray", log=lambda _: None)
+    local = write_report(tmp_path / "local", reps=50)["table"]
+    remote = write_report(tmp_path / "ray", reps=50)["table"]
+    assert local == remote
+    assert len(local["pendulum-medium-v0"]["bc"]["scores"]) == 2
