@@ -16,6 +16,7 @@ __all__ = [
     "crr_weights",
     "conservative_penalty",
     "mmd",
+    "ensemble_gradient_similarity",
 ]
 
 
@@ -133,3 +134,19 @@ def mmd(
         raise ValueError(f"unknown MMD kernel {kernel!r}; use 'laplacian' or 'gaussian'")
     sq = k(x, x).mean((-2, -1)) + k(y, y).mean((-2, -1)) - 2.0 * k(x, y).mean((-2, -1))
     return (sq.clamp_min(0.0) + eps).sqrt()  # clamp: rounding can make sq slightly < 0
+
+
+def ensemble_gradient_similarity(grads: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """EDAC's diversity loss: ``1 / (N - 1) * sum_{i != j} <g_i, g_j> / (|g_i| |g_j|)``, averaged
+    over the batch, for the critics' action-gradients ``grads [N, B, act]`` (``g_i =
+    grad_a Q_i(s, a)``) (An et al., 2021, eq. 7; CORL ``edac.py``, ``EPS = 1e-8``).
+
+    Each gradient is normalised (``g / (|g| + eps)``), and the sum over ordered pairs ``i != j``
+    is ``|sum_i g_i|^2 - sum_i |g_i|^2``: O(N) work instead of the N x N Gram matrix, the same
+    value. Divided by ``N - 1``, it is ``N`` times the mean pairwise cosine similarity.
+    """
+    n = grads.shape[0]
+    unit = grads / (grads.norm(dim=-1, keepdim=True) + eps)  # [N, B, act]
+    total = unit.sum(0).pow(2).sum(-1)  # [B]: |sum_i u_i|^2
+    diagonal = unit.pow(2).sum((0, -1))  # [B]: sum_i |u_i|^2
+    return ((total - diagonal) / max(n - 1, 1)).mean()

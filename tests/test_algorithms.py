@@ -38,6 +38,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("bc_pct", {"frac": 0.5, "policy": "gaussian"}),
     ("bcq", {"num_critics": 3, "lmbda": 1.0}),
     ("bear", {"mmd_kernel": "gaussian", "warmup_steps": 3}),
+    ("sac_n", {"num_critics": 5, "hidden": (32, 32, 32)}),
+    ("edac", {"num_critics": 3, "eta": 5.0}),
+    ("edac", {"num_critics": 4, "eta": 0.0}),
+    ("uwac", {"weight": "inverse", "weight_actor": False, "warmup_steps": 3}),
+    ("uwac", {"num_dropout_samples": 4, "dropout": 0.5, "warmup_steps": 0}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in extra.items()) for name, extra in CASES]
 

@@ -1,11 +1,27 @@
 """Offline RL algorithms, one file each, registered by name.
 
 >>> from offrl.algos import get_algorithm, list_algorithms
->>> list_algorithms()
-['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'cql', 'crr', 'iql', 'sac', 'td3bc']
+>>> list_algorithms()  # doctest: +NORMALIZE_WHITESPACE
+['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'cql', 'crr', 'edac', 'iql', 'sac', 'sac_n',
+ 'td3bc', 'uwac']
 """
 
-from offrl.algos import awac, awr, bc, bc_pct, bcq, bear, cql, crr, iql, sac, td3bc  # noqa: F401  (registers the algorithms)
+from offrl.algos import (  # noqa: F401  (registers the algorithms)
+    awac,
+    awr,
+    bc,
+    bc_pct,
+    bcq,
+    bear,
+    cql,
+    crr,
+    edac,
+    iql,
+    sac,
+    sacn,
+    td3bc,
+    uwac,
+)
 from offrl.algos.awac import AWAC, AWACConfig
 from offrl.algos.awr import AWR, AWRConfig
 from offrl.algos.base import (
@@ -22,9 +38,12 @@ from offrl.algos.bcq import BCQ, BCQConfig
 from offrl.algos.bear import BEAR, BEARConfig
 from offrl.algos.cql import CQL, CQLConfig
 from offrl.algos.crr import CRR, CRRConfig
+from offrl.algos.edac import EDAC, EDACConfig
 from offrl.algos.iql import IQL, IQLConfig
 from offrl.algos.sac import SAC, SACConfig
+from offrl.algos.sacn import SACN, SACNConfig
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
+from offrl.algos.uwac import UWAC, UWACConfig
 
 __all__ = [
     "AlgoConfig",
@@ -49,10 +68,16 @@ __all__ = [
     "CQLConfig",
     "CRR",
     "CRRConfig",
+    "EDAC",
+    "EDACConfig",
     "IQL",
     "IQLConfig",
     "SAC",
     "SACConfig",
+    "SACN",
+    "SACNConfig",
     "TD3BC",
     "TD3BCConfig",
+    "UWAC",
+    "UWACConfig",
 ]

@@ -137,6 +137,12 @@ class BEAR(SAC):
             q_next = q_next - self.alpha() * logp
         return td_target(batch.rewards, batch.dones, q_next, cfg.gamma)
 
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
+        """Sum over critics of the mean squared TD error against :meth:`soft_target`."""
+        q = self.critic(batch.obs, batch.actions)  # [N, B]
+        loss = ensemble_td_loss(q, self.soft_target(batch))
+        return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
     def mmd_distance(self, obs: torch.Tensor) -> torch.Tensor:
         """MMD between pre-tanh policy and VAE samples at each state: ``[B]`` (differentiable
         in the policy only)."""
@@ -170,10 +176,9 @@ class BEAR(SAC):
         cfg = self.config
         vae_loss, info = self.vae_loss(batch)
         self.optimize(self.vae_optim, vae_loss)
-        q = self.critic(batch.obs, batch.actions)  # [N, B]
-        critic_loss = ensemble_td_loss(q, self.soft_target(batch))
+        critic_loss, critic_info = self.critic_loss(batch)
         self.optimize(self.critic_optim, critic_loss)
-        info.update(critic_loss=critic_loss.detach(), q_mean=q.detach().mean())
+        info.update(critic_info)
         actor_loss, actor_info = self.actor_loss(batch)
         self.optimize(self.actor_optim, actor_loss)
         alpha_loss, alpha_info = self.alpha_loss(actor_info.pop("_log_prob"))

@@ -109,9 +109,14 @@ class SAC(Algorithm):
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
         """``alpha log pi(a|s) - min_i Q_i(s, a)``; only dQ/da reaches the actor."""
         actions, log_prob = self.actor.sample(batch.obs, generator=self.generator)
-        q = self.critic(batch.obs, actions, detach_params=True).amin(0)
+        q = self.actor_q(batch.obs, actions)
         loss = (self.alpha() * log_prob - q).mean()
         return loss, {"actor_loss": loss.detach(), "_log_prob": log_prob.detach()}
+
+    def actor_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The value the actor maximises, ``min_i Q_i(s, a)``: ``[B]``, differentiable in the
+        actions only (UWAC overrides it with an uncertainty-weighted value)."""
+        return self.critic(obs, actions, detach_params=True).amin(0)
 
     def alpha_loss(self, log_prob: torch.Tensor) -> tuple[torch.Tensor, Info]:
         """Automatic entropy tuning towards ``target_entropy``."""

@@ -18,7 +18,10 @@ grads, one Adam kernel per tensor) as in matmuls. Here
   first layer never computes an input gradient unless the input requires one.
 
 The numbers are identical (to float rounding) to ``E`` separate ``nn.Sequential`` MLPs with the
-same weights; ``tests/test_nn.py`` checks forward and gradients against that reference.
+same weights; ``tests/test_nn.py`` and ``tests/test_ensemble.py`` check forward and gradients
+against that reference. An optional per-call dropout on the hidden layers (Monte-Carlo dropout,
+UWAC) goes through the same backward; :meth:`EnsembleMLP.forward_autograd` is the plain-autograd
+twin for gradients of gradients (EDAC).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         sizes: tuple[tuple[int, int], ...],
         ensemble: int,
         members: slice | None,
+        dropout: float,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
         # ``layers`` are views of ``flat`` (already restricted to ``members``); ``flat`` itself is
         # the autograd input, so gradients are accounted to the one flat parameter.
@@ -86,17 +91,23 @@ class _EnsembleMLPFunction(torch.autograd.Function):
                 h = torch.baddbmm(b, h, w)  # [E, B, in] @ [E, in, out] + [E, 1, out]
             if i < last:
                 h = h.relu_()
+                if dropout > 0.0:
+                    # Inverted dropout: kept units scaled by 1 / (1 - p), so that the expected
+                    # activation is unchanged. A dropped unit is 0 like an inactive ReLU, so the
+                    # saved output still marks where the gradient flows.
+                    keep = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
+                    h = h.mul_((keep >= dropout).to(h.dtype).mul_(1.0 / (1.0 - dropout)))
                 saved.append(h)
         # ``flat`` is saved only so that autograd's version check catches weights changed in
         # place between forward and backward (as it would for nn.Linear).
         ctx.save_for_backward(flat, *saved)
-        ctx.meta = (layers, sizes, ensemble, members, shared_input, flat.shape)
+        ctx.meta = (layers, sizes, ensemble, members, shared_input, flat.shape, dropout)
         return h
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
         _, *acts = ctx.saved_tensors
-        layers, sizes, ensemble, members, shared_input, flat_shape = ctx.meta
+        layers, sizes, ensemble, members, shared_input, flat_shape, dropout = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_flat = None
         grad_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -114,7 +125,10 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         for i in range(len(layers) - 1, -1, -1):
             w_t = layers[i][2]
             if i < len(layers) - 1:
-                # ReLU backward: acts[i + 1] is this layer's post-ReLU output.
+                # ReLU backward: acts[i + 1] is this layer's post-ReLU output (post-dropout:
+                # dropped units are 0 there too; kept ones carry the 1 / (1 - p) factor).
+                if dropout > 0.0:
+                    g = g * (1.0 / (1.0 - dropout))
                 g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0.0)
             if need_w:
                 gw, gb = grad_layers[i]
@@ -129,7 +143,7 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         grad_x = None
         if need_x:
             grad_x = g.sum(0) if shared_input else g
-        return grad_x, grad_flat, None, None, None, None
+        return grad_x, grad_flat, None, None, None, None, None, None
 
 
 class EnsembleMLP(nn.Module):
@@ -181,6 +195,8 @@ class EnsembleMLP(nn.Module):
         x: torch.Tensor,
         members: slice | int | None = None,
         detach_params: bool = False,
+        dropout: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Evaluate the ensemble.
 
@@ -190,14 +206,21 @@ class EnsembleMLP(nn.Module):
                 ensemble axis). ``None`` evaluates all.
             detach_params: treat the weights as constants (no weight gradients are computed):
                 use it when only the gradient with respect to ``x`` is wanted.
+            dropout: probability ``p`` of zeroing each hidden activation (after its ReLU), with
+                the survivors scaled by ``1 / (1 - p)`` (inverted dropout, as ``F.dropout``):
+                Monte-Carlo dropout for UWAC's uncertainty. Every row of every member gets its
+                own mask, drawn from ``generator``. ``0`` (the default) is the plain network.
+            generator: the random generator of the dropout masks.
         """
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if isinstance(members, int):
             members = slice(members, members + 1)
         if members == slice(None):
             members = None
         flat = self.flat.detach() if detach_params else self.flat
         out: torch.Tensor = _EnsembleMLPFunction.apply(
-            x, flat, self._views(members), self.sizes, self.ensemble, members
+            x, flat, self._views(members), self.sizes, self.ensemble, members, dropout, generator
         )
         return out
 

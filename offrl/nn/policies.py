@@ -95,13 +95,24 @@ class EnsembleCritic(nn.Module):
         actions: torch.Tensor,
         members: slice | int | None = None,
         detach_params: bool = False,
+        dropout: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Q-values ``[N', B]``.
 
-        ``members`` selects a subset of critics; ``detach_params`` gives dQ/da only.
+        ``members`` selects a subset of critics; ``detach_params`` gives dQ/da only;
+        ``dropout > 0`` draws a Monte-Carlo dropout mask per row from ``generator`` (UWAC).
         """
         x = torch.cat([obs, actions], dim=-1)
-        return self.net(x, members=members, detach_params=detach_params).squeeze(-1)
+        out = self.net(
+            x, members=members, detach_params=detach_params, dropout=dropout, generator=generator
+        )
+        return out.squeeze(-1)
+
+    def forward_autograd(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[N, B]`` from ordinary autograd ops: slower, but twice differentiable
+        (EDAC's penalty differentiates dQ/da with respect to the weights)."""
+        return self.net.forward_autograd(torch.cat([obs, actions], dim=-1)).squeeze(-1)
 
 
 class TanhGaussianPolicy(nn.Module):
