@@ -14,26 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _training import train_run
 
 from offrl.scores import get_reference
-from offrl.train import TrainConfig, train
 
 RANDOM_RETURN = -1217.47  # mean return of pendulum-random-v0 (offrl's reference)
 
 
-def _train(tmp_path: Path, **kw: Any) -> dict[str, Any]:
-    cfg = TrainConfig(
-        out=str(tmp_path / "run"),
-        eval_every=0,  # one evaluation, at the end
-        eval_episodes=10,
-        log_every=500,
-        checkpoint_every=10**9,  # only the final checkpoint
-        progress=False,
-        **kw,
-    )
-    final = train(cfg)
-    assert json.loads((tmp_path / "run" / "final.json").read_text()) == final
-    return final
+_train = train_run
 
 
 def test_reference_returns() -> None:

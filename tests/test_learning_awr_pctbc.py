@@ -8,28 +8,12 @@ next to each assertion, with 60 or more return points of headroom.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _training import train_run
 
-from offrl.train import TrainConfig, train
-
-
-def _train(tmp_path: Path, **kw: Any) -> dict[str, Any]:
-    cfg = TrainConfig(
-        out=str(tmp_path / "run"),
-        eval_every=0,  # one evaluation, at the end
-        eval_episodes=10,
-        log_every=500,
-        checkpoint_every=10**9,  # only the final checkpoint
-        progress=False,
-        **kw,
-    )
-    final = train(cfg)
-    assert json.loads((tmp_path / "run" / "final.json").read_text()) == final
-    return final
+_train = train_run
 
 
 def test_awr_beats_behaviour_on_medium(tmp_path: Path) -> None:

@@ -18,31 +18,14 @@ assertion).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-from offrl.train import TrainConfig, train
+from _training import train_run
 
 FAST_LR = {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3}
 
 
-def _train(tmp_path: Path, **kw: Any) -> dict[str, Any]:
-    cfg = TrainConfig(
-        out=str(tmp_path / "run"),
-        dataset="pendulum-medium-v0",
-        seed=0,
-        eval_every=0,  # one evaluation, at the end
-        eval_episodes=10,
-        log_every=500,
-        checkpoint_every=10**9,  # only the final checkpoint
-        progress=False,
-        threads=1,
-        **kw,
-    )
-    final = train(cfg)
-    assert json.loads((tmp_path / "run" / "final.json").read_text()) == final
-    return final
+_train = train_run
 
 
 def test_sac_n_beats_behaviour_on_medium(tmp_path: Path) -> None:

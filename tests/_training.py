@@ -1,0 +1,27 @@
+"""The learning tests' one training call: a short offline run, evaluated once at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from offrl.train import TrainConfig, train
+
+
+def train_run(tmp_path: Path, **kw: Any) -> dict[str, Any]:
+    """Train into ``tmp_path/run`` (one evaluation, only the final checkpoint, one thread) and
+    return ``final.json``, checking it matches what ``train`` returned."""
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"),
+        eval_every=0,  # one evaluation, at the end
+        eval_episodes=10,
+        log_every=500,
+        checkpoint_every=10**9,  # only the final checkpoint
+        progress=False,
+        threads=1,
+        **kw,
+    )
+    final = train(cfg)
+    assert json.loads((tmp_path / "run" / "final.json").read_text()) == final
+    return final
