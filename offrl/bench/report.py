@@ -11,6 +11,14 @@
 
 Scores are D4RL-normalised where the environment has reference returns, else raw returns (the
 table says which).
+
+External runs: any ``OUT/<dataset>/<name>/s<seed>/final.json`` whose ``<name>`` is not one of
+the grid's algorithms (``benchmarks/d3rlpy/grid.py`` writes ``d3rlpy-td3plusbc`` etc. there) is
+read the same way and shown as an extra column of the table and curve in the figures, listed
+under ``report.json["external"]`` with the commands from its ``command.txt``, and enters the
+aggregate statistics only when it is complete (every dataset x every grid seed), the rule the
+grid's own algorithms follow. Where both sides exist, an "offrl vs d3rlpy" table pairs offrl's
+``td3bc`` / ``iql`` / ``cql`` with d3rlpy's ``td3plusbc`` / ``iql`` / ``cql``.
 """
 
 from __future__ import annotations
@@ -24,11 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from offrl.bench.grid import GridSpec, grid_cells, grid_command, load_grid, train_command
+from offrl.bench.grid import Cell, GridSpec, grid_cells, grid_command, load_grid, train_command
 from offrl.train.checkpoint import atomic_write_bytes
 from offrl.train.loggers import read_metrics
 
-__all__ = ["CellResult", "collect", "aggregate", "write_report"]
+__all__ = ["CellResult", "collect", "collect_external", "read_run", "aggregate", "write_report"]
+
+D3RLPY_PAIRS = {"td3bc": "d3rlpy-td3plusbc", "iql": "d3rlpy-iql", "cql": "d3rlpy-cql"}
+"""offrl algorithm -> the external column holding d3rlpy's counterpart."""
 
 
 @dataclass
@@ -47,6 +58,27 @@ class CellResult:
     error: str | None = None
 
 
+def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None:
+    """The result of one finished run directory (``final.json`` + ``metrics.jsonl``), or
+    ``None`` when it has no ``final.json``."""
+    final_path = run / "final.json"
+    if not final_path.exists():
+        return None
+    final = json.loads(final_path.read_text())
+    normalised = final.get("normalized_score") is not None
+    key = "eval/normalized_score" if normalised else "eval/return_mean"
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+    return CellResult(
+        algo,
+        dataset,
+        seed,
+        "done",
+        final["normalized_score"] if normalised else final["return_mean"],
+        normalised,
+        [(int(r["step"]), float(r[key])) for r in evals if r.get(key) is not None],
+    )
+
+
 def collect(out: str | Path, spec: GridSpec | None = None) -> list[CellResult]:
     """Read every cell of the grid in ``out``."""
     out = Path(out)
@@ -54,36 +86,49 @@ def collect(out: str | Path, spec: GridSpec | None = None) -> list[CellResult]:
     status = json.loads((out / "status.json").read_text()) if (out / "status.json").exists() else {}
     results = []
     for cell in grid_cells(spec):
-        run = cell.run_dir(out)
-        final_path = run / "final.json"
-        if final_path.exists():
-            final = json.loads(final_path.read_text())
-            normalised = final.get("normalized_score") is not None
-            key = "eval/normalized_score" if normalised else "eval/return_mean"
-            evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
-            results.append(
-                CellResult(
-                    cell.algo,
-                    cell.dataset,
-                    cell.seed,
-                    "done",
-                    final["normalized_score"] if normalised else final["return_mean"],
-                    normalised,
-                    [(int(r["step"]), float(r[key])) for r in evals],
-                )
-            )
-        else:
+        result = read_run(cell.run_dir(out), cell.algo, cell.dataset, cell.seed)
+        if result is None:
             info = status.get(cell.key, {})
             failed = info.get("status") == "failed"
-            results.append(
-                CellResult(
-                    cell.algo,
-                    cell.dataset,
-                    cell.seed,
-                    "failed" if failed else "missing",
-                    error=info.get("error"),
-                )
+            result = CellResult(
+                cell.algo,
+                cell.dataset,
+                cell.seed,
+                "failed" if failed else "missing",
+                error=info.get("error"),
             )
+        results.append(result)
+    return results
+
+
+def collect_external(out: str | Path, spec: GridSpec | None = None) -> list[CellResult]:
+    """Runs in ``OUT/<dataset>/<name>/s<seed>/`` whose ``<name>`` is not a grid algorithm.
+
+    A run with ``final.json`` is ``done``; one with only ``error.txt`` is ``failed`` (the error
+    file's last line is the error); other directories are ignored.
+    """
+    out = Path(out)
+    spec = spec or load_grid(out)
+    results = []
+    for ds in spec.datasets:
+        ds_dir = Cell("_", ds, 0).run_dir(out).parent.parent
+        if not ds_dir.is_dir():
+            continue
+        for algo_dir in sorted(d for d in ds_dir.iterdir() if d.is_dir()):
+            if algo_dir.name in spec.algos:
+                continue
+            for run in sorted(algo_dir.glob("s*"), key=lambda p: p.name):
+                if not run.name[1:].isdigit():
+                    continue
+                seed = int(run.name[1:])
+                result = read_run(run, algo_dir.name, ds, seed)
+                if result is None and (run / "error.txt").exists():
+                    lines = (run / "error.txt").read_text().strip().splitlines()
+                    result = CellResult(
+                        algo_dir.name, ds, seed, "failed", error=lines[-1] if lines else None
+                    )
+                if result is not None:
+                    results.append(result)
     return results
 
 
@@ -134,7 +179,10 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
     out = Path(out)
     spec = load_grid(out)
     results = collect(out, spec)
-    done = [r for r in results if r.status == "done"]
+    external = collect_external(out, spec)
+    names = list(dict.fromkeys(r.algo for r in external))
+    columns = [*spec.algos, *names]
+    done = [r for r in [*results, *external] if r.status == "done"]
     by_cell: dict[tuple[str, str], list[CellResult]] = {}
     for r in done:
         by_cell.setdefault((r.dataset, r.algo), []).append(r)
@@ -147,17 +195,25 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
         f"Final {unit} after {spec.steps:,d} gradient steps, mean ± std over seeds "
         f"{spec.seeds} ({spec.eval_episodes} evaluation episodes each; every algorithm at its "
         "defaults unless listed below).",
+    ]
+    if names:
+        lines += [
+            "",
+            f"External runs (not trained by offrl; commands below): {', '.join(names)}.",
+        ]
+    lines += [
         "",
-        "| dataset | " + " | ".join(spec.algos) + " |",
-        "|---|" + "---|" * len(spec.algos),
+        "| dataset | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     table: dict[str, dict[str, Any]] = {}
+    ext_table: dict[str, dict[str, Any]] = {}
     for ds in spec.datasets:
         row = []
-        for algo in spec.algos:
+        for algo in columns:
             cell_results = by_cell.get((ds, algo), [])
             values = [float(r.score) for r in cell_results if r.score is not None]
-            table.setdefault(ds, {})[algo] = {
+            (table if algo in spec.algos else ext_table).setdefault(ds, {})[algo] = {
                 "scores": values,
                 "seeds": [r.seed for r in cell_results],
             }
@@ -167,7 +223,26 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
             row.append(text)
         lines.append(f"| {ds} | " + " | ".join(row) + " |")
 
-    # Aggregates over complete algorithms only (rliable needs the same runs x tasks for each).
+    versus = _versus_d3rlpy(spec, by_cell)
+    if versus:
+        lines += [
+            "",
+            "## offrl vs d3rlpy",
+            "",
+            f"Same HDF5 files, step budget, seeds and evaluation episodes; final {unit}, mean ± "
+            "std over seeds (d3rlpy at its D4RL reproduction settings, see benchmarks/README.md).",
+            "",
+            "| dataset | algorithm | offrl | d3rlpy | offrl − d3rlpy |",
+            "|---|---|---|---|---|",
+        ]
+        for row_ in versus:
+            lines.append(
+                f"| {row_['dataset']} | {row_['offrl']} / {row_['d3rlpy']} | "
+                f"{_fmt(row_['offrl_scores'])} | {_fmt(row_['d3rlpy_scores'])} | "
+                f"{row_['difference']:+.1f} |"
+            )
+
+    # Aggregates over complete columns only (rliable needs the same runs x tasks for each).
     complete = {
         algo: np.array(
             [
@@ -176,7 +251,7 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
             ],
             dtype=float,
         )
-        for algo in spec.algos
+        for algo in columns
         if all(
             {r.seed for r in by_cell.get((ds, algo), [])} >= set(spec.seeds) for ds in spec.datasets
         )
@@ -188,7 +263,8 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
             "## Aggregate over datasets and seeds",
             "",
             f"Interquartile mean and mean of the {unit} with stratified-bootstrap 95 % "
-            f"confidence intervals ({reps} resamples; rliable, Agarwal et al., 2021).",
+            f"confidence intervals ({reps} resamples; rliable, Agarwal et al., 2021). Only "
+            "algorithms with every dataset x seed are included.",
             "",
             "| algorithm | IQM | 95 % CI | mean | 95 % CI |",
             "|---|---|---|---|---|",
@@ -201,11 +277,11 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
         lines += ["", "![aggregate](aggregate.png)"]
         _plot_aggregate(complete, agg, out / "aggregate.png", unit)
     for ds in spec.datasets:
-        png = _plot_curves(ds, spec, by_cell, out, unit)
+        png = _plot_curves(ds, columns, by_cell, out, unit, dashed=set(names))
         if png is not None:
             lines += ["", f"![{ds}]({png.name})"]
 
-    bad = [r for r in results if r.status != "done"]
+    bad = [r for r in [*results, *external] if r.status != "done"]
     if bad:
         lines += ["", "## Cells without a result", ""]
         for r in bad:
@@ -227,24 +303,66 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
         *[train_command(spec, c, out) for c in grid_cells(spec)],
         "```",
     ]
+    commands = _external_commands(out, external)
+    if commands:
+        lines += ["", "External runs (each run's `command.txt`):", "", "```", *commands, "```"]
     report = {
         "protocol": spec.to_dict(),
         "unit": unit,
         "table": table,
         "aggregate": agg,
         "cells": [{k: v for k, v in vars(r).items() if k != "curve"} for r in results],
+        "external": {
+            "table": ext_table,
+            "cells": [{k: v for k, v in vars(r).items() if k != "curve"} for r in external],
+            "commands": commands,
+        },
+        "offrl_vs_d3rlpy": versus,
     }
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     atomic_write_bytes(out / "REPORT.md", ("\n".join(lines) + "\n").encode())
     return report
 
 
+def _versus_d3rlpy(
+    spec: GridSpec, by_cell: dict[tuple[str, str], list[CellResult]]
+) -> list[dict[str, Any]]:
+    """offrl's algorithm next to d3rlpy's counterpart, per dataset, where both have scores."""
+    rows = []
+    for ds in spec.datasets:
+        for ours, theirs in D3RLPY_PAIRS.items():
+            a = [float(r.score) for r in by_cell.get((ds, ours), []) if r.score is not None]
+            b = [float(r.score) for r in by_cell.get((ds, theirs), []) if r.score is not None]
+            if a and b:
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "offrl": ours,
+                        "d3rlpy": theirs,
+                        "offrl_scores": a,
+                        "d3rlpy_scores": b,
+                        "difference": statistics.fmean(a) - statistics.fmean(b),
+                    }
+                )
+    return rows
+
+
+def _external_commands(out: Path, external: list[CellResult]) -> list[str]:
+    commands = []
+    for r in external:
+        path = Cell(r.algo, r.dataset, r.seed).run_dir(out) / "command.txt"
+        if path.exists():
+            commands.append(path.read_text().strip())
+    return commands
+
+
 def _plot_curves(
     ds: str,
-    spec: GridSpec,
+    columns: list[str],
     by_cell: dict[tuple[str, str], list[CellResult]],
     out: Path,
     unit: str,
+    dashed: set[str] | None = None,
 ) -> Path | None:
     import matplotlib
 
@@ -253,7 +371,7 @@ def _plot_curves(
 
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = False
-    for algo in spec.algos:
+    for algo in columns:
         curves = [r.curve for r in by_cell.get((ds, algo), []) if r.curve]
         if not curves:
             continue
@@ -262,7 +380,8 @@ def _plot_curves(
             continue
         ys = np.array([[dict(c)[s] for s in steps] for c in curves])
         mean, std = ys.mean(0), ys.std(0)
-        ax.plot(steps, mean, label=f"{algo} ({len(curves)} seeds)")
+        style = "--" if algo in (dashed or set()) else "-"
+        ax.plot(steps, mean, style, label=f"{algo} ({len(curves)} seeds)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
         drawn = True
     if not drawn:

@@ -1,0 +1,166 @@
+"""Run d3rlpy 2.8.1 on the datasets, seeds and budget of an ``offrl bench`` grid.
+
+Usage (in offrl's environment, after ``bash benchmarks/d3rlpy/setup.sh``)::
+
+    .venv/bin/python benchmarks/d3rlpy/grid.py --grid OUT [--algos td3plusbc,iql,cql] [--workers 2]
+    .venv/bin/offrl bench report OUT     # d3rlpy's columns appear next to offrl's
+
+``OUT/grid.json`` (written by ``offrl bench run``, or by hand) gives the datasets, seeds, steps,
+evaluation interval and episodes. Every (dataset, algorithm, seed) runs
+``benchmarks/d3rlpy/train.py`` in ``benchmarks/.venv-d3rlpy`` as a single-threaded subprocess,
+into ``OUT/<dataset>/d3rlpy-<algo>/s<seed>/``. A cell whose ``final.json`` exists is done and
+skipped, so an interrupted run is resumed by running the command again (an unfinished cell
+starts over: train.py keeps no checkpoints). A failing cell leaves the tail of its output in
+``error.txt`` and the others go on; the exit status is 1 if any failed.
+
+Datasets are resolved through offrl: an ``.hdf5`` path is used as it is, a MuJoCo built-in
+(``hopper-medium-v0``...) through its cached D4RL-layout HDF5 file, anything else (the
+Pendulum built-ins, ``.npz`` files, Minari directories) is exported once to D4RL-layout HDF5
+under ``OUT/.d3rlpy-data/``. Normalised scores use offrl's reference table (``offrl.scores``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from offrl.bench.grid import Cell, GridSpec, load_grid
+from offrl.data.loaders import load_d4rl_hdf5, load_dataset, save_d4rl_hdf5
+from offrl.scores import get_reference
+from offrl.train.checkpoint import atomic_write_bytes
+
+HERE = Path(__file__).resolve().parent
+TRAIN = HERE / "train.py"
+VENV_PYTHON = HERE.parent / ".venv-d3rlpy" / "bin" / "python"
+ALGOS = ("td3plusbc", "iql", "cql")
+PAIRS = {"td3plusbc": "td3bc", "iql": "iql", "cql": "cql"}
+"""d3rlpy name -> offrl name (the report's "offrl vs d3rlpy" section pairs them the same way)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    hdf5: Path
+    env_id: str
+    ref_min: float | None
+    ref_max: float | None
+
+
+def resolve(dataset: str, out: Path) -> Resolved:
+    """The HDF5 file, env id and reference returns of a grid dataset."""
+    from offrl.data.factory import MUJOCO_DATASETS
+
+    p = Path(dataset)
+    if p.is_file() and p.suffix.lower() in (".hdf5", ".h5"):
+        ds = load_d4rl_hdf5(p)
+        hdf5 = p
+    elif dataset in MUJOCO_DATASETS:
+        from offrl.data.builtin import data_dir
+
+        ds = load_dataset(dataset)  # builds and caches the HDF5 file on first use
+        hdf5 = data_dir() / "datasets" / f"{dataset}.hdf5"
+    else:
+        ds = load_dataset(dataset)
+        stem = Path(dataset).stem if "/" in dataset else dataset  # as Cell.run_dir names it
+        hdf5 = out / ".d3rlpy-data" / f"{stem}.hdf5"
+        if not hdf5.exists():
+            hdf5.parent.mkdir(parents=True, exist_ok=True)
+            save_d4rl_hdf5(ds, hdf5)
+    if ds.env_id is None:
+        raise ValueError(f"{dataset}: no environment id, cannot evaluate")
+    ref = get_reference(ds.env_id)
+    return Resolved(
+        hdf5.resolve(),
+        ds.env_id,
+        None if ref is None else ref.random,
+        None if ref is None else ref.expert,
+    )
+
+
+def cell_command(
+    algo: str, dataset: str, seed: int, data: Resolved, out: Path, spec: GridSpec
+) -> list[str]:
+    """The train.py command line of one cell."""
+    cmd = [str(VENV_PYTHON), str(TRAIN), "--algo", algo, "--hdf5", str(data.hdf5)]
+    cmd += ["--env", data.env_id, "--steps", str(spec.steps), "--seed", str(seed)]
+    cmd += ["--eval-every", str(spec.eval_every), "--eval-episodes", str(spec.eval_episodes)]
+    cmd += ["--dataset-name", dataset, "--threads", "1", "--out", str(out)]
+    if data.ref_min is not None and data.ref_max is not None:
+        cmd += ["--ref-min", repr(data.ref_min), "--ref-max", repr(data.ref_max)]
+    return cmd
+
+
+def run_cell(cmd: list[str], run: Path) -> tuple[bool, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode == 0 and (run / "final.json").exists():
+        (run / "error.txt").unlink(missing_ok=True)
+        return True, ""
+    tail = (proc.stdout + proc.stderr)[-4000:]
+    atomic_write_bytes(run / "error.txt", f"exit status {proc.returncode}\n{tail}".encode())
+    return False, tail.strip().splitlines()[-1] if tail.strip() else f"exit {proc.returncode}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
+    p.add_argument("--algos", default=",".join(ALGOS), help="comma-separated d3rlpy algorithms")
+    p.add_argument("--workers", type=int, default=2, help="parallel single-threaded runs")
+    args = p.parse_args(argv)
+
+    if not VENV_PYTHON.exists():
+        print(f"{VENV_PYTHON} is missing: run `bash benchmarks/d3rlpy/setup.sh`", file=sys.stderr)
+        return 2
+    grid = Path(args.grid)
+    spec = load_grid(grid)
+    algos = [a for a in args.algos.split(",") if a]
+    unknown = sorted(set(algos) - set(ALGOS))
+    if unknown:
+        p.error(f"unknown algorithms {unknown}; use {list(ALGOS)}")
+
+    todo: list[tuple[str, list[str], Path]] = []
+    total = 0
+    for dataset in spec.datasets:
+        data = resolve(dataset, grid)
+        for algo in algos:
+            for seed in spec.seeds:
+                total += 1
+                run = Cell(f"d3rlpy-{algo}", dataset, seed).run_dir(grid)
+                if (run / "final.json").exists():
+                    continue
+                key = f"{dataset}/d3rlpy-{algo}/s{seed}"
+                todo.append((key, cell_command(algo, dataset, seed, data, run, spec), run))
+    print(f"{total} d3rlpy cells, {total - len(todo)} done, {len(todo)} to run", flush=True)
+
+    def work(item: tuple[str, list[str], Path]) -> tuple[str, bool, str, float]:
+        key, cmd, run = item
+        t0 = time.perf_counter()
+        ok, detail = run_cell(cmd, run)
+        if ok:
+            final = json.loads((run / "final.json").read_text())
+            score = final["normalized_score"]
+            detail = (
+                f"score {score:.1f}" if score is not None else f"return {final['return_mean']:.1f}"
+            )
+        return key, ok, detail, time.perf_counter() - t0
+
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        for future in as_completed([pool.submit(work, item) for item in todo]):
+            key, ok, detail, seconds = future.result()
+            print(f"[{'done' if ok else 'failed'}] {key} ({seconds:.0f} s) {detail}", flush=True)
+            if not ok:
+                failed.append(key)
+    if failed:
+        print(f"{len(failed)} failed: see error.txt in their directories", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

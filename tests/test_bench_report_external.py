@@ -1,0 +1,118 @@
+"""``offrl bench report`` with external runs (d3rlpy's columns) and ``benchmarks/d3rlpy/train.py``
+itself when its virtual environment exists."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offrl.bench.grid import Cell, GridSpec, grid_cells
+from offrl.bench.report import collect_external, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+D3RLPY_PYTHON = ROOT / "benchmarks" / ".venv-d3rlpy" / "bin" / "python"
+
+
+def _run(run: Path, score: float | None, ret: float, steps: tuple[int, ...] = (5, 10)) -> None:
+    run.mkdir(parents=True)
+    (run / "final.json").write_text(json.dumps({"normalized_score": score, "return_mean": ret}))
+    records = [
+        {"step": s, "kind": "eval", "eval/normalized_score": score, "eval/return_mean": ret}
+        for s in steps
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _grid(out: Path, seeds: list[int]) -> GridSpec:
+    spec = GridSpec(["td3bc", "iql"], ["d1", "d2"], seeds, steps=10, eval_every=5, eval_episodes=1)
+    out.mkdir(parents=True)
+    (out / "grid.json").write_text(json.dumps(spec.to_dict()))
+    for cell in grid_cells(spec):
+        score = 10.0 * cell.seed + (50.0 if cell.algo == "td3bc" else 30.0)
+        _run(cell.run_dir(out), score, score)
+    return spec
+
+
+def test_external_columns_in_table_json_and_commands(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    _grid(out, seeds=[0, 1, 2])
+    # d3rlpy's TD3+BC: every dataset x seed (complete); its IQL: one seed of d1 and a failure.
+    ext = {"d1": [40.0, 44.0, 48.0], "d2": [20.0, 20.0, 26.0]}
+    for ds, scores in ext.items():
+        for seed, score in enumerate(scores):
+            run = Cell("d3rlpy-td3plusbc", ds, seed).run_dir(out)
+            _run(run, score, score)
+            (run / "command.txt").write_text(f"python train.py --algo td3plusbc --seed {seed}\n")
+    _run(Cell("d3rlpy-iql", "d1", 0).run_dir(out), 33.0, 33.0)
+    failed = Cell("d3rlpy-iql", "d1", 1).run_dir(out)
+    failed.mkdir(parents=True)
+    (failed / "error.txt").write_text("exit status 1\nTraceback ...\nValueError: boom\n")
+    (Cell("d3rlpy-iql", "d1", 2).run_dir(out)).mkdir(parents=True)  # started, nothing yet
+
+    external = collect_external(out)
+    assert sorted({(r.algo, r.status) for r in external}) == [
+        ("d3rlpy-iql", "done"),
+        ("d3rlpy-iql", "failed"),
+        ("d3rlpy-td3plusbc", "done"),
+    ]
+    report = write_report(out, reps=50)
+    md = (out / "REPORT.md").read_text()
+    assert "| dataset | td3bc | iql | d3rlpy-iql | d3rlpy-td3plusbc |" in md
+    d1 = f"44.0 ± {np.std([40.0, 44.0, 48.0]):.1f}"
+    assert f"| d1 | 60.0 ± {np.std([50, 60, 70]):.1f} | 40.0 ± " in md
+    assert f"| 33.0 ± 0.0 (1/3 seeds) | {d1} |" in md
+    assert f"| d2 | 60.0 ± {np.std([50, 60, 70]):.1f} | 40.0 ± 8.2 | – | 22.0 ± 2.8 |" in md
+    # report.json: grid algorithms under "table", external runs under "external".
+    assert set(report["table"]["d1"]) == {"td3bc", "iql"}
+    assert report["external"]["table"]["d1"]["d3rlpy-td3plusbc"]["scores"] == ext["d1"]
+    assert report["external"]["table"]["d2"]["d3rlpy-iql"]["scores"] == []
+    statuses = {
+        (c["algo"], c["dataset"], c["seed"]): c["status"] for c in report["external"]["cells"]
+    }
+    assert statuses[("d3rlpy-iql", "d1", 1)] == "failed"
+    assert "d1 / d3rlpy-iql / seed 1: failed: ValueError: boom" in md
+    assert "python train.py --algo td3plusbc --seed 2" in report["external"]["commands"]
+    assert "python train.py --algo td3plusbc --seed 2" in md
+    # Complete external columns enter the aggregate; incomplete ones do not.
+    assert set(report["aggregate"]) == {"td3bc", "iql", "d3rlpy-td3plusbc"}
+    # offrl vs d3rlpy: td3bc (offrl) next to td3plusbc (d3rlpy); IQL only where both exist.
+    versus = {(v["dataset"], v["offrl"]): v for v in report["offrl_vs_d3rlpy"]}
+    assert set(versus) == {("d1", "td3bc"), ("d2", "td3bc"), ("d1", "iql")}
+    assert versus[("d2", "td3bc")]["difference"] == pytest.approx(60.0 - 22.0)
+    assert "## offrl vs d3rlpy" in md and "| d1 | td3bc / d3rlpy-td3plusbc |" in md
+    assert (out / "curves_d1.png").exists()
+
+
+def test_report_without_external_runs_is_unchanged(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    _grid(out, seeds=[0])
+    report = write_report(out, reps=50)
+    md = (out / "REPORT.md").read_text()
+    assert "| dataset | td3bc | iql |" in md and "offrl vs d3rlpy" not in md
+    assert report["external"] == {"table": {}, "cells": [], "commands": []}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not D3RLPY_PYTHON.exists(), reason="run benchmarks/d3rlpy/setup.sh first")
+def test_d3rlpy_train_script_writes_a_run_directory(tmp_path: Path) -> None:
+    from offrl.data import load_dataset, save_d4rl_hdf5
+
+    hdf5 = save_d4rl_hdf5(load_dataset("pendulum-random-v0"), tmp_path / "pendulum.hdf5")
+    run = tmp_path / "run"
+    cmd = [str(D3RLPY_PYTHON), str(ROOT / "benchmarks" / "d3rlpy" / "train.py")]
+    cmd += ["--algo", "td3plusbc", "--hdf5", str(hdf5), "--env", "Pendulum-v1"]
+    cmd += ["--steps", "200", "--eval-every", "100", "--eval-episodes", "2", "--seed", "3"]
+    cmd += ["--ref-min", "-1000", "--ref-max", "0", "--out", str(run)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["kind"]) for r in evals] == [(100, "eval"), (200, "eval")]
+    final = json.loads((run / "final.json").read_text())
+    assert final["library"] == "d3rlpy 2.8.1" and final["seed"] == 3 and final["steps"] == 200
+    assert final["return_mean"] == evals[-1]["eval/return_mean"]
+    assert final["normalized_score"] == pytest.approx(100 * (final["return_mean"] + 1000) / 1000)
+    assert final["config"]["alpha"] == 2.5
+    assert "--algo td3plusbc" in (run / "command.txt").read_text()
