@@ -252,3 +252,14 @@ def test_interrupted_write_keeps_previous_checkpoint(
     monkeypatch.undo()
     assert seen and all(name.endswith(".tmp") for name in seen)  # the temp file did exist
     _assert_previous_intact(path)
+
+
+def test_iql_schedule_spans_the_run(tmp_path: Path) -> None:
+    """IQL's actor learning rate decays to zero over the run's own length, whatever ``steps``
+    is (as in the official code, CORL and d3rlpy), and the resolved length is recorded."""
+    cfg = _short(tmp_path / "iql", seed=0)
+    cfg.algo = "iql"
+    train(cfg)
+    state = load_checkpoint(tmp_path / "iql" / "checkpoints" / "latest.pt")
+    assert state["algo"]["config"]["max_steps"] == cfg.steps
+    assert state["algo"]["actor_optim"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)

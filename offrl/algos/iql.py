@@ -11,7 +11,8 @@ lr 3e-4 everywhere, batch 256, tau 0.005, two hidden layers of 256, rewards divi
 dataset's return range and multiplied by 1000 (offrl's ``return_range`` reward mode, applied by
 the trainer). As in the official code: the policy is a Gaussian with ``tanh``-squashed mean and a
 state-independent log-std, the weights are clipped at 100, and the actor's learning rate follows
-a cosine decay over ``max_steps`` (the paper does not mention the schedule; we follow the code).
+a cosine decay to zero over the training run (``max_steps``; the paper does not mention the
+schedule; we follow the official code, CORL and d3rlpy, which all decay over the run's length).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class IQLConfig(AlgoConfig):
     """Polyak rate of the target critic."""
     num_critics: int = 2
     """Critics in the clipped double-Q ensemble."""
-    max_steps: int = 1_000_000
-    """Length of the actor's cosine learning-rate schedule (0 disables the schedule)."""
+    max_steps: int | None = None
+    """Length of the actor's cosine learning-rate schedule: ``None`` is the training run's
+    length (the trainer's ``steps``; 1M, the paper's budget, outside the trainer), 0 disables."""
     reward_mode: str = "return_range"
     """The trainer's reward transform: ``return_range`` is the paper's locomotion recipe."""
 
@@ -72,9 +74,10 @@ class IQL(Algorithm):
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
         self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
         self.value_optim = make_optimizer(self.value.parameters(), cfg.value_lr)
+        horizon = 1_000_000 if cfg.max_steps is None else cfg.max_steps
         self.actor_schedule = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optim, cfg.max_steps)
-            if cfg.max_steps
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optim, horizon)
+            if horizon
             else None
         )
 

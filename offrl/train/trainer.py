@@ -146,6 +146,9 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
     spec = spec_for(dataset, env_id)
     algo_cls = get_algorithm(cfg.algo)
     algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config)
+    # Learning-rate schedules that span "the run" (IQL's actor) follow this run's length.
+    if hasattr(algo_cfg, "max_steps") and algo_cfg.max_steps is None:
+        algo_cfg.max_steps = cfg.steps
     algo = algo_cls(spec, algo_cfg, seed=cfg.seed, device=cfg.device)
     # The algorithm picks the transitions it trains on (all by default; %BC keeps its best
     # episodes) before statistics are computed. ``dataset`` stays the whole data: its returns
