@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from offrl.nn import EnsembleMLP
+from offrl.nn import EnsembleMLP, TanhGaussianPolicy
 
 IN, OUT, HIDDEN, E, B = 5, 3, (7, 6), 3, 4
 TOL = {"rtol": 1e-10, "atol": 1e-12}
@@ -221,3 +221,15 @@ def test_initialisation_bounds_match_nn_linear() -> None:
         assert abs(float(w.mean())) < 0.05 * bound
         assert abs(float(w.std()) - bound / math.sqrt(3)) < 0.05 * bound
     assert mlp.flat.numel() == sum(4 * (i * o + o) for i, o in mlp.sizes)
+
+
+def test_tanh_gaussian_n_samples_equal_repeated_states() -> None:
+    """``sample(obs, n=k)`` is ``sample(obs.repeat(k, 1))`` from one network pass."""
+    torch.manual_seed(0)
+    pi = TanhGaussianPolicy(5, 3, (32, 32))
+    obs = torch.randn(7, 5)
+    a1, lp1 = pi.sample(obs, torch.Generator().manual_seed(3), n=4)
+    a2, lp2 = pi.sample(obs.repeat(4, 1), torch.Generator().manual_seed(3))
+    assert a1.shape == (28, 3) and lp1.shape == (28,)
+    torch.testing.assert_close(a1, a2)
+    torch.testing.assert_close(lp1, lp2)

@@ -128,7 +128,7 @@ class BEAR(SAC):
         of the chosen one: ``[B]``."""
         cfg, n, b = self.config, self.config.num_target_samples, batch.obs.shape[0]
         next_obs = batch.next_obs.repeat(n, 1)  # [n*B, obs], sample-major rows
-        next_a, next_logp = self.actor.sample(next_obs, generator=self.generator)
+        next_a, next_logp = self.actor.sample(batch.next_obs, self.generator, n=n)
         q = self.critic_target(next_obs, next_a)  # [N, n*B]
         q = (cfg.lmbda * q.amin(0) + (1.0 - cfg.lmbda) * q.amax(0)).view(n, b)
         q_next, best = q.max(0)  # [B]
@@ -196,7 +196,7 @@ class BEAR(SAC):
         n, b = self.config.num_action_samples, obs.shape[0]
         obs_n = obs.repeat(n, 1)  # [n*B, obs], sample-major rows
         with restored_rng(self.generator) as gen:
-            actions, _ = self.actor.sample(obs_n, generator=gen)
+            actions, _ = self.actor.sample(obs, gen, n=n)
         q = self.critic(obs_n, actions, members=0)[0].view(n, b)
         best = q.argmax(0)  # [B]
         return actions.view(n, b, -1)[best, torch.arange(b, device=obs.device)]

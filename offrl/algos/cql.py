@@ -107,17 +107,18 @@ class CQL(SAC):
                 (k * b, self.spec.action_dim), generator=self.generator, device=self.device
             )
             rand_a = 2.0 * rand_a - 1.0
-            pi_a, pi_logp = self.actor.sample(obs_k, generator=self.generator)
-            next_a, next_logp = self.actor.sample(batch.next_obs.repeat(k, 1), self.generator)
+            pi_a, pi_logp = self.actor.sample(batch.obs, self.generator, n=k)
+            next_a, next_logp = self.actor.sample(batch.next_obs, self.generator, n=k)
             # Target: min over critics at a' ~ pi(s'), reusing the penalty's pi(s') draws: the
-            # max over all k with max_backup, else the first one (a single sample, as in SAC).
-            q_next = self.critic_target(batch.next_obs.repeat(k, 1), next_a).amin(0).view(k, b)
-            logp_next = next_logp.view(k, b)
+            # max over all k with max_backup, else the first one (a single sample, as in SAC;
+            # only that one is scored).
             if cfg.max_backup:
-                q_next, idx = q_next.max(0)
-                logp_next = logp_next.gather(0, idx.unsqueeze(0)).squeeze(0)
+                q_next = self.critic_target(batch.next_obs.repeat(k, 1), next_a).amin(0)
+                q_next, idx = q_next.view(k, b).max(0)
+                logp_next = next_logp.view(k, b).gather(0, idx.unsqueeze(0)).squeeze(0)
             else:
-                q_next, logp_next = q_next[0], logp_next[0]
+                q_next = self.critic_target(batch.next_obs, next_a[:b]).amin(0)
+                logp_next = next_logp[:b]
             if cfg.backup_entropy:
                 q_next = q_next - self.alpha() * logp_next
             target = td_target(batch.rewards, batch.dones, q_next, cfg.gamma)

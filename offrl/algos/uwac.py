@@ -114,7 +114,7 @@ class UWAC(BEAR):
         """BEAR's target on the dropout-mean target critics, and its weight: ``([B], [B])``."""
         cfg, n, b = self.config, self.config.num_target_samples, batch.obs.shape[0]
         next_obs = batch.next_obs.repeat(n, 1)  # [n*B, obs], sample-major rows
-        next_a, next_logp = self.actor.sample(next_obs, generator=self.generator)
+        next_a, next_logp = self.actor.sample(batch.next_obs, self.generator, n=n)
         q, var = self.mc_dropout(self.critic_target, next_obs, next_a)  # [N, n*B] each
         q = (cfg.lmbda * q.amin(0) + (1.0 - cfg.lmbda) * q.amax(0)).view(n, b)
         q_next, best = q.max(0)  # [B]

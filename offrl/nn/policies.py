@@ -141,10 +141,17 @@ class TanhGaussianPolicy(nn.Module):
         return mu, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def sample(
-        self, obs: torch.Tensor, generator: torch.Generator | None = None
+        self, obs: torch.Tensor, generator: torch.Generator | None = None, n: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised ``(actions [B, act], log_prob [B])``."""
+        """Reparameterised ``(actions [B, act], log_prob [B])``.
+
+        With ``n``: ``n`` draws per state, ``[n*B, act]`` and ``[n*B]`` in sample-major rows (the
+        row order of ``obs.repeat(n, 1)``), from one network pass over the ``B`` states instead
+        of ``n`` passes over repeated ones.
+        """
         mu, log_std = self._params(obs)
+        if n is not None:
+            mu, log_std = mu.repeat(n, 1), log_std.repeat(n, 1)
         std = log_std.exp()
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = mu + std * eps
