@@ -6,6 +6,7 @@ limit, and true terminations when the pole falls, so both ends of an episode occ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,10 +125,29 @@ def test_real_replay_is_the_buffer_in_order(pack: BehaviourPack, run_dir: Path) 
     assert np.abs(full.actions[:500]).max() <= 3.0
 
 
+def test_pack_carries_the_real_medium_replay(
+    pack: BehaviourPack, run_dir: Path, tmp_path: Path
+) -> None:
+    """medium-replay from a shipped pack is the run's buffer exactly, with no run at hand."""
+    real = build_level(pack, "medium-replay", run_dir=run_dir)
+    loaded = load_pack(pack.save(tmp_path / "pack.pt"))
+    assert loaded.replay is not None
+    # Next observations are stored only where the following row does not hold them.
+    ends = int((real.terminals | real.timeouts).sum())
+    assert len(loaded.replay["next_observations"]) <= ends + 1 < len(real)
+    from_pack = build_level(loaded, "medium-replay")
+    assert from_pack.metadata["replay"] == "real"
+    for field in ("observations", "actions", "rewards", "next_observations"):
+        assert np.array_equal(getattr(from_pack, field), getattr(real, field)), field
+    assert np.array_equal(from_pack.terminals, real.terminals)
+    assert np.array_equal(from_pack.timeouts, real.timeouts)
+
+
 def test_reconstructed_replay(pack: BehaviourPack) -> None:
-    mr = build_level(pack, "medium-replay", num_envs=4)
+    without_buffer = dataclasses.replace(pack, replay=None)
+    mr = build_level(without_buffer, "medium-replay", num_envs=4)
     full = build_level(pack, "full-replay", num_envs=4)
-    assert mr.metadata["replay"] == "reconstructed"
+    assert mr.metadata["replay"] == full.metadata["replay"] == "reconstructed"
     assert len(mr) == pack.medium_step and len(full) == pack.train_steps
     _flags_ok(full)
     # The warm-up part is uniform random actions over [-3, 3]: spread out, unlike a policy.

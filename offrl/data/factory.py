@@ -16,11 +16,14 @@ by default (2M for medium-expert), sampled actions of the stochastic policy, epi
 environment's time limit (1000 steps for MuJoCo) stored as *timeouts* and true ends as
 *terminals*. Builds are deterministic for a seed.
 
-The replay levels come from the run's real replay buffer when a run directory is at hand.
-A shipped pack carries no buffer (hundreds of MB); its replay levels are *reconstructed* from the
+The replay levels come from the run's real replay buffer when a run directory is at hand. A
+pack carries the real buffer's first ``medium_step`` transitions (``medium-replay``: a few MB,
+stored without the next observations that the following row already holds); the whole buffer
+(``full-replay``, hundreds of MB) it does not carry, so that level is *reconstructed* from the
 policy snapshots saved every ``snapshot_every`` steps: the first ``start_steps`` transitions with
 uniform random actions, then each stretch of steps with the snapshot that was current at its
-start. This matches the real buffer's mixture of policies up to the snapshot interval.
+start. That matches the real buffer's mixture of policies only up to the snapshot interval, and
+it under-represents a policy that improves fast within one interval.
 
 Packs for HalfCheetah, Hopper and Walker2d ship with offrl (``offrl/data/behaviour/``) and give
 the registered names ``halfcheetah-medium-v0`` etc. -- offrl's datasets, not D4RL's ``-v2``.
@@ -53,7 +56,9 @@ __all__ = [
     "load_pack",
     "build_level",
     "make_mujoco",
+    "pack_replay",
     "sac_policy",
+    "unpack_replay",
 ]
 
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
@@ -94,6 +99,8 @@ class BehaviourPack:
     """Measured return (mean, std over episodes) of each policy level's stochastic rollouts."""
     info: dict[str, Any]
     """Versions and provenance."""
+    replay: dict[str, torch.Tensor] | None = None
+    """The run's real replay buffer up to ``medium_step`` (see :func:`pack_replay`), or ``None``."""
 
     def actor(self, step: int | None) -> TanhGaussianPolicy:
         """The actor at training ``step`` (``None``: a randomly initialised one, seeded)."""
@@ -121,6 +128,7 @@ class BehaviourPack:
             "snapshots": {str(k): v for k, v in self.snapshots.items()},
             "returns": self.returns,
             "info": json.dumps(self.info),
+            **({"replay": self.replay} if self.replay is not None else {}),
         }
 
     @classmethod
@@ -140,6 +148,7 @@ class BehaviourPack:
             snapshots={int(k): v for k, v in state["snapshots"].items()},
             returns=state["returns"],
             info=json.loads(state["info"]),
+            replay=state.get("replay"),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -191,6 +200,42 @@ def _measure(
     return {"return_mean": float(rets.mean()), "return_std": float(rets.std())}
 
 
+def pack_replay(ds: Dataset) -> dict[str, torch.Tensor]:
+    """Compact tensors of an episode-contiguous dataset: every row's observation, action,
+    reward and flags, and a next observation only where the following row does not hold it."""
+    n = len(ds.rewards)
+    follows = np.zeros(n, dtype=bool)
+    follows[:-1] = np.all(ds.next_observations[:-1] == ds.observations[1:], axis=-1)
+    own = ~follows  # rows whose successor is not the next row (episode ends, the last row)
+    return {
+        "observations": torch.from_numpy(ds.observations.astype(np.float32)),
+        "actions": torch.from_numpy(ds.actions.astype(np.float32)),
+        "rewards": torch.from_numpy(ds.rewards.astype(np.float32)),
+        "terminals": torch.from_numpy(ds.terminals.astype(bool)),
+        "timeouts": torch.from_numpy(ds.timeouts.astype(bool)),
+        "own_next": torch.from_numpy(own),
+        "next_observations": torch.from_numpy(ds.next_observations[own].astype(np.float32)),
+    }
+
+
+def unpack_replay(replay: dict[str, torch.Tensor], first: int, env_id: str) -> Dataset:
+    """The first ``first`` rows of a :func:`pack_replay` buffer as a dataset (exactly)."""
+    obs = replay["observations"].numpy()
+    own = replay["own_next"].numpy()
+    next_obs = np.empty_like(obs)
+    next_obs[:-1] = obs[1:]
+    next_obs[own] = replay["next_observations"].numpy()
+    return Dataset.from_arrays(
+        observations=obs[:first],
+        actions=replay["actions"].numpy()[:first],
+        rewards=replay["rewards"].numpy()[:first],
+        next_observations=next_obs[:first],
+        terminals=replay["terminals"].numpy()[:first],
+        timeouts=replay["timeouts"].numpy()[:first],
+        env_id=env_id,
+    )
+
+
 def export_pack(
     run_dir: str | Path,
     medium_fraction: float = 1.0 / 3.0,
@@ -205,7 +250,8 @@ def export_pack(
     policy is the snapshot whose evaluation return is closest to ``medium_fraction`` of the
     expert's. Each level's stochastic return is then measured over ``episodes`` episodes.
     Replay snapshots are stored in float16 (``half``) to keep the pack small; the medium and
-    expert weights stay float32.
+    expert weights stay float32. The run's real buffer up to the medium policy goes in too
+    (``medium-replay`` then needs no reconstruction), when the run's checkpoint holds one.
     """
     run = Path(run_dir)
     config = json.loads((run / "config.json").read_text())
@@ -260,6 +306,9 @@ def export_pack(
             "medium_fraction": medium_fraction,
         },
     )
+    checkpoint = run / "checkpoints" / "latest.pt"
+    if checkpoint.exists():
+        pack.replay = pack_replay(_run_buffer(pack, run, medium_step))
     with _one_thread():
         pack.returns = {
             "random": _measure(pack.env_id, pack.actor(None), episodes, 1),
@@ -281,17 +330,12 @@ def _mujoco_version() -> str | None:
 def _replay(
     pack: BehaviourPack, until: int, seed: int, num_envs: int, run_dir: Path | None
 ) -> Dataset:
-    """The replay buffer's first ``until`` transitions: real if a run is given, else rebuilt."""
+    """The replay buffer's first ``until`` transitions: real if a run is given or the pack
+    carries them, else rebuilt from the snapshots."""
     if run_dir is not None:
-        from offrl.data.replay import ReplayBuffer
-        from offrl.train.checkpoint import load_checkpoint
-
-        state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-        buf_state = state["buffer"]
-        low, high = _bounds(pack.env_id)
-        buf = ReplayBuffer(int(buf_state["size"]), (pack.obs_dim,), pack.action_dim, low, high)
-        buf.load_state_dict(buf_state)
-        return buf.to_dataset(first=until, env_id=pack.env_id)
+        return _run_buffer(pack, run_dir, until)
+    if pack.replay is not None and len(pack.replay["rewards"]) >= until:
+        return unpack_replay(pack.replay, until, pack.env_id)
     low, high = _bounds(pack.env_id)
     bounds = [0, min(pack.start_steps, until)]
     bounds += [s for s in sorted(pack.snapshots) if bounds[-1] < s < until] + [until]
@@ -312,6 +356,18 @@ def _replay(
             )
         )
     return Dataset.concatenate(parts)
+
+
+def _run_buffer(pack: BehaviourPack, run_dir: Path, until: int) -> Dataset:
+    """The first ``until`` transitions of the real replay buffer of the run in ``run_dir``."""
+    from offrl.data.replay import ReplayBuffer
+    from offrl.train.checkpoint import load_checkpoint
+
+    buf_state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["buffer"]
+    low, high = _bounds(pack.env_id)
+    buf = ReplayBuffer(int(buf_state["size"]), (pack.obs_dim,), pack.action_dim, low, high)
+    buf.load_state_dict(buf_state)
+    return buf.to_dataset(first=until, env_id=pack.env_id)
 
 
 @contextmanager
@@ -393,7 +449,7 @@ def _build_level(
         }[level],
         "behaviour_return_mean": float(rets.mean()),
         "behaviour_return_std": float(rets.std()),
-        "replay": ("real" if run is not None else "reconstructed") if "replay" in level else None,
+        "replay": _replay_kind(pack, level, run),
         "seed": seed,
         "pack_seed": pack.seed,
         "offrl_version": offrl.__version__,
@@ -401,6 +457,14 @@ def _build_level(
         "mujoco_version": _mujoco_version(),
     }
     return ds
+
+
+def _replay_kind(pack: BehaviourPack, level: str, run: Path | None) -> str | None:
+    if "replay" not in level:
+        return None
+    if run is not None or (level == "medium-replay" and pack.replay is not None):
+        return "real"
+    return "reconstructed"
 
 
 def make_mujoco(
