@@ -22,6 +22,7 @@ from offrl.data import Dataset
 from offrl.data.sampler import TensorSampler
 from offrl.losses import ensemble_gradient_similarity
 from offrl.nn import EnsembleCritic, EnsembleMLP
+from offrl.nn.mlp import _dropout_scale
 
 OBS, ACT, HIDDEN, B = 4, 2, (16, 16, 16), 7
 TOL = {"rtol": 1e-10, "atol": 1e-12}
@@ -158,11 +159,21 @@ def _masked_reference(
         h = torch.baddbmm(b, h, w)
         if i < len(views.sizes) - 1:
             h = torch.relu(h)
-            keep = torch.rand(h.shape, generator=gen, dtype=h.dtype) >= p
-            h = h * keep / (1.0 - p)
+            h = h * _dropout_scale(h, p, gen)
     q = h[..., 0]
     (grad,) = torch.autograd.grad(q.sum(), flat)
     return q.detach(), grad
+
+
+def test_dropout_masks_drop_p_of_the_units() -> None:
+    """Each factor is 0 (probability p, at a 1/65536 resolution) or 1 / (1 - p)."""
+    h = torch.empty(3, 1000, 100)
+    scale = _dropout_scale(h, 0.1, torch.Generator().manual_seed(0))
+    assert scale.shape == h.shape and scale.dtype == h.dtype
+    assert torch.all((scale == 0) | (scale == torch.tensor(1.0).mul_(1 / 0.9)))
+    assert (scale == 0).double().mean().item() == pytest.approx(0.1, abs=0.003)
+    odd = _dropout_scale(torch.empty(7, 3), 0.5, torch.Generator().manual_seed(1))  # n % 4 != 0
+    assert odd.shape == (7, 3)
 
 
 @pytest.mark.parametrize("n", [1, 3])

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# offrl's first committed results: every registered algorithm on three of offrl's MuJoCo
+# datasets (one medium, one medium-replay, one medium-expert, one per environment), 3 seeds,
+# one step budget for all, plus d3rlpy 2.8.1's TD3+BC / IQL / CQL on the same files, seeds and
+# budget. About 10-15 hours on a 2-core machine; safe to kill: re-running the same command
+# re-runs only unfinished cells (each cell also resumes from its own last checkpoint).
+#
+#   bash benchmarks/mujoco_grid.sh [GRID_DIR]       # default runs/mujoco-grid (git-ignored)
+#
+# When every cell is done (or to publish partial results) the report is copied to
+# benchmarks/results/mujoco/ (REPORT.md, report.json, curves and aggregate PNGs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/mujoco-grid}
+ALGOS=awac,awr,bc,bc_pct,bcq,bear,cql,crr,edac,iql,sac,sac_n,td3bc,uwac
+DATASETS=hopper-medium-v0,halfcheetah-medium-replay-v0,walker2d-medium-expert-v0
+STEPS=${STEPS:-10000}
+
+# Build (or find cached) the datasets first, one at a time, so workers never race to build.
+for ds in ${DATASETS//,/ }; do
+    .venv/bin/offrl dataset make "$ds"
+done
+
+.venv/bin/offrl bench run --algos "$ALGOS" --datasets "$DATASETS" --seeds 0,1,2 \
+    --steps "$STEPS" --eval-every 2500 --eval-episodes 10 --checkpoint-every 2500 \
+    --workers 2 --out "$OUT" || echo "some offrl cells failed (listed in the report)"
+
+if [ -x benchmarks/.venv-d3rlpy/bin/python ]; then
+    .venv/bin/python benchmarks/d3rlpy/grid.py --grid "$OUT" --algos td3plusbc,iql,cql \
+        --workers 2 || echo "some d3rlpy cells failed (listed in the report)"
+else
+    echo "no d3rlpy venv: run bash benchmarks/d3rlpy/setup.sh for the side-by-side columns"
+fi
+
+.venv/bin/offrl bench report "$OUT"
+mkdir -p benchmarks/results/mujoco
+cp "$OUT"/REPORT.md "$OUT"/report.json "$OUT"/*.png benchmarks/results/mujoco/ 2>/dev/null || true
+echo "report: benchmarks/results/mujoco/REPORT.md"
