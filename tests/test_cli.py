@@ -296,16 +296,17 @@ def test_dataset_convert_roundtrip(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- bench, plot
-def test_bench_speed_json(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("algo", ["bc", "awr"])  # AWR needs the trainer's data hooks
+def test_bench_speed_json(capsys: pytest.CaptureFixture[str], algo: str) -> None:
     threads = torch.get_num_threads()
     try:
-        args = ["bench", "speed", "--algo", "bc", "--seconds", "1", "--repeats", "1"]
+        args = ["bench", "speed", "--algo", algo, "--seconds", "1", "--repeats", "1"]
         assert main([*args, "--threads", "1", "--json"]) == 0
     finally:
         torch.set_num_threads(threads)
     out = _json_out(capsys)
     assert isinstance(out, dict)
-    assert out["algo"] == "bc"
+    assert out["algo"] == algo
     assert out["updates_per_s"] > 0 and out["flops_per_update"] > 0
     assert out["matmul_gflops"] > 0 and out["bound_fraction"] > 0
 

@@ -120,7 +120,10 @@ def measure_speed(
     cls = get_algorithm(algo_name)
     cfg = cls.config_class.from_dict(algo_config or {})
     algo = cls(EnvSpec((obs_dim,), act_dim), cfg, seed=0)
-    sampler = TensorSampler(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim), cfg.batch_size)
+    # The trainer's data hooks (%BC keeps its best episodes, AWR computes its returns).
+    data = algo.prepare_data(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim))
+    algo.attach_data(data)
+    sampler = TensorSampler(data, cfg.batch_size)
     for _ in range(warmup):
         algo.update(sampler.sample())
     cycle = int(getattr(cfg, "policy_freq", 1))
