@@ -4,8 +4,12 @@
 # one step budget for all, plus d3rlpy 2.8.1's TD3+BC / IQL / CQL on the same files, seeds and
 # budget. About 10-15 hours on a 2-core machine; safe to kill: re-running the same command
 # re-runs only unfinished cells (each cell also resumes from its own last checkpoint).
+# One override: UWAC draws 5 MC-dropout passes instead of the official code's 100 (T = 100 costs
+# ~90 BEAR updates per update on a CPU; see offrl/algos/uwac.py).
 #
 #   bash benchmarks/mujoco_grid.sh [GRID_DIR]       # default runs/mujoco-grid (git-ignored)
+#   WORKERS=1 DATASETS=hopper-medium-v0 bash benchmarks/mujoco_grid.sh   # a part (datasets
+#                                                   # may be added to a grid later)
 #
 # When every cell is done (or to publish partial results) the report is copied to
 # benchmarks/results/mujoco/ (REPORT.md, report.json, curves and aggregate PNGs).
@@ -13,8 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/mujoco-grid}
 ALGOS=awac,awr,bc,bc_pct,bcq,bear,cql,crr,edac,iql,sac,sac_n,td3bc,uwac
-DATASETS=hopper-medium-v0,halfcheetah-medium-replay-v0,walker2d-medium-expert-v0
-STEPS=${STEPS:-10000}
+DATASETS=${DATASETS:-hopper-medium-v0,halfcheetah-medium-replay-v0,walker2d-medium-expert-v0}
+WORKERS=${WORKERS:-2}
+# 7,500 gradient steps per cell: the budget at which the whole grid (126 offrl cells + 27 d3rlpy
+# cells, 2 single-threaded workers) takes about 13 hours here, from the per-update costs that
+# `offrl bench speed --threads 1` measured (CQL, EDAC, SAC-N, BEAR, UWAC dominate).
+STEPS=${STEPS:-7500}
 
 # Build (or find cached) the datasets first, one at a time, so workers never race to build.
 for ds in ${DATASETS//,/ }; do
@@ -23,11 +31,12 @@ done
 
 .venv/bin/offrl bench run --algos "$ALGOS" --datasets "$DATASETS" --seeds 0,1,2 \
     --steps "$STEPS" --eval-every 2500 --eval-episodes 10 --checkpoint-every 2500 \
-    --workers 2 --out "$OUT" || echo "some offrl cells failed (listed in the report)"
+    --set uwac.num_dropout_samples=5 --workers "$WORKERS" --out "$OUT" \
+    || echo "some offrl cells failed (listed in the report)"
 
 if [ -x benchmarks/.venv-d3rlpy/bin/python ]; then
     .venv/bin/python benchmarks/d3rlpy/grid.py --grid "$OUT" --algos td3plusbc,iql,cql \
-        --workers 2 || echo "some d3rlpy cells failed (listed in the report)"
+        --workers "$WORKERS" || echo "some d3rlpy cells failed (listed in the report)"
 else
     echo "no d3rlpy venv: run bash benchmarks/d3rlpy/setup.sh for the side-by-side columns"
 fi
