@@ -279,11 +279,37 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
             "medium-replay": pack.medium_step,
             "full-replay": pack.train_steps,
         }.get(level, 1_000_000)
+        path = cache / f"{name}.hdf5"
+        cached = path.exists()
         measured = pack.returns.get(level)
-        ret = f"{measured['return_mean']:.1f}" if measured else "mixed"
-        cached = (cache / f"{name}.hdf5").exists()
+        if cached:
+            ret = _cached_hdf5_return(path)
+        elif measured:
+            ret = f"{measured['return_mean']:.1f}"
+        elif level == "medium-replay" and pack.replay is not None:
+            ret = f"{_packed_replay_return(pack.replay):.1f}"
+        else:
+            ret = "mixed"
         print(f"{name:30s} {env_id:15s} {size:>11,d} {ret:>17s}  {cached}")
     return 0
+
+
+def _cached_hdf5_return(path: Path) -> str:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        value = f["metadata"].attrs.get("behaviour_return_mean") if "metadata" in f else None
+    return "?" if value is None else f"{float(value):.1f}"
+
+
+def _packed_replay_return(replay: dict[str, Any]) -> float:
+    """Mean return of the complete episodes of a pack's replay buffer."""
+    import numpy as np
+
+    rewards = replay["rewards"].numpy().astype(np.float64)
+    ends = np.flatnonzero(replay["terminals"].numpy() | replay["timeouts"].numpy())
+    sums = np.add.reduceat(rewards, np.r_[0, ends[:-1] + 1]) if len(ends) else rewards.sum()
+    return float(np.mean(sums))
 
 
 def _cached_return(path: Path) -> str:
