@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from offrl.cli import main
-from offrl.data import Dataset, load_dataset
+from offrl.data import Dataset, factory, load_dataset
 from offrl.data.factory import BehaviourPack, build_level, export_pack, load_pack
 from offrl.data.replay import ReplayBuffer
 from offrl.train.online import OnlineConfig, train_online
@@ -107,6 +107,22 @@ def test_same_seed_same_build(pack: BehaviourPack) -> None:
     for name in a.arrays():
         assert np.array_equal(a.arrays()[name], b.arrays()[name])
     assert not np.array_equal(a.actions, c.actions)
+
+
+def test_large_levels_build_in_two_processes_deterministically(
+    pack: BehaviourPack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``SHARD_MIN`` a level is two parts from two worker processes: exact size, valid
+    flags, the same for the same seed, and different from the one-process build."""
+    single = build_level(pack, "medium", transitions=N, seed=5, num_envs=4)
+    monkeypatch.setattr(factory, "SHARD_MIN", 1000)
+    a = build_level(pack, "medium", transitions=N + 1, seed=5, num_envs=4)
+    b = build_level(pack, "medium", transitions=N + 1, seed=5, num_envs=4)
+    assert len(a) == N + 1
+    _flags_ok(a)
+    for name in a.arrays():
+        assert np.array_equal(a.arrays()[name], b.arrays()[name]), name
+    assert not np.array_equal(a.actions[:N], single.actions)
 
 
 def test_real_replay_is_the_buffer_in_order(pack: BehaviourPack, run_dir: Path) -> None:

@@ -402,6 +402,58 @@ def build_level(
         return _build_level(pack, level, transitions, seed, num_envs, run_dir)
 
 
+SHARD_MIN = 100_000
+"""Policy levels of at least this many transitions are collected in two independent parts, one
+process each: MuJoCo simulation is single-threaded, and two cores build a dataset twice as fast.
+The split depends only on the size, never on the machine, so a build stays the same everywhere."""
+
+
+def _rollout_part(job: tuple[Any, ...]) -> Dataset:
+    """One part of a policy level (runs in a worker process)."""
+    env_id, state, dims, seed, num_envs, transitions = job
+    torch.set_num_threads(1)
+    actor = TanhGaussianPolicy(*dims)
+    actor.load_state_dict(state)
+    actor.requires_grad_(False)
+    low, high = _bounds(env_id)
+    return rollout_dataset(
+        env_id,
+        sac_policy(actor, low, high, seed),
+        seed=seed,
+        num_envs=num_envs,
+        transitions=transitions,
+    )
+
+
+def _rollout_level(
+    pack: BehaviourPack, step: int | None, transitions: int, seed: int, num_envs: int
+) -> Dataset:
+    """``transitions`` sampled-action transitions of the policy at ``step`` (None: random init)."""
+    actor = pack.actor(step)
+    if transitions < SHARD_MIN:
+        low, high = _bounds(pack.env_id)
+        return rollout_dataset(
+            pack.env_id,
+            sac_policy(actor, low, high, seed),
+            seed=seed,
+            num_envs=num_envs,
+            transitions=transitions,
+        )
+    import multiprocessing
+
+    state = {k: v.clone() for k, v in actor.state_dict().items()}
+    dims = (pack.obs_dim, pack.action_dim, pack.hidden)
+    half = transitions // 2
+    jobs = [
+        (pack.env_id, state, dims, 2 * seed + i, max(1, num_envs // 2), n)
+        for i, n in enumerate((transitions - half, half))
+    ]
+    # spawn: a forked child of a process that already ran torch's thread pool can deadlock.
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        parts = pool.map(_rollout_part, jobs)
+    return Dataset.concatenate(parts)
+
+
 def _build_level(
     pack: BehaviourPack,
     level: str,
@@ -414,14 +466,7 @@ def _build_level(
     policy_step = {"random": None, "medium": pack.medium_step, "expert": pack.expert_step}
     run = Path(run_dir) if run_dir is not None else None
     if level in policy_step:
-        step = policy_step[level]
-        ds = rollout_dataset(
-            pack.env_id,
-            sac_policy(pack.actor(step), low, high, seed),
-            seed=seed,
-            num_envs=num_envs,
-            transitions=transitions,
-        )
+        ds = _rollout_level(pack, policy_step[level], transitions, seed, num_envs)
     elif level == "medium-expert":
         ds = Dataset.concatenate(
             [
