@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # offrl's first committed results: every registered algorithm on three of offrl's MuJoCo
-# datasets (one medium, one medium-replay, one medium-expert, one per environment), 3 seeds,
+# datasets (one medium, one medium-replay, one medium-expert, one per environment: Walker2d's
+# weak behaviour run gives the replay data, Hopper's strong one the medium-expert mix), 3 seeds,
 # one step budget for all, plus d3rlpy 2.8.1's TD3+BC / IQL / CQL on the same files, seeds and
 # budget. About 10-15 hours on a 2-core machine; safe to kill: re-running the same command
 # re-runs only unfinished cells (each cell also resumes from its own last checkpoint).
@@ -8,7 +9,7 @@
 # ~90 BEAR updates per update on a CPU; see offrl/algos/uwac.py).
 #
 #   bash benchmarks/mujoco_grid.sh [GRID_DIR]       # default runs/mujoco-grid (git-ignored)
-#   WORKERS=1 DATASETS=hopper-medium-v0 bash benchmarks/mujoco_grid.sh   # a part (datasets
+#   WORKERS=1 DATASETS=halfcheetah-medium-v0 bash benchmarks/mujoco_grid.sh  # a part (datasets
 #                                                   # may be added to a grid later)
 #
 # When every cell is done (or to publish partial results) the report is copied to
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/mujoco-grid}
 ALGOS=awac,awr,bc,bc_pct,bcq,bear,cql,crr,edac,iql,sac,sac_n,td3bc,uwac
-DATASETS=${DATASETS:-hopper-medium-v0,halfcheetah-medium-replay-v0,walker2d-medium-expert-v0}
+DATASETS=${DATASETS:-halfcheetah-medium-v0,walker2d-medium-replay-v0,hopper-medium-expert-v0}
 WORKERS=${WORKERS:-2}
 # 7,500 gradient steps per cell: the budget at which the whole grid (126 offrl cells + 27 d3rlpy
 # cells, 2 single-threaded workers) takes about 13 hours here, from the per-update costs that
