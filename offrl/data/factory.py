@@ -462,7 +462,6 @@ def _build_level(
     num_envs: int,
     run_dir: str | Path | None,
 ) -> Dataset:
-    low, high = _bounds(pack.env_id)
     policy_step = {"random": None, "medium": pack.medium_step, "expert": pack.expert_step}
     run = Path(run_dir) if run_dir is not None else None
     if level in policy_step:
