@@ -218,8 +218,14 @@ def offrl_command(args: argparse.Namespace, algo: str) -> list[str]:
     ]
 
 
+# glibc settings equal to what offrl applies in-process (offrl.runtime.tune_allocator), for
+# d3rlpy through the environment: --d3rlpy-tuned-malloc measures d3rlpy with the same allocator.
+TUNED_MALLOC_ENV = ["MALLOC_MMAP_THRESHOLD_=33554432", "MALLOC_TRIM_THRESHOLD_=1073741824"]
+
+
 def d3rlpy_command(args: argparse.Namespace, algo: str) -> list[str]:
     return [
+        *(["env", *TUNED_MALLOC_ENV] if args.d3rlpy_tuned_malloc else []),
         str(D3RLPY_PYTHON.relative_to(ROOT)),
         str(D3RLPY_SCRIPT.relative_to(ROOT)),
         "--algo",
@@ -366,6 +372,13 @@ def render_markdown(report: dict[str, Any], results: list[AlgoResult]) -> str:
         "plus one gradient step of the algorithm. Absolute rates drift with the load of the "
         "(shared) machine; compare ratios.",
         "",
+        "offrl runs with its glibc allocator settings (`offrl.runtime.tune_allocator`); d3rlpy "
+        + (
+            "with the same settings, through the environment (`--d3rlpy-tuned-malloc`)."
+            if report.get("d3rlpy_tuned_malloc")
+            else "with glibc's defaults, as users run it."
+        ),
+        "",
         "| algorithm | offrl updates/s | d3rlpy updates/s | ratio "
         "| offrl FLOP/update | fraction of matmul bound |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -455,6 +468,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="extra arguments for benchmarks/d3rlpy/speed.py (e.g. '--seconds 20')",
     )
+    parser.add_argument(
+        "--d3rlpy-tuned-malloc",
+        action="store_true",
+        help="run d3rlpy with the glibc malloc thresholds offrl sets for itself "
+        "(offrl.runtime), to separate that gain from the rest",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
     parser.add_argument(
         "--retry-busy",
@@ -495,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "git_commit": git_commit(),
         "rounds": args.rounds,
+        "d3rlpy_tuned_malloc": args.d3rlpy_tuned_malloc,
         "machine": machine_info(args),
         "commands": {
             a: {

@@ -76,6 +76,13 @@ def test_failed_cell_is_reported_and_retried(
     # A different protocol in the same directory is refused.
     with pytest.raises(ValueError, match="steps"):
         run_grid(GridSpec(["bc"], ["pendulum-medium-v0"], [0], steps=200), out)
+    # A part of the grid runs only its own cells (bc is done: nothing runs, td3bc is not
+    # retried); the manifest and the report keep the whole grid.
+    part = GridSpec(["bc"], ["pendulum-medium-v0"], [0], steps=100, eval_every=100)
+    part.eval_episodes = 1
+    result = run_grid(part, out, log=lambda _: None)
+    assert result["ran"] == 0 and result["failed"] == ["pendulum-medium-v0/td3bc/s0"]
+    assert load_grid(out).algos == ["bc", "td3bc"]
 
 
 def _fake_grid(out: Path, scores: dict[str, dict[str, list[float]]], seeds: list[int]) -> None:

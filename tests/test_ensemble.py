@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _reference import separate_mlps
 from torch import nn
 
 from offrl.algos import EDAC, EDACConfig, EnvSpec, SACNConfig, UWACConfig
@@ -31,21 +32,6 @@ TOL = {"rtol": 1e-10, "atol": 1e-12}
 def _critic(n: int, seed: int = 0) -> EnsembleCritic:
     torch.manual_seed(seed)
     return EnsembleCritic(OBS, ACT, HIDDEN, num_critics=n).double()
-
-
-def _separate(critic: EnsembleCritic) -> list[nn.Sequential]:
-    """N independent ``Linear, ReLU, ...`` critics holding the ensemble members' weights."""
-    nets = []
-    for e in range(critic.num_critics):
-        layers: list[nn.Module] = []
-        for i, (w, b) in enumerate(critic.net.layers()):
-            lin = nn.Linear(w.shape[1], w.shape[2]).double()
-            with torch.no_grad():
-                lin.weight.copy_(w[e].T)  # ours is [in, out], nn.Linear's is [out, in]
-                lin.bias.copy_(b[e, 0])
-            layers += [lin, nn.ReLU()] if i < len(critic.net.sizes) - 1 else [lin]
-        nets.append(nn.Sequential(*layers))
-    return nets
 
 
 def _flat_grads(net: nn.Sequential) -> list[torch.Tensor]:
@@ -76,7 +62,7 @@ def _data(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 def test_ensemble_equals_separate_networks(n: int) -> None:
     """Q-values, weight gradients and action-gradients equal N separate nn.Linear critics."""
     critic = _critic(n)
-    nets = _separate(critic)
+    nets = separate_mlps(critic.net)
     obs, actions = _data()
     a = actions.clone().requires_grad_(True)
     q = critic(obs, a)  # [N, B]
@@ -101,7 +87,7 @@ def test_ensemble_equals_separate_networks(n: int) -> None:
 def test_members_equal_the_chosen_networks(n: int, members: int | slice) -> None:
     """``members=`` evaluates (and trains) exactly the chosen critics; the others get zero."""
     critic = _critic(n)
-    nets = _separate(critic)
+    nets = separate_mlps(critic.net)
     chosen = [members] if isinstance(members, int) else list(range(n))[members]
     obs, actions = _data(2)
     q = critic(obs, actions, members=members)
@@ -122,7 +108,7 @@ def test_per_member_inputs_and_autograd_path(n: int) -> None:
     """``[N, B, in]`` inputs give each critic its own rows; ``forward_autograd`` is the same
     function as the fast path, and it can be differentiated twice (EDAC)."""
     critic = _critic(n)
-    nets = _separate(critic)
+    nets = separate_mlps(critic.net)
     g = torch.Generator().manual_seed(3)
     obs = torch.randn(n, B, OBS, generator=g, dtype=torch.float64)
     actions = torch.rand(n, B, ACT, generator=g, dtype=torch.float64).requires_grad_(True)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _reference import separate_mlps
 from torch import nn
 
 from offrl.nn import EnsembleMLP, TanhGaussianPolicy
@@ -17,23 +18,6 @@ TOL = {"rtol": 1e-10, "atol": 1e-12}
 def _ensemble(seed: int = 0, ensemble: int = E) -> EnsembleMLP:
     torch.manual_seed(seed)
     return EnsembleMLP(IN, OUT, HIDDEN, ensemble=ensemble).double()
-
-
-def _references(mlp: EnsembleMLP) -> list[nn.Sequential]:
-    """One ``Linear, ReLU, Linear, ReLU, Linear`` per member with the member's weights copied."""
-    refs = []
-    for e in range(mlp.ensemble):
-        layers: list[nn.Module] = []
-        for i, (w, b) in enumerate(mlp.layers()):
-            lin = nn.Linear(w.shape[1], w.shape[2]).double()
-            with torch.no_grad():
-                lin.weight.copy_(w[e].T)  # ours is [in, out], nn.Linear's is [out, in]
-                lin.bias.copy_(b[e, 0])
-            layers.append(lin)
-            if i < len(mlp.sizes) - 1:
-                layers.append(nn.ReLU())
-        refs.append(nn.Sequential(*layers))
-    return refs
 
 
 def _grad_layers(mlp: EnsembleMLP) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -66,7 +50,7 @@ def _check_member_grads(mlp: EnsembleMLP, refs: list[nn.Sequential], members: li
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-input", "per-member-input"])
 def test_matches_separate_mlps(shared: bool) -> None:
     mlp = _ensemble() if shared else _ensemble(1)
-    refs = _references(mlp)
+    refs = separate_mlps(mlp)
     shape = (B, IN) if shared else (E, B, IN)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
@@ -97,7 +81,7 @@ def test_members_differ() -> None:
 @pytest.mark.parametrize("shared", [True, False])
 def test_members_slice(members: int | slice, expected: list[int], shared: bool) -> None:
     mlp = _ensemble(2)
-    refs = _references(mlp)
+    refs = separate_mlps(mlp)
     shape = (B, IN) if shared else (len(expected), B, IN)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
@@ -119,7 +103,7 @@ def test_members_slice(members: int | slice, expected: list[int], shared: bool) 
 @pytest.mark.parametrize("members", [None, 0])
 def test_detach_params_gives_input_grad_only(members: int | None) -> None:
     mlp = _ensemble(3)
-    refs = _references(mlp)
+    refs = separate_mlps(mlp)
     x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     out = mlp(x, members=members, detach_params=True)
@@ -135,7 +119,7 @@ def test_detach_params_gives_input_grad_only(members: int | None) -> None:
 def test_weight_grad_without_input_grad() -> None:
     """An input that does not require grad still gives the reference weight gradients."""
     mlp = _ensemble(4)
-    refs = _references(mlp)
+    refs = separate_mlps(mlp)
     x = torch.randn(B, IN, dtype=torch.float64)
     out = mlp(x)
     ref_out = torch.stack([r(x) for r in refs])
@@ -181,7 +165,7 @@ def test_float32_matches_reference() -> None:
     """The default dtype path agrees with nn.Sequential to float rounding."""
     torch.manual_seed(7)
     mlp = EnsembleMLP(IN, OUT, HIDDEN, ensemble=E)
-    refs = _references(mlp.double())
+    refs = separate_mlps(mlp.double())
     mlp = mlp.float()
     x = torch.randn(B, IN)
     ref_out = torch.stack([r.float()(x) for r in refs])

@@ -234,8 +234,11 @@ def run_grid(
 
     ``out/grid.json`` fixes the protocol: re-running a grid with a different protocol in the
     same directory is refused (mixing budgets would make the table dishonest), but new
-    algorithms, datasets or seeds may be added to the lists.
+    algorithms, datasets or seeds may be added to the lists. Only the cells of ``spec``'s own
+    lists run; the manifest (and so the report) keeps every cell ever added, so a grid can be
+    run in parts -- cheap algorithms first, say, to have a table early.
     """
+    requested = spec
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "grid.json"
@@ -257,12 +260,18 @@ def run_grid(
         )
     atomic_write_bytes(manifest, json.dumps(spec.to_dict(), indent=2).encode())
 
-    cells = grid_cells(spec)
     status = _read_status(out)
-    todo = [c for c in cells if not (c.run_dir(out) / "final.json").exists()]
-    for c in cells:
-        if c not in todo:
+    for c in grid_cells(spec):
+        if (c.run_dir(out) / "final.json").exists():
             status[c.key] = {**status.get(c.key, {}), "status": "done"}
+    cells = [
+        c
+        for c in grid_cells(spec)
+        if c.algo in requested.algos
+        and c.dataset in requested.datasets
+        and c.seed in requested.seeds
+    ]
+    todo = [c for c in cells if not (c.run_dir(out) / "final.json").exists()]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run ({executor})")
     configs = [_cell_config(spec, c, out) for c in todo]
     if executor == "local":

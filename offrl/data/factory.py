@@ -409,7 +409,7 @@ The split depends only on the size, never on the machine, so a build stays the s
 
 
 def _rollout_part(job: tuple[Any, ...]) -> Dataset:
-    """One part of a policy level (runs in a worker process)."""
+    """One part of a policy level (in a worker process, or the whole level in this one)."""
     env_id, state, dims, seed, num_envs, transitions = job
     torch.set_num_threads(1)
     actor = TanhGaussianPolicy(*dims)
@@ -430,19 +430,12 @@ def _rollout_level(
 ) -> Dataset:
     """``transitions`` sampled-action transitions of the policy at ``step`` (None: random init)."""
     actor = pack.actor(step)
-    if transitions < SHARD_MIN:
-        low, high = _bounds(pack.env_id)
-        return rollout_dataset(
-            pack.env_id,
-            sac_policy(actor, low, high, seed),
-            seed=seed,
-            num_envs=num_envs,
-            transitions=transitions,
-        )
-    import multiprocessing
-
     state = {k: v.clone() for k, v in actor.state_dict().items()}
     dims = (pack.obs_dim, pack.action_dim, pack.hidden)
+    if transitions < SHARD_MIN:
+        return _rollout_part((pack.env_id, state, dims, seed, num_envs, transitions))
+    import multiprocessing
+
     half = transitions // 2
     jobs = [
         (pack.env_id, state, dims, 2 * seed + i, max(1, num_envs // 2), n)
