@@ -5,13 +5,14 @@ defaults, a block above the mmap threshold (128 KiB at start, raised as large bl
 is mapped fresh from the kernel, and freed memory at the top of the heap beyond the trim
 threshold is handed back to the kernel. A training step allocates and frees the same large
 activations and gradients every step (a 256 x 256 fp32 matrix is already 256 KiB; CQL's
-activations are 16 MiB), so with the defaults every step pays page faults and kernel zeroing for
-memory it just released: on this project's 2-core machine that was a third of a CQL or TD3+BC
-update (measured: TD3+BC 98 -> 142 updates/s, CQL 6.2 -> 9.1, 2 threads). Intel's and PyTorch's
-CPU tuning guides fix the same thing by preloading jemalloc or tcmalloc; :func:`tune_allocator`
-gets the effect without a preload: blocks up to 32 MiB (glibc's ceiling for the threshold) come
-from the heap, and the heap keeps up to 1 GiB of freed memory for reuse. Peak memory is
-unchanged; the process simply keeps what it has already used.
+activations are 16 MiB), so with the defaults a step can pay page faults and kernel zeroing for
+memory it just released. On this project's 2-core machine that cost CQL a quarter of its
+update time: 4.5 -> 5.9 updates/s (2 threads, three alternating pairs of runs, each pair faster
+with the setting). Updates whose tensors are small (TD3+BC at batch 256) showed no change.
+Intel's and PyTorch's CPU tuning guides fix the same thing by preloading jemalloc or tcmalloc;
+:func:`tune_allocator` gets the effect without a preload: blocks up to 32 MiB (glibc's ceiling
+for the threshold) come from the heap, and the heap keeps up to 1 GiB of freed memory for reuse.
+Peak memory is unchanged; the process simply keeps what it has already used.
 
 offrl applies it when the first algorithm is built. Set ``OFFRL_TUNE_MALLOC=0`` to leave the
 allocator alone (e.g. to measure its effect, or inside a host application that tunes malloc

@@ -72,6 +72,7 @@ def test_failed_cell_is_reported_and_retried(
     report = write_report(out, reps=50)
     md = (out / "REPORT.md").read_text()
     assert "Cells without a result" in md and "td3bc / seed 0: failed" in md
+    assert "**Partial results:** 1 of 2 cells have finished" in md
     assert report["table"]["pendulum-medium-v0"]["td3bc"]["scores"] == []
     # A different protocol in the same directory is refused.
     with pytest.raises(ValueError, match="steps"):

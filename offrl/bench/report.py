@@ -201,6 +201,14 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
             "",
             f"External runs (not trained by offrl; commands below): {', '.join(names)}.",
         ]
+    everything = [*results, *external]
+    if len(done) < len(everything):
+        lines += [
+            "",
+            f"**Partial results:** {len(done)} of {len(everything)} cells have finished; the "
+            'others are listed under "Cells without a result". Re-running the grid\'s command '
+            "runs only those.",
+        ]
     lines += [
         "",
         "| dataset | " + " | ".join(columns) + " |",
@@ -284,9 +292,15 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
     bad = [r for r in [*results, *external] if r.status != "done"]
     if bad:
         lines += ["", "## Cells without a result", ""]
+        missing: dict[tuple[str, str], list[int]] = {}
         for r in bad:
+            if r.status == "missing":  # not run yet: one line per dataset and algorithm
+                missing.setdefault((r.dataset, r.algo), []).append(r.seed)
+                continue
             detail = f": {r.error}" if r.error else ""
             lines.append(f"- {r.dataset} / {r.algo} / seed {r.seed}: {r.status}{detail}")
+        for (ds, algo), seeds in missing.items():
+            lines.append(f"- {ds} / {algo}: not run yet (seeds {', '.join(map(str, seeds))})")
     lines += [
         "",
         "## Protocol and commands",
