@@ -195,8 +195,15 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     )
     _import_all(args.imports)
     result = run_grid(
-        spec, args.out, executor=args.executor, workers=args.workers, ray_address=args.ray
+        spec,
+        args.out,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        return 0
     if result["failed"]:
         print(f"{len(result['failed'])} cell(s) failed: {', '.join(result['failed'])}")
         return 1
@@ -583,6 +590,11 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--executor", choices=["local", "ray"], default="local")
     br.add_argument("--workers", type=int, default=2, help="local worker processes")
     br.add_argument("--ray", default=None, metavar="ADDRESS", help="Ray cluster address")
+    br.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write the grid's manifest and list the cells that would run; run nothing",
+    )
     br.add_argument("--import", dest="imports", action="append", default=[])
     br.add_argument(
         "--set", action="append", default=[], metavar="ALGO.KEY=VALUE", help="algorithm option"

@@ -84,6 +84,16 @@ def test_failed_cell_is_reported_and_retried(
     result = run_grid(part, out, log=lambda _: None)
     assert result["ran"] == 0 and result["failed"] == ["pendulum-medium-v0/td3bc/s0"]
     assert load_grid(out).algos == ["bc", "td3bc"]
+    # A dry run lists what would run (the failed cell) and runs nothing.
+    log: list[str] = []
+    whole = GridSpec(["bc", "td3bc"], ["pendulum-medium-v0"], [0], steps=100, eval_every=100)
+    whole.eval_episodes = 1
+    dry = run_grid(whole, out, log=log.append, dry_run=True)
+    assert dry["ran"] == 0 and log[1:] == ["[to run] pendulum-medium-v0/td3bc/s0"]
+    assert (
+        json.loads((out / "status.json").read_text())["pendulum-medium-v0/td3bc/s0"]["status"]
+        == "failed"
+    )
 
 
 def _fake_grid(out: Path, scores: dict[str, dict[str, list[float]]], seeds: list[int]) -> None:

@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
     p.add_argument("--algos", default=",".join(ALGOS), help="comma-separated d3rlpy algorithms")
+    p.add_argument(
+        "--datasets",
+        default=None,
+        help="comma-separated subset of the grid's datasets (default all)",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel single-threaded runs")
     args = p.parse_args(argv)
 
@@ -124,9 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown algorithms {unknown}; use {list(ALGOS)}")
 
+    datasets = spec.datasets
+    if args.datasets:
+        datasets = [d for d in args.datasets.split(",") if d]
+        if not set(datasets) <= set(spec.datasets):
+            p.error(f"--datasets must be among the grid's {spec.datasets}")
+
     todo: list[tuple[str, list[str], Path]] = []
     total = 0
-    for dataset in spec.datasets:
+    for dataset in datasets:
         data = resolve(dataset, grid)
         for algo in algos:
             for seed in spec.seeds:

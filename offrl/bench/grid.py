@@ -229,6 +229,7 @@ def run_grid(
     workers: int = 2,
     ray_address: str | None = None,
     log: Callable[[str], None] = print,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Run every unfinished cell of ``spec`` into ``out``; returns the grid status.
 
@@ -236,7 +237,8 @@ def run_grid(
     same directory is refused (mixing budgets would make the table dishonest), but new
     algorithms, datasets or seeds may be added to the lists. Only the cells of ``spec``'s own
     lists run; the manifest (and so the report) keeps every cell ever added, so a grid can be
-    run in parts -- cheap algorithms first, say, to have a table early.
+    run in parts -- cheap algorithms first, say, to have a table early. ``dry_run`` writes the
+    manifest and logs the cells that would run, and runs none.
     """
     requested = spec
     out = Path(out)
@@ -273,6 +275,10 @@ def run_grid(
     ]
     todo = [c for c in cells if not (c.run_dir(out) / "final.json").exists()]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run ({executor})")
+    if dry_run:
+        for c in todo:
+            log(f"[to run] {c.key}")
+        return {"cells": len(cells), "ran": 0, "failed": [], "status": status}
     configs = [_cell_config(spec, c, out) for c in todo]
     if executor == "local":
         results = _submit_local(configs, workers)
