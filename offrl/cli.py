@@ -334,10 +334,9 @@ def cmd_dataset_make(args: argparse.Namespace) -> int:
 
     if args.name:
         ds = load_dataset(args.name) if not args.rebuild else _rebuild(args.name)
-        print(
-            f"{args.name}: {len(ds):,d} transitions, behaviour return "
-            f"{ds.metadata.get('behaviour_return_mean')}"
-        )
+        ret = ds.metadata.get("behaviour_return_mean")
+        ret_text = f"{ret:.1f}" if isinstance(ret, int | float) else "unknown"
+        print(f"{args.name}: {len(ds):,d} transitions, behaviour return {ret_text}")
         return 0
     if not (args.run or args.pack) or not args.level or not args.out:
         raise SystemExit("dataset make: give a NAME, or --run/--pack with --level and --out")
