@@ -30,3 +30,30 @@ def offrl_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop("OFFRL_DATA_DIR", None)
     else:
         os.environ["OFFRL_DATA_DIR"] = old
+
+
+# Files whose tests train for a minute or more each. Collected first, they start early and the
+# hundreds of short tests fill the other worker around them, instead of one long test running
+# alone at the end (the default suite ran 14 min with a one-worker tail of ~5 min).
+_LONG_FIRST = [
+    f"tests/{name}"
+    for name in (
+        "test_learning_uncertainty.py",
+        "test_learning_bcq_bear.py",
+        "test_learning.py",
+        "test_learning_awr_pctbc.py",
+        "test_bench_grid.py",
+    )
+]
+
+
+def _rank(item: pytest.Item) -> int:
+    for i, prefix in enumerate(_LONG_FIRST):
+        if item.nodeid.startswith(prefix):
+            return i
+    return len(_LONG_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the long training tests first, longest files first (a stable sort)."""
+    items.sort(key=_rank)
