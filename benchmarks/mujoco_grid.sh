@@ -50,8 +50,9 @@ d3rlpy_part() {  # d3rlpy 2.8.1's cells: algorithms $1 on datasets $2, same file
     fi
 }
 publish() {  # write the report and copy it into the repo (partial results are labelled so)
-    .venv/bin/offrl bench report "$OUT"
     mkdir -p benchmarks/results/mujoco
+    # NOTES.md: the team's explanations (e.g. where offrl is behind d3rlpy, and why).
+    .venv/bin/offrl bench report "$OUT" --notes benchmarks/results/mujoco/NOTES.md
     cp "$OUT"/REPORT.md "$OUT"/report.json "$OUT"/*.png benchmarks/results/mujoco/ 2>/dev/null || true
 }
 

@@ -214,7 +214,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 def cmd_bench_report(args: argparse.Namespace) -> int:
     from offrl.bench.report import write_report
 
-    write_report(args.out, reps=args.reps, machine=args.machine)
+    write_report(args.out, reps=args.reps, machine=args.machine, notes=args.notes)
     print((Path(args.out) / "REPORT.md").read_text())
     return 0
 
@@ -603,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("out")
     bp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     bp.add_argument("--machine", default=None, help="machine description for the report")
+    bp.add_argument("--notes", default=None, help="Markdown file included under 'Notes'")
     bp.set_defaults(func=cmd_bench_report)
     bm = bsub.add_parser("sample", help="microseconds per batch from an in-memory dataset")
     bm.add_argument("--transitions", type=int, default=1_000_000)

@@ -69,8 +69,10 @@ def test_failed_cell_is_reported_and_retried(
     assert (
         "no_such_option" in (out / "pendulum-medium-v0" / "td3bc" / "s0" / "error.txt").read_text()
     )
-    report = write_report(out, reps=50)
+    (tmp_path / "notes.md").write_text("td3bc failed on purpose.\n")
+    report = write_report(out, reps=50, notes=tmp_path / "notes.md")
     md = (out / "REPORT.md").read_text()
+    assert "## Notes\n\ntd3bc failed on purpose." in md
     assert "Cells without a result" in md and "td3bc / seed 0: failed" in md
     assert "**Partial results:** 1 of 2 cells have finished" in md
     assert report["table"]["pendulum-medium-v0"]["td3bc"]["scores"] == []

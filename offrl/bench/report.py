@@ -174,9 +174,19 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f} ± {std:.1f}"
 
 
-def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) -> dict[str, Any]:
-    """Write ``REPORT.md``, ``report.json`` and the figures for the grid in ``out``."""
+def write_report(
+    out: str | Path,
+    reps: int = 2000,
+    machine: str | None = None,
+    notes: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write ``REPORT.md``, ``report.json`` and the figures for the grid in ``out``.
+
+    ``notes``: a Markdown file whose text goes into the report under "Notes", after the tables
+    (the place to explain a result, e.g. why one library is behind another).
+    """
     out = Path(out)
+    notes_text = Path(notes).read_text().strip() if notes is not None else ""
     spec = load_grid(out)
     results = collect(out, spec)
     external = collect_external(out, spec)
@@ -249,6 +259,9 @@ def write_report(out: str | Path, reps: int = 2000, machine: str | None = None) 
                 f"{_fmt(row_['offrl_scores'])} | {_fmt(row_['d3rlpy_scores'])} | "
                 f"{row_['difference']:+.1f} |"
             )
+
+    if notes_text:
+        lines += ["", "## Notes", "", notes_text]
 
     # Aggregates over complete columns only (rliable needs the same runs x tasks for each).
     complete = {
