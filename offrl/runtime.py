@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -36,20 +37,13 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 """Freed memory the heap may keep before returning any to the kernel."""
 
-_state: dict[str, bool] = {}
 
-
+@functools.cache
 def tune_allocator() -> bool:
     """Set glibc's mmap and trim thresholds for training (once per process; see the module doc).
 
     Returns whether the allocator is tuned: False outside glibc, or when ``OFFRL_TUNE_MALLOC=0``.
     """
-    if "tuned" not in _state:
-        _state["tuned"] = _apply()
-    return _state["tuned"]
-
-
-def _apply() -> bool:
     if os.environ.get("OFFRL_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:

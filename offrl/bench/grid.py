@@ -263,17 +263,18 @@ def run_grid(
     atomic_write_bytes(manifest, json.dumps(spec.to_dict(), indent=2).encode())
 
     status = _read_status(out)
-    for c in grid_cells(spec):
-        if (c.run_dir(out) / "final.json").exists():
-            status[c.key] = {**status.get(c.key, {}), "status": "done"}
+    all_cells = grid_cells(spec)
+    finished = {c for c in all_cells if (c.run_dir(out) / "final.json").exists()}
+    for c in finished:
+        status[c.key] = {**status.get(c.key, {}), "status": "done"}
     cells = [
         c
-        for c in grid_cells(spec)
+        for c in all_cells
         if c.algo in requested.algos
         and c.dataset in requested.datasets
         and c.seed in requested.seeds
     ]
-    todo = [c for c in cells if not (c.run_dir(out) / "final.json").exists()]
+    todo = [c for c in cells if c not in finished]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run ({executor})")
     if dry_run:
         for c in todo:

@@ -192,7 +192,8 @@ def write_report(
     external = collect_external(out, spec)
     names = list(dict.fromkeys(r.algo for r in external))
     columns = [*spec.algos, *names]
-    done = [r for r in [*results, *external] if r.status == "done"]
+    everything = [*results, *external]
+    done = [r for r in everything if r.status == "done"]
     by_cell: dict[tuple[str, str], list[CellResult]] = {}
     for r in done:
         by_cell.setdefault((r.dataset, r.algo), []).append(r)
@@ -211,7 +212,6 @@ def write_report(
             "",
             f"External runs (not trained by offrl; commands below): {', '.join(names)}.",
         ]
-    everything = [*results, *external]
     if len(done) < len(everything):
         lines += [
             "",
@@ -302,7 +302,7 @@ def write_report(
         if png is not None:
             lines += ["", f"![{ds}]({png.name})"]
 
-    bad = [r for r in [*results, *external] if r.status != "done"]
+    bad = [r for r in everything if r.status != "done"]
     if bad:
         lines += ["", "## Cells without a result", ""]
         missing: dict[tuple[str, str], list[int]] = {}
