@@ -54,9 +54,18 @@ def test_bc_beats_random_on_medium_data(tmp_path: Path) -> None:
 
 
 def test_iql_beats_behaviour_on_medium(tmp_path: Path) -> None:
-    """IQL (paper defaults, return-range reward scaling) improves on the behaviour policy."""
-    final = _train(tmp_path, algo="iql", dataset="pendulum-medium-v0", steps=3000, seed=0)
-    # Observed: -191 (normalised 97) at 3000 steps, from data that averages -528.
+    """IQL (paper defaults but (128, 128) networks, return-range reward scaling) improves on the
+    behaviour policy."""
+    final = _train(
+        tmp_path,
+        algo="iql",
+        dataset="pendulum-medium-v0",
+        steps=3000,
+        seed=0,
+        algo_config={"hidden": (128, 128)},
+    )
+    # Observed: -172 at 3000 steps in 43 s (2000 steps: -744), from data that averages -528;
+    # with the paper's (256, 256): -191 (normalised 97), 76 s.
     assert final["return_mean"] > final["behaviour_return_mean"] + 150, final
 
 

@@ -67,25 +67,25 @@ def test_edac_beats_behaviour_on_medium(tmp_path: Path) -> None:
 
 
 def test_uwac_beats_behaviour_on_medium(tmp_path: Path) -> None:
-    """UWAC (BEAR's test settings -- a (256, 256) VAE, batch 128, 500 warm-up steps -- with
-    (128, 128) critics and actor, 5 dropout passes over 5 target samples, lr 1e-3 and beta 0.05)
+    """UWAC (BEAR's test settings -- batch 128, 500 warm-up steps -- with a (128, 128) VAE,
+    (64, 64) critics and actor, 5 dropout passes over 5 target samples, lr 1e-3 and beta 0.05)
     improves on the behaviour policy."""
     final = _train(
         tmp_path,
         algo="uwac",
         steps=3000,
         algo_config={
-            "vae_hidden": (256, 256),
+            "vae_hidden": (128, 128),
             "warmup_steps": 500,
             "batch_size": 128,
-            "hidden": (128, 128),
+            "hidden": (64, 64),
             "num_dropout_samples": 5,
             "num_target_samples": 5,
             "beta": 0.05,
             **FAST_LR,
         },
     )
-    # Observed: -167 at 3000 steps (beta 0.5: -838 at 2000; lr 3e-4 with beta 0.05: -411 at
-    # 3000), from data that averages -528; the test took 246 s of wall time on the
-    # 2-core machine shared with 3 other training processes (about 65 ms of CPU per update).
+    # Observed: -330 at 3000 steps, 82 s (2000 steps: -570; with a (256, 256) VAE and
+    # (128, 128) networks: -167, 128 s; beta 0.5: -838 at 2000; lr 3e-4 with beta 0.05: -411
+    # at 3000), from data that averages -528.
     assert final["return_mean"] > final["behaviour_return_mean"] + 100, final
