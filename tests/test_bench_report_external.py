@@ -116,3 +116,37 @@ def test_d3rlpy_train_script_writes_a_run_directory(tmp_path: Path) -> None:
     assert final["normalized_score"] == pytest.approx(100 * (final["return_mean"] + 1000) / 1000)
     assert final["config"]["alpha"] == 2.5
     assert "--algo td3plusbc" in (run / "command.txt").read_text()
+
+
+@pytest.mark.skipif(not D3RLPY_PYTHON.exists(), reason="run benchmarks/d3rlpy/setup.sh first")
+def test_d3rlpy_train_script_killed_run_resumes_exactly(tmp_path: Path) -> None:
+    """A d3rlpy cell killed after its first checkpoint, run again, ends where an uninterrupted
+    run ends: same evaluations, bit for bit."""
+    import time
+
+    from offrl.data import load_dataset, save_d4rl_hdf5
+
+    hdf5 = save_d4rl_hdf5(load_dataset("pendulum-medium-v0"), tmp_path / "pendulum.hdf5")
+    cmd = [str(D3RLPY_PYTHON), str(ROOT / "benchmarks" / "d3rlpy" / "train.py")]
+    cmd += ["--algo", "iql", "--hdf5", str(hdf5), "--env", "Pendulum-v1", "--steps", "600"]
+    cmd += ["--eval-every", "200", "--eval-episodes", "2", "--seed", "1", "--out"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*cmd, str(whole)], check=True, capture_output=True, timeout=600)
+    assert not (whole / "checkpoint").exists()  # removed once the run is complete
+
+    proc = subprocess.Popen([*cmd, str(killed)], stderr=subprocess.DEVNULL)
+    latest = killed / "checkpoint" / "latest.json"
+    deadline = time.monotonic() + 300
+    while not (latest.exists() and json.loads(latest.read_text())["step"] >= 200):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert not (killed / "final.json").exists()
+
+    resumed = subprocess.run([*cmd, str(killed)], check=True, capture_output=True, timeout=600)
+    assert b"resuming from step" in resumed.stderr
+    assert (killed / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
+    a, b = (json.loads((r / "final.json").read_text()) for r in (whole, killed))
+    assert b["resumed_from_step"] >= 200 and a["resumed_from_step"] == 0
+    assert a["return_mean"] == b["return_mean"]

@@ -10,8 +10,9 @@ evaluation interval and episodes. Every (dataset, algorithm, seed) runs
 ``benchmarks/d3rlpy/train.py`` in ``benchmarks/.venv-d3rlpy`` as a single-threaded subprocess,
 into ``OUT/<dataset>/d3rlpy-<algo>/s<seed>/``. A cell whose ``final.json`` exists is done and
 skipped, so an interrupted run is resumed by running the command again (an unfinished cell
-starts over: train.py keeps no checkpoints). A failing cell leaves the tail of its output in
-``error.txt`` and the others go on; the exit status is 1 if any failed.
+continues from its last checkpoint, written at each evaluation: see train.py). A failing cell
+leaves the tail of its output in ``error.txt`` and the others go on; the exit status is 1 if any
+failed.
 
 Datasets are resolved through offrl: an ``.hdf5`` path is used as it is, a MuJoCo built-in
 (``hopper-medium-v0``...) through its cached D4RL-layout HDF5 file, anything else (the

@@ -8,7 +8,14 @@ writes the same files as an ``offrl train`` run directory, so ``offrl bench repo
   "eval/normalized_score"}`` row per evaluation (every ``--eval-every`` steps and at the end);
 * ``DIR/final.json`` -- the final evaluation, the seed, the step budget, ``library`` and the
   d3rlpy config (``config``);
-* ``DIR/command.txt`` -- the command line that reproduces the run.
+* ``DIR/command.txt`` -- the command line that reproduces the run;
+* ``DIR/checkpoint/`` -- every ``--checkpoint-every`` steps (default: at each evaluation) the
+  networks, optimisers and learning-rate schedules (d3rlpy's ``save_model``), the gradient-step
+  counter, the evaluations so far and the three random generators d3rlpy draws from (Python's,
+  numpy's global one that samples the batches, torch's). Re-running the same command resumes
+  from it, and the resumed run is the run that was not interrupted (same batches, same noise).
+  Written to a fresh ``ckpt-<step>`` folder and then published by atomically replacing
+  ``latest.json``; nothing in it is unpickled (``torch.load`` with ``weights_only``, JSON, npz).
 
 Hyper-parameters are those of d3rlpy's own D4RL reproduction scripts (takuseno/d3rlpy,
 ``reproductions/offline/{td3_plus_bc,iql,cql}.py`` for d3rlpy 2.x), with ``n_steps`` replaced by
@@ -45,7 +52,9 @@ import argparse
 import json
 import math
 import os
+import random
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -69,6 +78,57 @@ def atomic_write(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_checkpoint(out: Path, algo: Any, step: int, rows: list[dict[str, Any]]) -> None:
+    """Everything needed to continue at ``step`` as if never stopped (see the module docstring)."""
+    root = out / "checkpoint"
+    folder = root / f"ckpt-{step}"
+    shutil.rmtree(folder, ignore_errors=True)  # a half-written one from a killed run
+    folder.mkdir(parents=True)
+    algo.save_model(str(folder / "model.d3"))
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    np.savez(folder / "numpy_rng.npz", keys=keys, pos=pos, has_gauss=has_gauss, gauss=gauss)
+    torch.save({"torch_rng": torch.get_rng_state()}, folder / "torch_rng.pt")
+    version, state, gauss_next = random.getstate()
+    state_json = {
+        "step": step,
+        "grad_step": int(algo.grad_step),
+        "rows": rows,
+        "python_rng": [version, list(state), gauss_next],
+        "numpy_rng_name": name,
+    }
+    atomic_write(folder / "state.json", json.dumps(state_json))
+    atomic_write(root / "latest.json", json.dumps({"folder": folder.name, "step": step}))
+    for old in root.glob("ckpt-*"):  # only the published one is kept
+        if old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, algo: Any) -> tuple[int, list[dict[str, Any]]]:
+    """Restore the latest checkpoint into ``algo`` and the generators: ``(step, rows)``, or
+    ``(0, [])`` when there is none."""
+    latest = out / "checkpoint" / "latest.json"
+    if not latest.exists():
+        return 0, []
+    folder = out / "checkpoint" / json.loads(latest.read_text())["folder"]
+    state = json.loads((folder / "state.json").read_text())
+    algo.load_model(str(folder / "model.d3"))
+    algo.set_grad_step(state["grad_step"])
+    rng = np.load(folder / "numpy_rng.npz")
+    np.random.set_state(
+        (
+            state["numpy_rng_name"],
+            rng["keys"],
+            int(rng["pos"]),
+            int(rng["has_gauss"]),
+            float(rng["gauss"]),
+        )
+    )
+    torch.set_rng_state(torch.load(folder / "torch_rng.pt", weights_only=True)["torch_rng"])
+    version, py_state, gauss_next = state["python_rng"]
+    random.setstate((version, tuple(py_state), gauss_next))
+    return int(state["step"]), list(state["rows"])
 
 
 def load_dataset(path: str) -> d3rlpy.dataset.MDPDataset:
@@ -167,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-max", type=float, default=None, help="expert reference return")
     p.add_argument("--dataset-name", default=None, help="for CQL's weight (default: file stem)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="steps between checkpoints (default: --eval-every); 0 turns them off",
+    )
     args = p.parse_args(argv)
 
     out = Path(args.out)
@@ -190,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             return None
         return 100.0 * (ret - args.ref_min) / (args.ref_max - args.ref_min)
 
-    rows: list[dict[str, Any]] = []
+    every = args.eval_every if args.checkpoint_every is None else args.checkpoint_every
+    start, rows = load_checkpoint(out, algo)
+    if start:
+        print(f"resuming from step {start}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    for step in range(1, args.steps + 1):
+    for step in range(start + 1, args.steps + 1):
         algo.update(dataset.sample_transition_batch(config.batch_size))
         if step % args.eval_every == 0 or step == args.steps:
             rets = evaluate(algo, args.env, args.eval_episodes, args.eval_seed)
@@ -209,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        if every and step % every == 0 and step < args.steps:
+            save_checkpoint(out, algo, step, rows)
     last = rows[-1]
     final = {
         "library": f"d3rlpy {d3rlpy.__version__}",
@@ -222,11 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         "normalized_score": last["eval/normalized_score"],
         "eval_episodes": args.eval_episodes,
         "eval_seed": args.eval_seed,
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0,  # since the resume, if it resumed
+        "resumed_from_step": start,
         "transitions": int(dataset.transition_count),
         "config": json.loads(config.serialize()),
     }
     atomic_write(out / "final.json", json.dumps(final, indent=2) + "\n")
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # the run is complete
     return 0
 
 
