@@ -5,10 +5,10 @@ Run from the repository root with offrl's own interpreter::
     .venv/bin/python benchmarks/ensemble_scaling.py                   # N = 2 5 10 20 50, 2 threads
     .venv/bin/python benchmarks/ensemble_scaling.py --n 2 10 --seconds 5 --threads 1
 
-For every N it times, in rounds that visit every N and variant (A B ... B A, ``--rounds`` of them,
-medians kept), two SAC-N updates
-on the same synthetic data (observation 17, action 6, 100k transitions: ``offrl bench speed``'s
-standard size), the same hidden layers (``--hidden``, default two of 256) and batch (256):
+For every N it times, in rounds that visit every N and variant (A B ... B A, ``--rounds`` of
+them, medians kept), two SAC-N updates on the same synthetic data (observation 17, action 6, 100k
+transitions: ``offrl bench speed``'s standard size), the same hidden layers (``--hidden``,
+default two of 256) and batch (256):
 
 * **offrl** -- ``sac_n`` from the registry: the N critics are one :class:`~offrl.nn.EnsembleMLP`
   (one flat parameter, one batched matmul per layer, hand-written backward, one fused Adam);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,6 @@ def test_d3rlpy_train_script_writes_a_run_directory(tmp_path: Path) -> None:
 def test_d3rlpy_train_script_killed_run_resumes_exactly(tmp_path: Path) -> None:
     """A d3rlpy cell killed after its first checkpoint, run again, ends where an uninterrupted
     run ends: same evaluations, bit for bit."""
-    import time
-
     from offrl.data import load_dataset, save_d4rl_hdf5
 
     hdf5 = save_d4rl_hdf5(load_dataset("pendulum-medium-v0"), tmp_path / "pendulum.hdf5")
