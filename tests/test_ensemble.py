@@ -299,3 +299,39 @@ def test_ensemble_scaling_script_runs(tmp_path: Path) -> None:
         assert row["offrl_flops"] <= row["loop_flops"]
     assert result["rows"][0]["offrl_cost_vs_n2"] == 1.0
     assert "| 5 |" in (tmp_path / "ENSEMBLE.md").read_text()
+
+
+# ---------------------------------------------------------------------- the minimum's backward
+@pytest.mark.parametrize("dense_above", [0.0, 1.0], ids=["dense", "grouped"])
+@pytest.mark.parametrize("n", [1, 3, 10])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-input", "per-member-input"])
+def test_forward_min_equals_amin_in_value_and_action_gradient(
+    n: int, shared: bool, dense_above: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``min_q`` (the actor's ``min_i Q_i``, backward only through each row's minimiser) gives
+    the values and dQ/da of ``amin`` over the full ensemble, on both backward paths, and leaves
+    the weights without gradient."""
+    monkeypatch.setattr("offrl.nn.mlp._DENSE_ABOVE", dense_above)
+    critic = _critic(n)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # larger weights than nn.Linear's: every member is some row's minimum
+        critic.net.flat.copy_(torch.randn(critic.net.flat.shape, generator=g))
+    lead = () if shared else (n,)
+    obs = torch.randn(*lead, 64, OBS, generator=g, dtype=torch.float64)
+    actions = torch.rand(*lead, 64, ACT, generator=g, dtype=torch.float64) * 2 - 1
+    a_ref = actions.clone().requires_grad_(True)
+    want = critic(obs, a_ref, detach_params=True).amin(0)
+    (grad_want,) = torch.autograd.grad((want * torch.arange(64.0)).sum(), a_ref)
+    a = actions.clone().requires_grad_(True)
+    got = critic.min_q(obs, a)
+    (grad_got,) = torch.autograd.grad((got * torch.arange(64.0)).sum(), a)
+    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(grad_got, grad_want, **TOL)
+    assert critic.net.flat.grad is None
+    if n > 1 and dense_above == 1.0:  # the grouped path really had several groups
+        assert critic(obs, actions).argmin(0).unique().numel() > 1
+
+
+def test_forward_min_rejects_wide_outputs() -> None:
+    with pytest.raises(ValueError, match="one-output"):
+        EnsembleMLP(3, 2, (8,), ensemble=4).forward_min(torch.zeros(5, 3))

@@ -116,7 +116,7 @@ class SAC(Algorithm):
     def actor_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The value the actor maximises, ``min_i Q_i(s, a)``: ``[B]``, differentiable in the
         actions only (UWAC overrides it with an uncertainty-weighted value)."""
-        return self.critic(obs, actions, detach_params=True).amin(0)
+        return self.critic.min_q(obs, actions)
 
     def alpha_loss(self, log_prob: torch.Tensor) -> tuple[torch.Tensor, Info]:
         """Automatic entropy tuning towards ``target_entropy``."""

@@ -109,6 +109,11 @@ class EnsembleCritic(nn.Module):
         )
         return out.squeeze(-1)
 
+    def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``min_i Q_i(s, a)``: ``[B]``, differentiable in the inputs only, with a backward pass
+        through each row's minimising critic alone (see :meth:`EnsembleMLP.forward_min`)."""
+        return self.net.forward_min(torch.cat([obs, actions], dim=-1))
+
     def forward_autograd(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q-values ``[N, B]`` from ordinary autograd ops: slower, but twice differentiable
         (EDAC's penalty differentiates dQ/da with respect to the weights)."""
