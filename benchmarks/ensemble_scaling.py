@@ -11,7 +11,10 @@ transitions: ``offrl bench speed``'s standard size), the same hidden layers (``-
 default two of 256) and batch (256):
 
 * **offrl** -- ``sac_n`` from the registry: the N critics are one :class:`~offrl.nn.EnsembleMLP`
-  (one flat parameter, one batched matmul per layer, hand-written backward, one fused Adam);
+  (one flat parameter, one batched matmul per layer, hand-written backward, one fused Adam), and
+  the actor's ``min_i Q_i`` back-propagates only through each row's minimising critic
+  (:meth:`~offrl.nn.EnsembleMLP.forward_min`: the same gradient, less work, so its FLOPs per
+  update depend on how the critics disagree; counted after 50 warm-up updates);
 * **loop** -- :class:`LoopSACN` below, the straightforward implementation: N separate
   ``nn.Sequential`` critics evaluated in a Python loop, ``torch.optim.Adam``, a per-tensor Polyak
   update. Same actor (offrl's ``TanhGaussianPolicy``), same losses and update order.
@@ -141,7 +144,7 @@ def run(
     rounds: int,
     hidden: Sequence[int],
     batch: int,
-    warmup: int = 10,
+    warmup: int = 50,
 ) -> dict[str, Any]:
     """All figures as a JSON-ready dict."""
     torch.set_num_threads(threads)
@@ -152,6 +155,9 @@ def run(
     samplers = {key: TensorSampler(data, batch, seed=1) for key in updates}
     flops = {}
     for key, update in updates.items():
+        # 50 updates, not a handful: offrl's actor step back-propagates only through each row's
+        # minimising critic (EnsembleMLP.forward_min), which is cheap once the critics disagree
+        # about which of them is lowest -- after ~20-50 updates, as in any real training run.
         for _ in range(warmup):
             update(samplers[key].sample())
         flops[key] = _flops(update, samplers[key])
