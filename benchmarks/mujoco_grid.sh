@@ -19,8 +19,9 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/mujoco-grid}
 # Cheapest first, so that an interrupted grid already has a table: phase 1 (~2.5 h here) runs,
 # dataset by dataset, eight offrl algorithms and then d3rlpy's TD3+BC and IQL on the same file
-# (so the side-by-side comparison fills in early); phase 2 the algorithms that cost 10-60x more
-# per update (BCQ's VAE, BEAR's MMD, CQL's sampled actions, the ensembles) and d3rlpy's CQL.
+# (so the side-by-side comparison fills in early); phase 2, dataset by dataset too, the
+# algorithms that cost 10-60x more per update (BCQ's VAE, BEAR's MMD, CQL's sampled actions, the
+# ensembles) and d3rlpy's CQL.
 CHEAP=awac,awr,bc,bc_pct,crr,iql,sac,td3bc
 COSTLY=bcq,bear,sac_n,edac,cql,uwac
 DATASETS=${DATASETS:-halfcheetah-medium-v0,walker2d-medium-replay-v0,hopper-medium-expert-v0}
@@ -64,7 +65,11 @@ for ds in ${DATASETS//,/ }; do
     d3rlpy_part td3plusbc,iql "$ds"
     publish
 done
-offrl_part "$COSTLY" "$DATASETS"
-d3rlpy_part cql "$DATASETS"
-publish
+# Phase 2, again dataset by dataset: the costly offrl cells, then d3rlpy's CQL on the same file,
+# so that each dataset's CQL comparison is in the report as soon as that dataset is done.
+for ds in ${DATASETS//,/ }; do
+    offrl_part "$COSTLY" "$ds"
+    d3rlpy_part cql "$ds"
+    publish
+done
 echo "report: benchmarks/results/mujoco/REPORT.md"
