@@ -17,7 +17,9 @@ default two of 256) and batch (256):
   update depend on how the critics disagree; counted after 50 warm-up updates);
 * **loop** -- :class:`LoopSACN` below, the straightforward implementation: N separate
   ``nn.Sequential`` critics evaluated in a Python loop, ``torch.optim.Adam``, a per-tensor Polyak
-  update. Same actor (offrl's ``TanhGaussianPolicy``), same losses and update order.
+  update. Same actor (offrl's ``TanhGaussianPolicy``), same losses and update order;
+* **amin** (only with ``--amin``) -- offrl with the actor's minimum taken by ``amin`` over all
+  critics' outputs, as before ``forward_min``: the in-process A/B of that one change.
 
 One timed update includes drawing its batch, as in training. For each it reports updates/s, the
 cost relative to its own N = 2 (``ups(2) / ups(N)``), FLOPs per update (counted by
@@ -41,6 +43,7 @@ import os
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,12 @@ def _step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optim.step()
 
 
+def _amin_actor_q(self: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    # The actor's value before EnsembleMLP.forward_min: the backward pass runs through every
+    # critic, the minimisers and the N - 1 zero gradients alike.
+    return self.critic(obs, actions, detach_params=True).amin(0)
+
+
 def _make(variant: str, n: int, hidden: Sequence[int], batch: int) -> Callable[[Batch], Any]:
     if variant == "loop":
         return LoopSACN(n, hidden).update
@@ -120,7 +129,10 @@ def _make(variant: str, n: int, hidden: Sequence[int], batch: int) -> Callable[[
     cfg = cls.config_class.from_dict(
         {"num_critics": n, "hidden": tuple(hidden), "batch_size": batch}
     )
-    return cls(EnvSpec((OBS_DIM,), ACT_DIM), cfg, seed=0).update
+    algo = cls(EnvSpec((OBS_DIM,), ACT_DIM), cfg, seed=0)
+    if variant == "amin":
+        setattr(algo, "actor_q", types.MethodType(_amin_actor_q, algo))  # noqa: B010
+    return algo.update
 
 
 def _flops(update: Callable[[Batch], Any], sampler: TensorSampler) -> float:
@@ -144,6 +156,7 @@ def run(
     rounds: int,
     hidden: Sequence[int],
     batch: int,
+    amin: bool = False,
     warmup: int = 50,
 ) -> dict[str, Any]:
     """All figures as a JSON-ready dict."""
@@ -151,7 +164,8 @@ def run(
     data = synthetic_dataset(obs_dim=OBS_DIM, act_dim=ACT_DIM)
     load_before = os.getloadavg()
     gflops = matmul_gflops()
-    updates = {(n, v): _make(v, n, hidden, batch) for n in ns for v in ("offrl", "loop")}
+    variants = ("offrl", "loop", "amin") if amin else ("offrl", "loop")
+    updates = {(n, v): _make(v, n, hidden, batch) for n in ns for v in variants}
     samplers = {key: TensorSampler(data, batch, seed=1) for key in updates}
     flops = {}
     for key, update in updates.items():
@@ -174,7 +188,7 @@ def run(
     rows = []
     for n in ns:
         row: dict[str, Any] = {"n": n}
-        for v in ("offrl", "loop"):
+        for v in variants:
             ups = statistics.median(rates[n, v])
             row[f"{v}_flops"] = flops[n, v]
             row[f"{v}_updates_per_s"] = ups
@@ -183,6 +197,10 @@ def run(
             # The median of the per-round ratios: both rates of a ratio were timed in one round.
             row[f"{v}_cost_vs_n{base}"] = statistics.median(
                 b / x for b, x in zip(rates[base, v], rates[n, v], strict=True)
+            )
+        if amin:
+            row["offrl_over_amin"] = statistics.median(
+                o / a for o, a in zip(rates[n, "offrl"], rates[n, "amin"], strict=True)
             )
         rows.append(row)
         print(
@@ -242,6 +260,22 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['offrl_flops'] / 1e6:.0f} | {r['offrl_bound_fraction']:.1%} "
             f"| {r['loop_bound_fraction']:.1%} |"
         )
+    if "amin_updates_per_s" in result["rows"][0]:
+        lines += [
+            "",
+            "*amin* (`--amin`): offrl's `sac_n` with the actor's `min_i Q_i` taken by `amin` over "
+            "the ensemble's output, so that its backward pass runs through every critic, instead "
+            "of `EnsembleCritic.min_q` (through each row's minimiser only). Speed-up = the median "
+            "of per-round ratios offrl / amin.",
+            "",
+            "| N | amin updates/s | amin cost | offrl speed-up over amin |",
+            "|---:|---:|---:|---:|",
+        ]
+        for r in result["rows"]:
+            lines.append(
+                f"| {r['n']} | {r['amin_updates_per_s']:.1f} | {r[f'amin_cost_vs_n{base}']:.2f} "
+                f"| {r['offrl_over_amin']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -253,9 +287,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="timed windows per variant and N")
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--amin",
+        action="store_true",
+        help="also time offrl with the actor's min taken by amin (backward through every critic)",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ensemble"))
     args = parser.parse_args(argv)
-    result = run(args.n, args.threads, args.seconds, args.rounds, args.hidden, args.batch_size)
+    result = run(
+        args.n, args.threads, args.seconds, args.rounds, args.hidden, args.batch_size, args.amin
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")

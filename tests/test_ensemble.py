@@ -287,11 +287,12 @@ def test_ensemble_scaling_script_runs(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     args = ["--seconds", "0.2", "--rounds", "1", "--n", "2", "5", "--threads", "1"]
-    assert module.main([*args, "--hidden", "32", "32", "--out", str(tmp_path)]) == 0
+    assert module.main([*args, "--hidden", "32", "32", "--amin", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "ensemble.json").read_text())
     assert [r["n"] for r in result["rows"]] == [2, 5]
     for row in result["rows"]:
-        for variant in ("offrl", "loop"):
+        assert row["offrl_over_amin"] > 0
+        for variant in ("offrl", "loop", "amin"):
             assert row[f"{variant}_updates_per_s"] > 0
             assert 0 < row[f"{variant}_bound_fraction"] < 1
         # Same algorithm, same FLOPs up to the loop's extra (wasted) critic-weight gradients
@@ -299,6 +300,7 @@ def test_ensemble_scaling_script_runs(tmp_path: Path) -> None:
         assert row["offrl_flops"] <= row["loop_flops"]
     assert result["rows"][0]["offrl_cost_vs_n2"] == 1.0
     assert "| 5 |" in (tmp_path / "ENSEMBLE.md").read_text()
+    assert "offrl speed-up over amin" in (tmp_path / "ENSEMBLE.md").read_text()
 
 
 # ---------------------------------------------------------------------- the minimum's backward
