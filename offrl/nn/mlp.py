@@ -317,9 +317,16 @@ class EnsembleMLP(nn.Module):
             members = slice(members, members + 1)
         if members == slice(None):
             members = None
+        views = self._views(members)
+        if not torch.is_grad_enabled() or not (
+            x.requires_grad or (self.flat.requires_grad and not detach_params)
+        ):
+            # Nothing here will be differentiated (target networks, acting): the kernels alone,
+            # without an autograd node (its set-up costs about as much as a small layer).
+            return _forward(x, views, dropout, generator)[0]
         flat = self.flat.detach() if detach_params else self.flat
         out: torch.Tensor = _EnsembleMLPFunction.apply(
-            x, flat, self._views(members), self.sizes, self.ensemble, members, dropout, generator
+            x, flat, views, self.sizes, self.ensemble, members, dropout, generator
         )
         return out
 
