@@ -209,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--seconds", type=float, default=3.0, help="length of one timed window")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/floor"))
+    p.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/floor"), help="output folder"
+    )
     args = p.parse_args(argv)
     diff = check_same_update()
     if diff > 1e-6:
