@@ -96,10 +96,13 @@ class EnvSpec:
         return int(np.prod(self.obs_shape))
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (tuples become lists), as stored in checkpoints."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EnvSpec:
+        """The inverse of :meth:`to_dict` (lists become tuples again)."""
+
         def tup(v: Any) -> Any:
             return tuple(v) if isinstance(v, list) else v
 

@@ -71,10 +71,12 @@ class GridSpec:
     """Modules or ``.py`` files registering user algorithms, imported in every worker."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what ``grid.json`` stores)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GridSpec:
+        """The inverse of :meth:`to_dict`."""
         return cls(**values)
 
 
@@ -87,11 +89,13 @@ class Cell:
     seed: int
 
     def run_dir(self, out: Path) -> Path:
+        """This cell's ``offrl train`` run directory under the grid folder ``out``."""
         name = Path(self.dataset).stem if "/" in self.dataset else self.dataset
         return out / name / self.algo / f"s{self.seed}"
 
     @property
     def key(self) -> str:
+        """``dataset/algo/sSEED``: how logs and reports name the cell."""
         return f"{self.dataset}/{self.algo}/s{self.seed}"
 
 

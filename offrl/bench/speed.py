@@ -58,6 +58,7 @@ class SpeedResult:
     cpu: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as plain data (``offrl bench speed --json``)."""
         return asdict(self)
 
 

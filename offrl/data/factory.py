@@ -133,6 +133,7 @@ class BehaviourPack:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> BehaviourPack:
+        """The pack saved by :meth:`state_dict`; rejects anything else by its ``format``."""
         if state.get("format") != PACK_FORMAT:
             raise DatasetError(f"format: not an offrl behaviour pack ({state.get('format')!r})")
         return cls(
