@@ -4,6 +4,7 @@ Run from the repository root with offrl's own interpreter::
 
     .venv/bin/python benchmarks/eager_floor.py                      # 6 rounds of 3 s, 2 threads
     .venv/bin/python benchmarks/eager_floor.py --hidden 8 8          # per-update overhead only
+    .venv/bin/python benchmarks/eager_floor.py --d3rlpy              # and d3rlpy, same rounds
 
 The issue asks offrl's TD3+BC for 3x d3rlpy's updates per second. This script measures how much
 of that is reachable by *any* eager PyTorch code at all, in the same process and the same
@@ -22,8 +23,12 @@ moments as offrl, so that machine drift cancels:
 Both start from the same weights and draw the same batches and the same target-smoothing noise;
 :func:`check_same_update` asserts that their parameters agree after a few updates (the test suite
 runs it), so the two time the same arithmetic. The ratio manual / offrl is the share of an
-update that offrl's design (autograd, modules, optimiser objects, metrics) costs; the ratio of
-either to d3rlpy comes from ``benchmarks/compare_speed.py``.
+update that offrl's design (autograd, modules, optimiser objects, metrics) costs. With
+``--d3rlpy`` (after ``bash benchmarks/d3rlpy/setup.sh``), d3rlpy 2.8.1's TD3PlusBC runs as a third
+variant in every round, in its own virtual environment as ``benchmarks/compare_speed.py`` runs
+it, and the report adds offrl / d3rlpy and manual / d3rlpy::
+
+    .venv/bin/python benchmarks/eager_floor.py --d3rlpy --rounds 6 --seconds 5
 
 Writes ``<out>/FLOOR.md`` and ``<out>/floor.json`` (default ``benchmarks/results/floor``).
 """
@@ -177,23 +182,46 @@ def _rate(update: Callable[[Batch], Any], sampler: TensorSampler, seconds: float
     return n / (time.perf_counter() - t0)
 
 
-def run(hidden: Sequence[int], rounds: int, seconds: float, threads: int) -> dict[str, Any]:
-    """Alternating timed windows of both updates (A B, then B A, ...): medians per variant and
-    of the per-round ratios."""
+D3RLPY_PYTHON = Path("benchmarks/.venv-d3rlpy/bin/python")
+
+
+def _d3rlpy_rate(seconds: float, threads: int) -> float:
+    """d3rlpy 2.8.1's TD3PlusBC, updates/s over one ``seconds`` window (a subprocess in its own
+    virtual environment; ``bash benchmarks/d3rlpy/setup.sh`` makes it)."""
+    cmd = [
+        str(D3RLPY_PYTHON), "benchmarks/d3rlpy/speed.py", "--algo", "td3plusbc", "--threads",
+        str(threads), "--seconds", str(seconds), "--repeats", "1", "--quiet-wait", "0", "--json",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["updates_per_s"])
+
+
+def run(
+    hidden: Sequence[int], rounds: int, seconds: float, threads: int, d3rlpy: bool = False
+) -> dict[str, Any]:
+    """Timed windows of each update in alternating order (A B [C], then [C] B A, ...): medians
+    per variant and of the per-round ratios. With ``d3rlpy``, d3rlpy's TD3PlusBC runs as the
+    third variant of every round (hidden 256x2 only: its networks are fixed)."""
     torch.set_num_threads(threads)
     algo, manual = _build(hidden)
     data = synthetic_dataset(obs_dim=OBS, act_dim=ACT)
     samplers = {v: TensorSampler(data, 256, seed=1) for v in ("offrl", "manual")}
-    updates = {"offrl": algo.update, "manual": manual.update}
-    for v in updates:
-        for _ in range(50):  # warm-up
-            updates[v](samplers[v].sample())
-    rates: dict[str, list[float]] = {"offrl": [], "manual": []}
+    updates: dict[str, Callable[[], float]] = {
+        "offrl": lambda: _rate(algo.update, samplers["offrl"], seconds),
+        "manual": lambda: _rate(manual.update, samplers["manual"], seconds),
+    }
+    for _ in range(50):  # warm-up
+        algo.update(samplers["offrl"].sample())
+        manual.update(samplers["manual"].sample())
+    if d3rlpy:
+        updates["d3rlpy"] = lambda: _d3rlpy_rate(seconds, threads)
+    order = list(updates)
+    rates: dict[str, list[float]] = {v: [] for v in order}
     for r in range(rounds):
-        for v in ("offrl", "manual") if r % 2 == 0 else ("manual", "offrl"):
-            rates[v].append(_rate(updates[v], samplers[v], seconds))
+        for v in order if r % 2 == 0 else order[::-1]:
+            rates[v].append(updates[v]())
     ratios = [m / o for m, o in zip(rates["manual"], rates["offrl"], strict=True)]
-    return {
+    res: dict[str, Any] = {
         "hidden": list(hidden),
         "rates": rates,
         "median": {v: statistics.median(x) for v, x in rates.items()},
@@ -201,6 +229,12 @@ def run(hidden: Sequence[int], rounds: int, seconds: float, threads: int) -> dic
         "manual_over_offrl": statistics.median(ratios),
         "ratios": ratios,
     }
+    if d3rlpy:
+        for v in ("offrl", "manual"):
+            per_round = [a / d for a, d in zip(rates[v], rates["d3rlpy"], strict=True)]
+            res[f"{v}_over_d3rlpy"] = statistics.median(per_round)
+            res[f"{v}_over_d3rlpy_per_round"] = per_round
+    return res
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,15 +244,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="length of one timed window")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
+        "--d3rlpy",
+        action="store_true",
+        help="time d3rlpy 2.8.1's TD3PlusBC in the same rounds (needs benchmarks/d3rlpy/setup.sh)",
+    )
+    p.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/floor"), help="output folder"
     )
     args = p.parse_args(argv)
+    if args.d3rlpy and (list(args.hidden) != [256, 256] or not D3RLPY_PYTHON.exists()):
+        p.error(f"--d3rlpy needs --hidden 256 256 and {D3RLPY_PYTHON} (benchmarks/d3rlpy/setup.sh)")
     diff = check_same_update()
     if diff > 1e-6:
         print(f"manual and offrl updates disagree (max |diff| {diff:.2e})", file=sys.stderr)
         return 1
     load = os.getloadavg()
-    res = run(args.hidden, args.rounds, args.seconds, args.threads)
+    res = run(args.hidden, args.rounds, args.seconds, args.threads, args.d3rlpy)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -253,11 +294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---:|---:|---|",
         *(
             f"| {v} | {m[v]:.1f} | {ms[v]:.2f} | {', '.join(f'{x:.1f}' for x in res['rates'][v])} |"
-            for v in ("offrl", "manual")
+            for v in res["rates"]
         ),
         "",
         f"manual / offrl: **{res['manual_over_offrl']:.2f}x** (median of the per-round ratios "
         f"{', '.join(f'{x:.2f}' for x in res['ratios'])}).",
+        *(
+            f"{v} / d3rlpy: **{res[f'{v}_over_d3rlpy']:.2f}x** (per round "
+            f"{', '.join(f'{x:.2f}' for x in res[f'{v}_over_d3rlpy_per_round'])})."
+            for v in ("offrl", "manual")
+            if f"{v}_over_d3rlpy" in res
+        ),
         "",
         f"Reproduce: `.venv/bin/{res['command']}`",
     ]

@@ -37,3 +37,24 @@ def test_eager_floor_script_runs(floor: ModuleType, tmp_path: Path) -> None:
     assert all(len(r) == 2 and min(r) > 0 for r in result["rates"].values())
     assert result["max_weight_diff"] < 1e-6
     assert "manual / offrl" in (tmp_path / "FLOOR.md").read_text()
+
+
+def test_eager_floor_d3rlpy_needs_its_shapes(floor: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        floor.main(["--d3rlpy", "--hidden", "16", "16", "--out", str(tmp_path)])
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parent.parent / "benchmarks/.venv-d3rlpy/bin/python").exists(),
+    reason="no d3rlpy venv (bash benchmarks/d3rlpy/setup.sh)",
+)
+def test_eager_floor_with_d3rlpy(
+    floor: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    args = ["--d3rlpy", "--rounds", "2", "--seconds", "0.3", "--threads", "1"]
+    assert floor.main([*args, "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "floor.json").read_text())
+    assert len(result["rates"]["d3rlpy"]) == 2 and min(result["rates"]["d3rlpy"]) > 0
+    assert result["offrl_over_d3rlpy"] > 0 and result["manual_over_d3rlpy"] > 0
+    assert "manual / d3rlpy" in (tmp_path / "FLOOR.md").read_text()
