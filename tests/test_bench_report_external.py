@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,3 +150,46 @@ def test_d3rlpy_train_script_killed_run_resumes_exactly(tmp_path: Path) -> None:
     a, b = (json.loads((r / "final.json").read_text()) for r in (whole, killed))
     assert b["resumed_from_step"] >= 200 and a["resumed_from_step"] == 0
     assert a["return_mean"] == b["return_mean"]
+
+
+def _d3rlpy_grid_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "d3rlpy" / "grid.py"
+    spec = importlib.util.spec_from_file_location("d3rlpy_grid", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_d3rlpy_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) -> None:
+    """Two grid processes on one folder never run the same cell: a locked cell is skipped (not
+    failed), a free one runs, and one that finished meanwhile is not run again."""
+    import sys
+
+    grid = _d3rlpy_grid_module()
+    run = tmp_path / "ds" / "d3rlpy-cql" / "s0"
+    final = {"normalized_score": 42.0, "return_mean": 1.0}
+    # Stands in for train.py: counts its runs, writes final.json.
+    code = (
+        "import json, pathlib, sys; r = pathlib.Path(sys.argv[1]); "
+        "(r / 'runs').open('a').write('x'); "
+        f"(r / 'final.json').write_text(json.dumps({final!r}))"
+    )
+    cmd = [sys.executable, "-c", code, str(run)]
+    with grid.claim(run) as mine:  # another grid process holds the cell
+        assert mine
+        assert grid.run_one("k", cmd, run)[1:3] == ("skipped", "running in another process")
+        with grid.claim(run) as again:
+            assert not again
+    assert not (run / "final.json").exists()
+    key, status, detail, _ = grid.run_one("k", cmd, run)
+    assert (key, status, detail) == ("k", "done", "score 42.0")
+    assert grid.run_one("k", cmd, run)[1] == "done"  # finished meanwhile: not run again
+    assert (run / "runs").read_text() == "x"
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    other = tmp_path / "ds" / "d3rlpy-cql" / "s1"
+    assert grid.run_one("k1", failing, other)[1] == "failed"
+    assert "exit status 3" in (other / "error.txt").read_text()

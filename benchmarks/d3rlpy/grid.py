@@ -12,7 +12,9 @@ into ``OUT/<dataset>/d3rlpy-<algo>/s<seed>/``. A cell whose ``final.json`` exist
 skipped, so an interrupted run is resumed by running the command again (an unfinished cell
 continues from its last checkpoint, written at each evaluation: see train.py). A failing cell
 leaves the tail of its output in ``error.txt`` and the others go on; the exit status is 1 if any
-failed.
+failed. A running cell holds a lock on ``<run>/.lock`` (``flock``: the kernel drops it when the
+process ends, killed or not), so two grid processes on the same folder never run the same cell:
+the second skips it and says so.
 
 Datasets are resolved through offrl: an ``.hdf5`` path is used as it is, a MuJoCo built-in
 (``hopper-medium-v0``...) through its cached D4RL-layout HDF5 file, anything else (the
@@ -23,11 +25,14 @@ under ``OUT/.d3rlpy-data/``. Normalised scores use offrl's reference table (``of
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +113,38 @@ def run_cell(cmd: list[str], run: Path) -> tuple[bool, str]:
     return False, tail.strip().splitlines()[-1] if tail.strip() else f"exit {proc.returncode}"
 
 
+@contextlib.contextmanager
+def claim(run: Path) -> Iterator[bool]:
+    """Hold ``run/.lock`` for the duration: yields True if this process got it, False if
+    another process holds it (that process is running the cell)."""
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / ".lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_one(key: str, cmd: list[str], run: Path) -> tuple[str, str, str, float]:
+    """Run one cell unless another process is running it or it finished meanwhile:
+    ``(key, "done" | "failed" | "skipped", detail, seconds)``."""
+    t0 = time.perf_counter()
+    with claim(run) as mine:
+        if not mine:
+            return key, "skipped", "running in another process", 0.0
+        ok, detail = (True, "") if (run / "final.json").exists() else run_cell(cmd, run)
+    if ok:
+        final = json.loads((run / "final.json").read_text())
+        score = final["normalized_score"]
+        detail = f"score {score:.1f}" if score is not None else f"return {final['return_mean']:.1f}"
+    return key, "done" if ok else "failed", detail, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
@@ -150,24 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                 todo.append((key, cell_command(algo, dataset, seed, data, run, spec), run))
     print(f"{total} d3rlpy cells, {total - len(todo)} done, {len(todo)} to run", flush=True)
 
-    def work(item: tuple[str, list[str], Path]) -> tuple[str, bool, str, float]:
-        key, cmd, run = item
-        t0 = time.perf_counter()
-        ok, detail = run_cell(cmd, run)
-        if ok:
-            final = json.loads((run / "final.json").read_text())
-            score = final["normalized_score"]
-            detail = (
-                f"score {score:.1f}" if score is not None else f"return {final['return_mean']:.1f}"
-            )
-        return key, ok, detail, time.perf_counter() - t0
-
     failed = []
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        for future in as_completed([pool.submit(work, item) for item in todo]):
-            key, ok, detail, seconds = future.result()
-            print(f"[{'done' if ok else 'failed'}] {key} ({seconds:.0f} s) {detail}", flush=True)
-            if not ok:
+        for future in as_completed([pool.submit(run_one, *item) for item in todo]):
+            key, status, detail, seconds = future.result()
+            print(f"[{status}] {key} ({seconds:.0f} s) {detail}", flush=True)
+            if status == "failed":
                 failed.append(key)
     if failed:
         print(f"{len(failed)} failed: see error.txt in their directories", file=sys.stderr)
