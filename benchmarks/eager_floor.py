@@ -42,7 +42,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ import torch
 
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.td3bc import TD3BC
-from offrl.bench.speed import _cpu_name, matmul_gflops, synthetic_dataset
+from offrl.bench.speed import _cpu_name, matmul_gflops, synthetic_dataset, updates_per_second
 from offrl.data.sampler import Batch, TensorSampler
 from offrl.nn.mlp import _backward, _forward, _layer_views
 
@@ -173,15 +172,6 @@ def check_same_update(
     return max(float((a.detach() - m).abs().max()) for a, m in pairs)
 
 
-def _rate(update: Callable[[Batch], Any], sampler: TensorSampler, seconds: float) -> float:
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(10):
-            update(sampler.sample())
-        n += 10
-    return n / (time.perf_counter() - t0)
-
-
 D3RLPY_PYTHON = Path("benchmarks/.venv-d3rlpy/bin/python")
 
 
@@ -207,8 +197,8 @@ def run(
     data = synthetic_dataset(obs_dim=OBS, act_dim=ACT)
     samplers = {v: TensorSampler(data, 256, seed=1) for v in ("offrl", "manual")}
     updates: dict[str, Callable[[], float]] = {
-        "offrl": lambda: _rate(algo.update, samplers["offrl"], seconds),
-        "manual": lambda: _rate(manual.update, samplers["manual"], seconds),
+        "offrl": lambda: updates_per_second(algo.update, samplers["offrl"], seconds),
+        "manual": lambda: updates_per_second(manual.update, samplers["manual"], seconds),
     }
     for _ in range(50):  # warm-up
         algo.update(samplers["offrl"].sample())

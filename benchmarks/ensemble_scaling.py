@@ -42,7 +42,6 @@ import json
 import os
 import statistics
 import sys
-import time
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,7 +53,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from offrl.algos import EnvSpec, get_algorithm
-from offrl.bench.speed import _cpu_name, matmul_gflops, synthetic_dataset
+from offrl.bench.speed import _cpu_name, matmul_gflops, synthetic_dataset, updates_per_second
 from offrl.data.sampler import Batch, TensorSampler
 from offrl.nn import TanhGaussianPolicy
 
@@ -141,14 +140,6 @@ def _flops(update: Callable[[Batch], Any], sampler: TensorSampler) -> float:
     return float(counter.get_total_flops())
 
 
-def _rate(update: Callable[[Batch], Any], sampler: TensorSampler, seconds: float) -> float:
-    n, t0 = 0, time.perf_counter()
-    while n == 0 or time.perf_counter() - t0 < seconds:
-        update(sampler.sample())
-        n += 1
-    return n / (time.perf_counter() - t0)
-
-
 def run(
     ns: Sequence[int],
     threads: int,
@@ -182,7 +173,8 @@ def run(
     cases = list(updates)
     for r in range(rounds):
         for key in cases if r % 2 == 0 else cases[::-1]:
-            rates[key].append(_rate(updates[key], samplers[key], seconds))
+            # chunk=1: at N = 200 one update takes most of a second.
+            rates[key].append(updates_per_second(updates[key], samplers[key], seconds, chunk=1))
         print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     base = ns[0]
     rows = []

@@ -167,8 +167,6 @@ def _d3rlpy_grid_module():  # type: ignore[no-untyped-def]
 def test_d3rlpy_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) -> None:
     """Two grid processes on one folder never run the same cell: a locked cell is skipped (not
     failed), a free one runs, and one that finished meanwhile is not run again."""
-    import sys
-
     grid = _d3rlpy_grid_module()
     run = tmp_path / "ds" / "d3rlpy-cql" / "s0"
     final = {"normalized_score": 42.0, "return_mean": 1.0}
