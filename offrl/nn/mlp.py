@@ -144,6 +144,35 @@ def _backward(
     return g
 
 
+def _chain_rule(
+    grad_out: torch.Tensor,
+    acts: Sequence[torch.Tensor],
+    layers: Sequence[tuple[torch.Tensor, ...]],
+    sizes: Sequence[tuple[int, int]],
+    ensemble: int,
+    members: slice | None,
+    dropout: float,
+    flat_shape: torch.Size,
+    need_w: bool,
+    need_x: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_backward` with its gradient buffer: ``(dL/dflat or None, dL/dx [E', B, in] or
+    None)``. Members outside ``members`` get zero weight gradient."""
+    grad_flat = None
+    grad_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if need_w:
+        if members is None:
+            # Every element is written by _backward: no need to zero the buffer.
+            grad_flat = grad_out.new_empty(flat_shape)
+            grad_layers = _layer_views(grad_flat, sizes, ensemble)
+        else:
+            grad_flat = grad_out.new_zeros(flat_shape)
+            full = _layer_views(grad_flat, sizes, ensemble)
+            grad_layers = [(gw[members], gb[members]) for gw, gb in full]
+    g = _backward(grad_out.contiguous(), acts, layers, dropout, grad_layers, need_x)
+    return grad_flat, (g if need_x else None)
+
+
 class _EnsembleMLPFunction(torch.autograd.Function):
     """ReLU MLP over an ensemble, ``[E, B, in] or [B, in] -> [E, B, out]``, as one autograd node."""
 
@@ -174,22 +203,11 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         _, *acts = ctx.saved_tensors
         layers, sizes, ensemble, members, shared_input, flat_shape, dropout = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_flat = None
-        grad_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if need_w:
-            if members is None:
-                # Every element is written below: no need to zero the buffer.
-                grad_flat = grad_out.new_empty(flat_shape)
-                grad_layers = _layer_views(grad_flat, sizes, ensemble)
-            else:
-                # Members outside the slice get zero gradient.
-                grad_flat = grad_out.new_zeros(flat_shape)
-                full = _layer_views(grad_flat, sizes, ensemble)
-                grad_layers = [(gw[members], gb[members]) for gw, gb in full]
-        g = _backward(grad_out.contiguous(), acts, layers, dropout, grad_layers, need_x)
-        grad_x = None
-        if need_x:
-            grad_x = g.sum(0) if shared_input else g
+        grad_flat, grad_x = _chain_rule(
+            grad_out, acts, layers, sizes, ensemble, members, dropout, flat_shape, need_w, need_x
+        )
+        if grad_x is not None and shared_input:
+            grad_x = grad_x.sum(0)
         return grad_x, grad_flat, None, None, None, None, None, None
 
 
@@ -245,6 +263,13 @@ class _EnsembleMinFunction(torch.autograd.Function):
         return grad, None, None
 
 
+def _as_slice(members: slice | int | None) -> slice | None:
+    """``members`` as a slice of the ensemble axis (``None``: every member)."""
+    if isinstance(members, int):
+        return slice(members, members + 1)
+    return None if members == slice(None) else members
+
+
 class EnsembleMLP(nn.Module):
     """``ensemble`` ReLU MLPs ``in_dim -> hidden... -> out_dim`` with batched weights.
 
@@ -269,12 +294,14 @@ class EnsembleMLP(nn.Module):
         total = sum(ensemble * (i * o + o) for i, o in self.sizes)
         self.flat = nn.Parameter(torch.empty(total))
         self._view_cache: dict[Any, list[tuple[torch.Tensor, ...]]] = {}
+        self._grad_view_cache: tuple[int, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         self.reset_parameters()
 
     def __getstate__(self) -> dict[str, Any]:
         # Copies (deepcopy, pickle) must not carry views of the original's storage.
         state = self.__dict__.copy()
         state["_view_cache"] = {}
+        state["_grad_view_cache"] = None
         return state
 
     def reset_parameters(self) -> None:
@@ -313,10 +340,7 @@ class EnsembleMLP(nn.Module):
         """
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if isinstance(members, int):
-            members = slice(members, members + 1)
-        if members == slice(None):
-            members = None
+        members = _as_slice(members)
         views = self._views(members)
         if not torch.is_grad_enabled() or not (
             x.requires_grad or (self.flat.requires_grad and not detach_params)
@@ -346,6 +370,67 @@ class EnsembleMLP(nn.Module):
             raise ValueError(f"forward_min needs a one-output ensemble, got {self.sizes[-1][1]}")
         out: torch.Tensor = _EnsembleMinFunction.apply(x, self.flat.detach(), self._views(None))
         return out
+
+    def forward_cached(
+        self, x: torch.Tensor, members: slice | int | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output ``[E', B, out]``, with no autograd graph, and the activations that
+        :meth:`backward_cached` needs: for updates whose gradients are derived by hand (see
+        :mod:`offrl.algos.td3bc_fused`). ``members`` as in :meth:`forward`."""
+        if torch.is_grad_enabled():  # a hand-derived update runs under no_grad (once per step)
+            with torch.no_grad():
+                return self.forward_cached(x, members)
+        return _forward(x, self._views(_as_slice(members)), 0.0, None)
+
+    def backward_cached(
+        self,
+        grad_out: torch.Tensor,
+        cache: list[torch.Tensor],
+        members: slice | int | None = None,
+        weights: bool = True,
+        inputs: bool = False,
+    ) -> torch.Tensor | None:
+        """Backpropagate ``grad_out = dL/d(output) [E', B, out]`` through the activations of
+        :meth:`forward_cached` (same ``members``), with no autograd graph.
+
+        With ``weights``, ``dL/dflat`` becomes :attr:`flat`'s ``.grad``, ready for the
+        optimiser's step: the gradient of this backward pass alone (as after
+        ``zero_grad()`` and ``backward()``), written into the existing ``.grad`` when there is
+        one; members outside ``members`` get zero. With ``inputs``, returns ``dL/dx [E', B,
+        in]``.
+        """
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.backward_cached(grad_out, cache, members, weights, inputs)
+        members = _as_slice(members)
+        grad_out = grad_out.contiguous()
+        views = self._views(members)
+        grad = self.flat.grad
+        if (
+            weights
+            and members is None
+            and grad is not None
+            and grad.shape == self.flat.shape
+            and grad.dtype == self.flat.dtype
+            and grad.is_contiguous()
+        ):
+            # The common case, every step of a hand-derived update: _backward writes every
+            # element of the buffer, so the last step's one is reused (no allocation, no views).
+            g = _backward(grad_out, cache, views, 0.0, self._grad_layers(grad), inputs)
+            return g if inputs else None
+        grad_flat, grad_x = _chain_rule(
+            grad_out, cache, views, self.sizes, self.ensemble, members, 0.0, self.flat.shape,
+            weights, inputs,
+        )  # fmt: skip
+        if grad_flat is not None:
+            self.flat.grad = grad_flat
+        return grad_x
+
+    def _grad_layers(self, grad: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # Per-layer views of a gradient buffer, cached like _views (keyed by its storage).
+        if self._grad_view_cache is None or self._grad_view_cache[0] != grad.data_ptr():
+            self._grad_view_cache = (grad.data_ptr(), _layer_views(grad, self.sizes, self.ensemble))
+        return self._grad_view_cache[1]
 
     def _views(self, members: slice | None) -> list[tuple[torch.Tensor, ...]]:
         # Per-layer views are cached (building them costs a dozen small ops per call). They stay
