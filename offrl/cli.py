@@ -207,6 +207,12 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     if result["failed"]:
         print(f"{len(result['failed'])} cell(s) failed: {', '.join(result['failed'])}")
         return 1
+    if result["skipped"]:
+        print(
+            f"{len(result['skipped'])} cell(s) left to the process training them: "
+            f"{', '.join(result['skipped'])}"
+        )
+        return 0
     print(f"grid complete: {result['cells']} cells in {args.out}")
     return 0
 

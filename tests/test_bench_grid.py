@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offrl.bench.grid import GridSpec, grid_cells, load_grid, run_grid
+from offrl.bench.grid import GridSpec, claim, grid_cells, load_grid, run_cell, run_grid
 from offrl.bench.report import aggregate, collect, performance_profile, write_report
 from offrl.cli import main
 
@@ -96,6 +96,31 @@ def test_failed_cell_is_reported_and_retried(
         json.loads((out / "status.json").read_text())["pendulum-medium-v0/td3bc/s0"]["status"]
         == "failed"
     )
+
+
+def test_cell_in_another_process_is_skipped(tmp_path: Path) -> None:
+    """Two grid processes on one directory never train the same cell: a locked cell is
+    reported as skipped (not failed, not done) and the next run trains it."""
+    out = tmp_path / "grid"
+    spec = GridSpec(["bc"], ["pendulum-medium-v0"], [0, 1], **TINY)
+    locked = grid_cells(spec)[0]
+    log: list[str] = []
+    with claim(locked.run_dir(out) / ".lock") as mine:
+        assert mine
+        with claim(locked.run_dir(out) / ".lock") as again:  # another holder is refused
+            assert not again
+        result = run_grid(spec, out, workers=1, log=log.append)
+    assert result["skipped"] == [locked.key] and result["ran"] == 1 and not result["failed"]
+    assert f"[skipped] {locked.key} (0 s) running in another process" in log
+    assert not (locked.run_dir(out) / "final.json").exists()
+    assert locked.key not in json.loads((out / "status.json").read_text())
+    again_log: list[str] = []
+    result = run_grid(spec, out, workers=1, log=again_log.append)  # the lock is free now
+    assert result["ran"] == 1 and result["skipped"] == []
+    assert (locked.run_dir(out) / "final.json").exists()
+    # A cell finished by another process while this one waited is not trained again.
+    config = {"out": str(locked.run_dir(out)), "imports": []}
+    assert run_cell(config)["status"] == "done"
 
 
 def _fake_grid(out: Path, scores: dict[str, dict[str, list[float]]], seeds: list[int]) -> None:

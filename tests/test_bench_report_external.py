@@ -177,10 +177,10 @@ def test_d3rlpy_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) ->
         f"(r / 'final.json').write_text(json.dumps({final!r}))"
     )
     cmd = [sys.executable, "-c", code, str(run)]
-    with grid.claim(run) as mine:  # another grid process holds the cell
+    with grid.claim(run / ".lock") as mine:  # another grid process holds the cell
         assert mine
         assert grid.run_one("k", cmd, run)[1:3] == ("skipped", "running in another process")
-        with grid.claim(run) as again:
+        with grid.claim(run / ".lock") as again:
             assert not again
     assert not (run / "final.json").exists()
     key, status, detail, _ = grid.run_one("k", cmd, run)

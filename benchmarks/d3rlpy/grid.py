@@ -25,19 +25,16 @@ under ``OUT/.d3rlpy-data/``. Normalised scores use offrl's reference table (``of
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from offrl.bench.grid import Cell, GridSpec, load_grid
+from offrl.bench.grid import Cell, GridSpec, claim, load_grid
 from offrl.data.loaders import load_d4rl_hdf5, load_dataset, save_d4rl_hdf5
 from offrl.scores import get_reference
 from offrl.train.checkpoint import atomic_write_bytes
@@ -113,28 +110,11 @@ def run_cell(cmd: list[str], run: Path) -> tuple[bool, str]:
     return False, tail.strip().splitlines()[-1] if tail.strip() else f"exit {proc.returncode}"
 
 
-@contextlib.contextmanager
-def claim(run: Path) -> Iterator[bool]:
-    """Hold ``run/.lock`` for the duration: yields True if this process got it, False if
-    another process holds it (that process is running the cell)."""
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run / ".lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def run_one(key: str, cmd: list[str], run: Path) -> tuple[str, str, str, float]:
     """Run one cell unless another process is running it or it finished meanwhile:
     ``(key, "done" | "failed" | "skipped", detail, seconds)``."""
     t0 = time.perf_counter()
-    with claim(run) as mine:
+    with claim(run / ".lock") as mine:
         if not mine:
             return key, "skipped", "running in another process", 0.0
         ok, detail = (True, "") if (run / "final.json").exists() else run_cell(cmd, run)

@@ -10,7 +10,11 @@ each algorithm at its own defaults. Nothing about a grid is special beyond ``OUT
   it stopped;
 * a cell that raises is recorded as failed with its error (``error.txt`` in its directory and
   ``status.json``), the others go on, and ``run_grid`` reports it: nothing is dropped silently.
-  Running the grid again retries it.
+  Running the grid again retries it;
+* a cell being trained holds a lock (``flock`` on ``<cell>/.lock``), so two ``bench run``
+  processes on one directory (a second one started on an idle core, say, or a grid re-run
+  while the first is still going) never train the same cell: the second reports it as skipped
+  and goes on with the next. ``status.json`` is updated under a lock too.
 
 Executors: ``"local"`` runs ``workers`` single-threaded processes (one per core beats one
 two-threaded run in total throughput on a small machine, see the project's PERF notes);
@@ -21,12 +25,13 @@ results.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +39,15 @@ from typing import Any
 
 from offrl.train.checkpoint import atomic_write_bytes
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process locks, one grid at a time
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "GridSpec",
     "Cell",
+    "claim",
     "run_grid",
     "grid_cells",
     "grid_command",
@@ -158,11 +169,36 @@ def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
     }
 
 
-def run_cell(config: dict[str, Any]) -> dict[str, Any]:
-    """Train one cell (resuming if it has a checkpoint); never raises.
+@contextlib.contextmanager
+def claim(path: str | Path) -> Iterator[bool]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the duration:
+    yields True if this process got it, False if another process holds it.
 
-    Returns ``{"status": "done" | "failed", "final": ..., "error": ..., "seconds": ...}``.
-    Module-level so that worker processes and Ray can import it.
+    An ``flock``: the operating system drops it when its holder dies, so a killed grid leaves
+    no stale lock behind. (Without ``fcntl``, on Windows, it always yields True.)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+        try:
+            yield True
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_cell(config: dict[str, Any]) -> dict[str, Any]:
+    """Train one cell (resuming if it has a checkpoint) unless another process is training it;
+    never raises.
+
+    Returns ``{"status": "done" | "failed" | "skipped", "final": ..., "error": ...,
+    "seconds": ...}``. Module-level so that worker processes and Ray can import it.
     """
     from offrl.cli import import_module
     from offrl.train import TrainConfig, train
@@ -171,21 +207,27 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     config = dict(config)
     imports = config.pop("imports", [])
     run = Path(config["out"])
-    try:
-        for target in imports:  # user algorithms register themselves in this process too
-            import_module(target)
-        final = train(TrainConfig(**config), resume=True)
-        (run / "error.txt").unlink(missing_ok=True)
-        return {"status": "done", "final": final, "seconds": time.perf_counter() - t0}
-    except Exception as exc:  # a failed cell is reported, and the grid goes on
-        run.mkdir(parents=True, exist_ok=True)
-        text = "".join(traceback.format_exception(exc))
-        atomic_write_bytes(run / "error.txt", text.encode())
-        return {
-            "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}",
-            "seconds": time.perf_counter() - t0,
-        }
+    with claim(run / ".lock") as mine:
+        if not mine:
+            return {"status": "skipped", "error": "running in another process", "seconds": 0.0}
+        try:
+            if (run / "final.json").exists():  # finished by another process meanwhile
+                final = json.loads((run / "final.json").read_text())
+                return {"status": "done", "final": final, "seconds": 0.0}
+            for target in imports:  # user algorithms register themselves in this process too
+                import_module(target)
+            final = train(TrainConfig(**config), resume=True)
+            (run / "error.txt").unlink(missing_ok=True)
+            return {"status": "done", "final": final, "seconds": time.perf_counter() - t0}
+        except Exception as exc:  # a failed cell is reported, and the grid goes on
+            run.mkdir(parents=True, exist_ok=True)
+            text = "".join(traceback.format_exception(exc))
+            atomic_write_bytes(run / "error.txt", text.encode())
+            return {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - t0,
+            }
 
 
 def _submit_local(
@@ -269,8 +311,8 @@ def run_grid(
     status = _read_status(out)
     all_cells = grid_cells(spec)
     finished = {c for c in all_cells if (c.run_dir(out) / "final.json").exists()}
-    for c in finished:
-        status[c.key] = {**status.get(c.key, {}), "status": "done"}
+    done = {c.key: {**status.get(c.key, {}), "status": "done"} for c in finished}
+    status = _update_status(out, done)
     cells = [
         c
         for c in all_cells
@@ -283,7 +325,7 @@ def run_grid(
     if dry_run:
         for c in todo:
             log(f"[to run] {c.key}")
-        return {"cells": len(cells), "ran": 0, "failed": [], "status": status}
+        return {"cells": len(cells), "ran": 0, "skipped": [], "failed": [], "status": status}
     configs = [_cell_config(spec, c, out) for c in todo]
     if executor == "local":
         results = _submit_local(configs, workers)
@@ -291,16 +333,26 @@ def run_grid(
         results = _submit_ray(configs, ray_address)
     else:
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    skipped = []
     for i, result in results:
         cell = todo[i]
-        status[cell.key] = {k: v for k, v in result.items() if k != "final"}
-        _write_status(out, status)
         score = (result.get("final") or {}).get("normalized_score")
         detail = f"score {score:.1f}" if score is not None else result.get("error", "")
         log(f"[{result['status']}] {cell.key} ({result['seconds']:.0f} s) {detail}")
-    _write_status(out, status)
+        if result["status"] == "skipped":  # its outcome is the other process's to record
+            skipped.append(cell.key)
+        else:
+            entry = {k: v for k, v in result.items() if k != "final"}
+            status = _update_status(out, {cell.key: entry})
+    status = _read_status(out)
     failed = sorted(k for k, v in status.items() if v.get("status") == "failed")
-    return {"cells": len(cells), "ran": len(todo), "failed": failed, "status": status}
+    return {
+        "cells": len(cells),
+        "ran": len(todo) - len(skipped),
+        "skipped": skipped,
+        "failed": failed,
+        "status": status,
+    }
 
 
 def _union(a: list[Any], b: list[Any]) -> list[Any]:
@@ -312,5 +364,14 @@ def _read_status(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _write_status(out: Path, status: dict[str, Any]) -> None:
-    atomic_write_bytes(out / "status.json", json.dumps(status, indent=2, sort_keys=True).encode())
+def _update_status(out: Path, entries: dict[str, Any]) -> dict[str, Any]:
+    # Read-modify-write under a (blocking) lock: another grid process on this directory may
+    # be recording its own cells.
+    with open(out / ".status.lock", "a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        status = {**_read_status(out), **entries}
+        atomic_write_bytes(
+            out / "status.json", json.dumps(status, indent=2, sort_keys=True).encode()
+        )
+    return status
