@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_model, cpu_times, load_average, wait_for_quiet
+from machine import cpu_model, cpu_times, git_commit, load_average, wait_for_quiet
 
 # offrl algorithm name -> d3rlpy algorithm name (a --algo choice of benchmarks/d3rlpy/speed.py).
 # Add a line here to benchmark another algorithm.
@@ -309,22 +309,6 @@ def package_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def git_commit() -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.strip() or None
 
 
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import git_commit  # benchmarks/machine.py: this script's folder is on sys.path
 
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.td3bc import TD3BC
@@ -171,12 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     load = os.getloadavg()
     res = run(args.hidden, args.rounds, args.seconds, args.threads, args.d3rlpy)
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = git_commit() or "unknown"
     res.update(
         date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         commit=commit,

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
+from pathlib import Path
 
-__all__ = ["cpu_times", "busy_cores", "wait_for_quiet", "cpu_model", "load_average"]
+__all__ = [
+    "cpu_times",
+    "busy_cores",
+    "wait_for_quiet",
+    "cpu_model",
+    "load_average",
+    "git_commit",
+]
 
 
 def cpu_times() -> tuple[int, int] | None:
@@ -66,3 +75,18 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def git_commit() -> str | None:
+    """The repository's short commit hash, or None outside a git checkout."""
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from offrl.bench.grid import Cell, GridSpec, grid_cells
 from offrl.bench.report import collect_external, write_report
@@ -152,16 +154,8 @@ def test_d3rlpy_train_script_killed_run_resumes_exactly(tmp_path: Path) -> None:
     assert a["return_mean"] == b["return_mean"]
 
 
-def _d3rlpy_grid_module():  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "d3rlpy" / "grid.py"
-    spec = importlib.util.spec_from_file_location("d3rlpy_grid", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def _d3rlpy_grid_module() -> ModuleType:
+    return load_script("d3rlpy/grid.py", "d3rlpy_grid")
 
 
 def test_d3rlpy_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) -> None:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def floor() -> ModuleType:
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "eager_floor.py"
-    spec = importlib.util.spec_from_file_location("eager_floor", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("eager_floor.py", "eager_floor")
 
 
 def test_floor_check_compares_the_two_paths(floor: ModuleType) -> None:

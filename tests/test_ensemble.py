@@ -8,7 +8,6 @@ gradients and action-gradients -- for the ensemble sizes the algorithms use.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from _reference import separate_mlps
+from _scripts import load_script
 from torch import nn
 
 from offrl.algos import EDAC, EDACConfig, EnvSpec, SACNConfig, UWACConfig
@@ -281,11 +281,7 @@ def test_uwac_weight_shrinks_with_variance() -> None:
 def test_ensemble_scaling_script_runs(tmp_path: Path) -> None:
     """benchmarks/ensemble_scaling.py end to end with tiny settings (the figures are
     meaningless at this size; the committed ones come from a full run)."""
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "ensemble_scaling.py"
-    spec = importlib.util.spec_from_file_location("ensemble_scaling", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("ensemble_scaling.py", "ensemble_scaling")
     args = ["--seconds", "0.2", "--rounds", "1", "--n", "2", "5", "--threads", "1"]
     assert module.main([*args, "--hidden", "32", "32", "--amin", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "ensemble.json").read_text())
