@@ -28,6 +28,12 @@ time the same arithmetic. With ``--d3rlpy`` (after ``bash benchmarks/d3rlpy/setu
 
     .venv/bin/python benchmarks/eager_floor.py --d3rlpy --rounds 6 --seconds 5
 
+With ``--cxx``, a third offrl-side variant joins: **cxx**, the fused path's arithmetic written in
+C++ on ATen (``benchmarks/td3bc_floor.cpp``, compiled on first use with
+``torch.utils.cpp_extension``; needs a C++ compiler and ninja), with no Python between the
+operations. It is checked against the fused path like the two Python paths, and measures how
+much of an update Python's per-call cost still is.
+
 Writes ``<out>/FLOOR.md`` and ``<out>/floor.json`` (default ``benchmarks/results/floor``).
 """
 
@@ -51,7 +57,7 @@ from machine import git_commit  # benchmarks/machine.py: this script's folder is
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.td3bc import TD3BC
 from offrl.bench.speed import _cpu_name, matmul_gflops, synthetic_dataset, updates_per_second
-from offrl.data.sampler import TensorSampler
+from offrl.data.sampler import Batch, TensorSampler
 
 OBS, ACT = 17, 6
 VARIANTS = ("autograd", "fused")
@@ -95,6 +101,49 @@ def check_same_update(
     return max(float((x.detach() - y.detach()).abs().max()) for x, y in pairs)
 
 
+class CxxFloor:
+    """``benchmarks/td3bc_floor.cpp``'s update on copies of ``algo``'s weights, drawing its
+    target-smoothing noise from a generator seeded as ``algo``'s (so it computes ``algo``'s
+    updates; :func:`check_cxx_update`)."""
+
+    def __init__(self, algo: TD3BC, seed: int = 0) -> None:
+        from torch.utils.cpp_extension import load
+
+        ext = load(name="td3bc_floor", sources=[str(Path(__file__).parent / "td3bc_floor.cpp")])
+        cfg = algo.config
+        assert (cfg.alpha, cfg.gamma, cfg.tau, cfg.policy_freq) == (2.5, 0.99, 0.005, 2)
+        self.noise_std, self.noise_clip = cfg.policy_noise, cfg.noise_clip
+        nets = (algo.actor.net, algo.critic.net, algo.actor_target.net, algo.critic_target.net)
+        self.flats = [net.flat.detach().clone() for net in nets]  # updated in place by C++
+        self.floor = ext.TD3BCFloor(
+            *self.flats, list(nets[0].sizes), list(nets[1].sizes), nets[1].ensemble, OBS
+        )
+        self.generator = torch.Generator().manual_seed(seed)  # as Algorithm.__init__ seeds it
+
+    def update(self, batch: Batch) -> None:
+        noise = torch.randn(batch.actions.shape, generator=self.generator)
+        noise.mul_(self.noise_std).clamp_(-self.noise_clip, self.noise_clip)
+        self.floor.update(
+            batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.dones, noise
+        )
+
+
+def check_cxx_update(updates: int = 6, hidden: Sequence[int] = (32, 32)) -> float:
+    """The largest absolute weight difference between offrl's fused path and :class:`CxxFloor`
+    after ``updates`` updates on the same batches."""
+    algo = _build(hidden)["fused"]
+    cxx = CxxFloor(algo)
+    sampler = TensorSampler(synthetic_dataset(n=2000, obs_dim=OBS, act_dim=ACT), 256, seed=1)
+    for _ in range(updates):
+        batch = sampler.sample()
+        algo.update(batch)
+        cxx.update(batch)
+    nets = (algo.actor.net, algo.critic.net, algo.actor_target.net, algo.critic_target.net)
+    return max(
+        float((n.flat.detach() - f).abs().max()) for n, f in zip(nets, cxx.flats, strict=True)
+    )
+
+
 D3RLPY_PYTHON = Path("benchmarks/.venv-d3rlpy/bin/python")
 
 
@@ -110,21 +159,30 @@ def _d3rlpy_rate(seconds: float, threads: int) -> float:
 
 
 def run(
-    hidden: Sequence[int], rounds: int, seconds: float, threads: int, d3rlpy: bool = False
+    hidden: Sequence[int],
+    rounds: int,
+    seconds: float,
+    threads: int,
+    d3rlpy: bool = False,
+    cxx: bool = False,
 ) -> dict[str, Any]:
     """Timed windows of each update in alternating order (A B [C], then [C] B A, ...): medians
-    per variant and of the per-round ratios. With ``d3rlpy``, d3rlpy's TD3PlusBC runs as the
-    third variant of every round (hidden 256x2 only: its networks are fixed)."""
+    per variant and of the per-round ratios. With ``cxx``, :class:`CxxFloor` is a variant too;
+    with ``d3rlpy``, d3rlpy's TD3PlusBC runs in every round (hidden 256x2 only: its networks
+    are fixed)."""
     torch.set_num_threads(threads)
     algos = _build(hidden)
     data = synthetic_dataset(obs_dim=OBS, act_dim=ACT)
-    samplers = {v: TensorSampler(data, 256, seed=1) for v in VARIANTS}
+    steps: dict[str, Callable[[Batch], Any]] = {v: algos[v].update for v in VARIANTS}
+    if cxx:
+        steps["cxx"] = CxxFloor(algos["fused"]).update
+    samplers = {v: TensorSampler(data, 256, seed=1) for v in steps}
     updates: dict[str, Callable[[], float]] = {
-        v: partial(updates_per_second, algos[v].update, samplers[v], seconds) for v in VARIANTS
+        v: partial(updates_per_second, step, samplers[v], seconds) for v, step in steps.items()
     }
     for _ in range(50):  # warm-up
-        for v in VARIANTS:
-            algos[v].update(samplers[v].sample())
+        for v, step in steps.items():
+            step(samplers[v].sample())
     if d3rlpy:
         updates["d3rlpy"] = lambda: _d3rlpy_rate(seconds, threads)
     order = list(updates)
@@ -141,8 +199,12 @@ def run(
         "fused_over_autograd": statistics.median(ratios),
         "ratios": ratios,
     }
+    if cxx:
+        per_round = [c / f for c, f in zip(rates["cxx"], rates["fused"], strict=True)]
+        res["cxx_over_fused"] = statistics.median(per_round)
+        res["cxx_over_fused_per_round"] = per_round
     if d3rlpy:
-        for v in VARIANTS:
+        for v in steps:
             per_round = [a / d for a, d in zip(rates[v], rates["d3rlpy"], strict=True)]
             res[f"{v}_over_d3rlpy"] = statistics.median(per_round)
             res[f"{v}_over_d3rlpy_per_round"] = per_round
@@ -161,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="time d3rlpy 2.8.1's TD3PlusBC in the same rounds (needs benchmarks/d3rlpy/setup.sh)",
     )
     p.add_argument(
+        "--cxx",
+        action="store_true",
+        help="also time the update in C++ (benchmarks/td3bc_floor.cpp; needs a compiler, ninja)",
+    )
+    p.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/floor"), help="output folder"
     )
     args = p.parse_args(argv)
@@ -171,7 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the fused and autograd updates disagree (max |diff| {diff:.2e})", file=sys.stderr)
         return 1
     load = os.getloadavg()
-    res = run(args.hidden, args.rounds, args.seconds, args.threads, args.d3rlpy)
+    if args.cxx:
+        cxx_diff = check_cxx_update()
+        if cxx_diff > 1e-6:
+            print(f"C++ and fused updates disagree (max |diff| {cxx_diff:.2e})", file=sys.stderr)
+            return 1
+        diff = max(diff, cxx_diff)
+    res = run(args.hidden, args.rounds, args.seconds, args.threads, args.d3rlpy, args.cxx)
     commit = git_commit() or "unknown"
     res.update(
         date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -194,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{res['date']}, commit {commit}, {res['cpu']}, {args.threads} threads, torch "
         f"{res['torch']}, hidden {args.hidden}, batch 256, {args.rounds} alternating rounds of "
         f"{args.seconds:g} s; a 256^3 matmul ran at {res['matmul_gflops']:.1f} GFLOP/s; load "
-        f"average {load[0]:.2f} before, {res['loadavg_after'][0]:.2f} after. The two paths "
+        f"average {load[0]:.2f} before, {res['loadavg_after'][0]:.2f} after. The variants "
         f"agree to {diff:.1e} in every weight after 6 updates.",
         "",
         "| variant | updates/s (median) | ms/update | per round |",
@@ -207,10 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"fused / autograd: **{res['fused_over_autograd']:.2f}x** (median of the per-round ratios "
         f"{', '.join(f'{x:.2f}' for x in res['ratios'])}).",
         *(
-            f"{v} / d3rlpy: **{res[f'{v}_over_d3rlpy']:.2f}x** (per round "
-            f"{', '.join(f'{x:.2f}' for x in res[f'{v}_over_d3rlpy_per_round'])})."
-            for v in VARIANTS
-            if f"{v}_over_d3rlpy" in res
+            f"{a} / {b}: **{res[f'{a}_over_{b}']:.2f}x** (per round "
+            f"{', '.join(f'{x:.2f}' for x in res[f'{a}_over_{b}_per_round'])})."
+            for a, b in [("cxx", "fused")] + [(v, "d3rlpy") for v in (*VARIANTS, "cxx")]
+            if f"{a}_over_{b}" in res
         ),
         "",
         f"Reproduce: `.venv/bin/{res['command']}`",

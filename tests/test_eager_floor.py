@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -53,3 +54,13 @@ def test_eager_floor_with_d3rlpy(
     assert len(result["rates"]["d3rlpy"]) == 2 and min(result["rates"]["d3rlpy"]) > 0
     assert result["fused_over_d3rlpy"] > 0 and result["autograd_over_d3rlpy"] > 0
     assert "fused / d3rlpy" in (tmp_path / "FLOOR.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("c++") is None or shutil.which("ninja") is None, reason="no C++ toolchain"
+)
+def test_cxx_floor_matches_fused_update(floor: ModuleType) -> None:
+    """benchmarks/td3bc_floor.cpp (compiled on first use, about a minute) computes offrl's
+    update: the C++ figures in benchmarks/results/SPEED.md time the same arithmetic."""
+    assert floor.check_cxx_update(updates=7) < 1e-6
