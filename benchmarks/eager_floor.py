@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine import git_commit  # benchmarks/machine.py: this script's folder is on sys.path
+from machine import busy_cores, git_commit  # benchmarks/machine.py (this script's folder)
 
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.td3bc import TD3BC
@@ -237,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if diff > 1e-6:
         print(f"the fused and autograd updates disagree (max |diff| {diff:.2e})", file=sys.stderr)
         return 1
+    others = busy_cores()
+    if others is not None and others >= 0.5:
+        # Torch's worker threads wait on each other at every parallel op: with a core taken by
+        # another process, a 2-thread update can stall many-fold (measured: 4 updates/s).
+        print(f"warning: other processes keep {others:.1f} cores busy", file=sys.stderr)
     load = os.getloadavg()
     if args.cxx:
         cxx_diff = check_cxx_update()
@@ -255,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_weight_diff=diff,
         matmul_gflops=matmul_gflops(),
         loadavg_before=load,
+        others_busy_cores=others,
         loadavg_after=os.getloadavg(),
         command="python benchmarks/eager_floor.py " + " ".join(argv or sys.argv[1:]),
     )

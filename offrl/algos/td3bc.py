@@ -51,7 +51,8 @@ class TD3BCConfig(AlgoConfig):
     fused: bool = True
     """Compute the gradients by hand (:mod:`offrl.algos.td3bc_fused`: the same numbers, ~1.15x
     the updates per second on a CPU) when neither loss below is overridden; False always uses
-    autograd on the losses."""
+    autograd on the losses (and runs tensor hooks registered on the parameters, which the
+    hand-derived path does not)."""
 
 
 @register("td3bc")
