@@ -75,6 +75,26 @@ def _build(hidden: Sequence[int], seed: int = 0) -> dict[str, TD3BC]:
     return algos
 
 
+def _flats(algo: TD3BC) -> list[torch.Tensor]:
+    """The weights of ``algo``'s actor, critics and their targets."""
+    nets = (algo.actor.net, algo.critic.net, algo.actor_target.net, algo.critic_target.net)
+    return [net.flat.detach() for net in nets]
+
+
+def _max_diff_after(
+    updates: int, steps: Sequence[Callable[[Batch], Any]], flats: Callable[[], list[Any]]
+) -> float:
+    """Run every update in ``steps`` on the same ``updates`` batches; return the largest absolute
+    difference between the two weight lists that ``flats`` gives afterwards."""
+    sampler = TensorSampler(synthetic_dataset(n=2000, obs_dim=OBS, act_dim=ACT), 256, seed=1)
+    for _ in range(updates):
+        batch = sampler.sample()
+        for step in steps:
+            step(batch)
+    a, b = flats()
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+
 def check_same_update(
     updates: int = 6, hidden: Sequence[int] = (32, 32), fused_seed: int | None = None
 ) -> float:
@@ -86,19 +106,8 @@ def check_same_update(
     algos = _build(hidden)
     if fused_seed is not None:
         algos["fused"].generator.manual_seed(fused_seed)
-    sampler = TensorSampler(synthetic_dataset(n=2000, obs_dim=OBS, act_dim=ACT), 256, seed=1)
-    for _ in range(updates):
-        batch = sampler.sample()
-        for algo in algos.values():
-            algo.update(batch)
     a, f = algos["autograd"], algos["fused"]
-    pairs = [
-        (a.actor.net.flat, f.actor.net.flat),
-        (a.critic.net.flat, f.critic.net.flat),
-        (a.actor_target.net.flat, f.actor_target.net.flat),
-        (a.critic_target.net.flat, f.critic_target.net.flat),
-    ]
-    return max(float((x.detach() - y.detach()).abs().max()) for x, y in pairs)
+    return _max_diff_after(updates, [a.update, f.update], lambda: [_flats(a), _flats(f)])
 
 
 class CxxFloor:
@@ -113,10 +122,10 @@ class CxxFloor:
         cfg = algo.config
         assert (cfg.alpha, cfg.gamma, cfg.tau, cfg.policy_freq) == (2.5, 0.99, 0.005, 2)
         self.noise_std, self.noise_clip = cfg.policy_noise, cfg.noise_clip
-        nets = (algo.actor.net, algo.critic.net, algo.actor_target.net, algo.critic_target.net)
-        self.flats = [net.flat.detach().clone() for net in nets]  # updated in place by C++
+        self.flats = [flat.clone() for flat in _flats(algo)]  # updated in place by C++
+        actor, critic = algo.actor.net, algo.critic.net
         self.floor = ext.TD3BCFloor(
-            *self.flats, list(nets[0].sizes), list(nets[1].sizes), nets[1].ensemble, OBS
+            *self.flats, list(actor.sizes), list(critic.sizes), critic.ensemble, OBS
         )
         self.generator = torch.Generator().manual_seed(seed)  # as Algorithm.__init__ seeds it
 
@@ -133,15 +142,7 @@ def check_cxx_update(updates: int = 6, hidden: Sequence[int] = (32, 32)) -> floa
     after ``updates`` updates on the same batches."""
     algo = _build(hidden)["fused"]
     cxx = CxxFloor(algo)
-    sampler = TensorSampler(synthetic_dataset(n=2000, obs_dim=OBS, act_dim=ACT), 256, seed=1)
-    for _ in range(updates):
-        batch = sampler.sample()
-        algo.update(batch)
-        cxx.update(batch)
-    nets = (algo.actor.net, algo.critic.net, algo.actor_target.net, algo.critic_target.net)
-    return max(
-        float((n.flat.detach() - f).abs().max()) for n, f in zip(nets, cxx.flats, strict=True)
-    )
+    return _max_diff_after(updates, [algo.update, cxx.update], lambda: [_flats(algo), cxx.flats])
 
 
 D3RLPY_PYTHON = Path("benchmarks/.venv-d3rlpy/bin/python")
@@ -237,18 +238,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if diff > 1e-6:
         print(f"the fused and autograd updates disagree (max |diff| {diff:.2e})", file=sys.stderr)
         return 1
+    if args.cxx:  # compiles on first use: before the machine's load is read
+        cxx_diff = check_cxx_update()
+        if cxx_diff > 1e-6:
+            print(f"C++ and fused updates disagree (max |diff| {cxx_diff:.2e})", file=sys.stderr)
+            return 1
+        diff = max(diff, cxx_diff)
     others = busy_cores()
     if others is not None and others >= 0.5:
         # Torch's worker threads wait on each other at every parallel op: with a core taken by
         # another process, a 2-thread update can stall many-fold (measured: 4 updates/s).
         print(f"warning: other processes keep {others:.1f} cores busy", file=sys.stderr)
     load = os.getloadavg()
-    if args.cxx:
-        cxx_diff = check_cxx_update()
-        if cxx_diff > 1e-6:
-            print(f"C++ and fused updates disagree (max |diff| {cxx_diff:.2e})", file=sys.stderr)
-            return 1
-        diff = max(diff, cxx_diff)
     res = run(args.hidden, args.rounds, args.seconds, args.threads, args.d3rlpy, args.cxx)
     commit = git_commit() or "unknown"
     res.update(

@@ -170,9 +170,10 @@ def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def claim(path: str | Path) -> Iterator[bool]:
+def claim(path: str | Path, wait: bool = False) -> Iterator[bool]:
     """Hold an exclusive lock on the file ``path`` (created if missing) for the duration:
-    yields True if this process got it, False if another process holds it.
+    yields True if this process got it, False if another process holds it (with ``wait``,
+    waits for it instead, and always yields True).
 
     An ``flock``: the operating system drops it when its holder dies, so a killed grid leaves
     no stale lock behind. (Without ``fcntl``, on Windows, it always yields True.)
@@ -182,7 +183,7 @@ def claim(path: str | Path) -> Iterator[bool]:
     with open(path, "a") as fh:
         if fcntl is not None:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 yield False
                 return
@@ -367,9 +368,7 @@ def _read_status(out: Path) -> dict[str, Any]:
 def _update_status(out: Path, entries: dict[str, Any]) -> dict[str, Any]:
     # Read-modify-write under a (blocking) lock: another grid process on this directory may
     # be recording its own cells.
-    with open(out / ".status.lock", "a") as fh:
-        if fcntl is not None:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+    with claim(out / ".status.lock", wait=True):
         status = {**_read_status(out), **entries}
         atomic_write_bytes(
             out / "status.json", json.dumps(status, indent=2, sort_keys=True).encode()
