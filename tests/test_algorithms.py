@@ -33,6 +33,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("crr", {"advantage_type": "max", "weight_type": "binary", "num_critics": 2}),
     ("crr", {"target_update": "hard", "target_update_interval": 4}),
     ("cql", {"lagrange": True, "max_backup": True, "backup_entropy": True}),
+    ("cql", {"lagrange": True, "mean_backup": True, "alpha_prime_init": math.e}),
     ("awr", {"lam": 1.0, "recompute_every": 7}),  # Monte-Carlo returns
     ("awr", {"normalize_advantages": False, "beta": 0.5, "recompute_every": 3}),
     ("bc_pct", {"frac": 0.5, "policy": "gaussian"}),
@@ -402,3 +403,60 @@ def test_bc_loss_by_hand(policy: str) -> None:
             logp = -((batch.actions - mu) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
             expected = -logp.sum(-1).mean()
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- CQL's mean-action backup
+def test_cql_mean_backup_target_by_hand() -> None:
+    """``mean_backup``: y = r + gamma (1 - d) min_i Q'_i(s', tanh(mu(s'))), with no draw in it
+    (d3rlpy's CQL target); the default draws one a' ~ pi(s'), so its TD loss moves with the
+    generator."""
+    cls = get_algorithm("cql")
+    batch = _tiny_batch()
+
+    def td_losses(mean_backup: bool) -> list[float]:
+        cfg = cls.config_class.from_dict(
+            {"hidden": (8, 8), "gamma": 0.9, "mean_backup": mean_backup}
+        )
+        algo: Any = cls(EnvSpec((3,), 2), cfg, seed=0)
+        with torch.no_grad():
+            algo.critic_target.net.flat.mul_(1.5)  # targets differ from the online critics
+        out = []
+        for gen_seed in (1, 2):
+            algo.generator.manual_seed(gen_seed)
+            _, info = algo.critic_loss(batch)
+            out.append(float(info["td_loss"]))
+        with torch.no_grad():
+            a_next = torch.tanh(_mlp(algo.actor.net, batch.next_obs, 0)[:, :2])
+            x = torch.cat([batch.next_obs, a_next], dim=1)
+            q_next = torch.minimum(
+                _mlp(algo.critic_target.net, x, 0)[:, 0], _mlp(algo.critic_target.net, x, 1)[:, 0]
+            )
+            y = batch.rewards + 0.9 * (1 - batch.dones) * q_next
+            q = torch.cat([batch.obs, batch.actions], dim=1)
+            td = [((_mlp(algo.critic.net, q, i)[:, 0] - y) ** 2).mean() for i in (0, 1)]
+        out.append(float(sum(td) / 2))
+        return out
+
+    first, second, by_hand = td_losses(mean_backup=True)
+    assert first == second and first == pytest.approx(by_hand, rel=1e-5)
+    first, second, by_hand = td_losses(mean_backup=False)
+    assert first != second and first != pytest.approx(by_hand, rel=1e-3)
+
+
+def test_cql_rejects_contradictory_options() -> None:
+    cls = get_algorithm("cql")
+    for other in ("max_backup", "backup_entropy"):
+        cfg = cls.config_class.from_dict({"mean_backup": True, other: True})
+        with pytest.raises(ValueError, match="mean_backup"):
+            cls(EnvSpec((3,), 2), cfg)
+    cfg = cls.config_class.from_dict({"lagrange": True, "alpha_prime_init": 0.0})
+    with pytest.raises(ValueError, match="alpha_prime_init"):
+        cls(EnvSpec((3,), 2), cfg)
+
+
+def test_cql_alpha_prime_starts_at_init() -> None:
+    cls = get_algorithm("cql")
+    for init in (1.0, math.e):
+        cfg = cls.config_class.from_dict({"lagrange": True, "alpha_prime_init": init})
+        algo: Any = cls(EnvSpec((3,), 2), cfg)
+        assert float(algo.alpha_prime().detach()) == pytest.approx(init)

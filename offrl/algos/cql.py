@@ -31,6 +31,9 @@ code: the log-sum-exp is *not* divided by the number of samples (the ``- log(3 n
 normaliser of a Monte-Carlo average is dropped; it is a constant that only shifts the Lagrange
 threshold), and actions from pi(.|s') are scored at s. CORL's three-hidden-layer critics,
 orthogonal initialisation and BC warm start (off by default in CORL) are not reproduced.
+d3rlpy's CQL differs in its recipe, not its loss; ``lagrange=True, actor_lr=1e-4,
+alpha_lr=1e-4, mean_backup=True, alpha_prime_init=e`` runs it (``mean_backup`` bootstraps from the
+policy's mean action).
 """
 
 from __future__ import annotations
@@ -63,10 +66,15 @@ class CQLConfig(SACConfig):
     """Tune alpha' (multiplying ``cql_alpha``) by dual gradient ascent (the paper's eq. 30)."""
     target_action_gap: float = 10.0
     """Lagrange threshold tau on the penalty (the official code's ``lagrange_thresh`` default)."""
+    alpha_prime_init: float = 1.0
+    """alpha' before any update (Lagrange variant; CORL 1, d3rlpy's reproduction e)."""
     max_backup: bool = False
     """Target max_j min_i Q'_i(s', a'_j) over ``num_samples`` policy actions (official code)."""
     backup_entropy: bool = False
     """Subtract alpha_H log pi(a'|s') in the target (False as in CORL and the official code)."""
+    mean_backup: bool = False
+    """Target at the policy's mean action a' = tanh(mu(s')) instead of one sample a' ~ pi(s')
+    (d3rlpy's CQL does this); excludes ``max_backup`` and ``backup_entropy``."""
     actor_lr: float = 3e-5
     """Policy learning rate (paper appendix F and CORL; SAC's 3e-4 is too fast offline)."""
     critic_lr: float = 3e-4
@@ -85,9 +93,15 @@ class CQL(SAC):
     config: CQLConfig
 
     def build(self) -> None:
+        cfg = self.config
+        if cfg.mean_backup and (cfg.max_backup or cfg.backup_entropy):
+            # The mean action has no log-probability to subtract and is one action, not k.
+            raise ValueError("mean_backup: excludes max_backup and backup_entropy")
+        if cfg.alpha_prime_init <= 0.0:
+            raise ValueError(f"alpha_prime_init: must be > 0, got {cfg.alpha_prime_init}")
         super().build()
         if self.config.lagrange:  # alpha' exists only in the Lagrange variant
-            self.log_alpha_prime = Scalar(0.0).to(self.device)
+            self.log_alpha_prime = Scalar(math.log(cfg.alpha_prime_init)).to(self.device)
             self.alpha_prime_optim = make_optimizer(
                 self.log_alpha_prime.parameters(), self.config.critic_lr
             )
@@ -111,15 +125,17 @@ class CQL(SAC):
             next_a, next_logp = self.actor.sample(batch.next_obs, self.generator, n=k)
             # Target: min over critics at a' ~ pi(s'), reusing the penalty's pi(s') draws: the
             # max over all k with max_backup, else the first one (a single sample, as in SAC;
-            # only that one is scored).
-            if cfg.max_backup:
+            # only that one is scored); or at the mean action with mean_backup.
+            if cfg.mean_backup:
+                q_next = self.critic_target(batch.next_obs, self.actor(batch.next_obs)).amin(0)
+            elif cfg.max_backup:
                 q_next = self.critic_target(batch.next_obs.repeat(k, 1), next_a).amin(0)
                 q_next, idx = q_next.view(k, b).max(0)
                 logp_next = next_logp.view(k, b).gather(0, idx.unsqueeze(0)).squeeze(0)
             else:
                 q_next = self.critic_target(batch.next_obs, next_a[:b]).amin(0)
                 logp_next = next_logp[:b]
-            if cfg.backup_entropy:
+            if cfg.backup_entropy:  # (never with mean_backup: build() refuses it)
                 q_next = q_next - self.alpha() * logp_next
             target = td_target(batch.rewards, batch.dones, q_next, cfg.gamma)
             log_density = torch.cat(
