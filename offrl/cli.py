@@ -490,7 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm option"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="algorithm option (repeatable; several may follow one --set)",
     )
     t.set_defaults(func=cmd_train)
 
@@ -515,7 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-progress", action="store_true")
     o.add_argument("--resume", action="store_true", help="continue the run in --out")
     o.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm option"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="algorithm option (repeatable; several may follow one --set)",
     )
     o.set_defaults(func=cmd_online)
 
@@ -580,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--seconds", type=float, default=15.0)
     bs.add_argument("--repeats", type=int, default=3)
     bs.add_argument("--json", action="store_true")
-    bs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    bs.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
 
     br = bsub.add_parser("run", help="algorithms x datasets x seeds under one protocol")
@@ -602,7 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     br.add_argument("--import", dest="imports", action="append", default=[])
     br.add_argument(
-        "--set", action="append", default=[], metavar="ALGO.KEY=VALUE", help="algorithm option"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ALGO.KEY=VALUE",
+        help="algorithm option (repeatable; several may follow one --set)",
     )
     br.set_defaults(func=cmd_bench_run)
     bp = bsub.add_parser("report", help="table, curves and IQM/CI for a grid directory")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from offrl.algos import list_algorithms
-from offrl.cli import main
+from offrl.cli import build_parser, main
 from offrl.data import Dataset, load_dataset, save_npz
 from offrl.data.builtin import data_dir
 from offrl.train import load_checkpoint, read_metrics
@@ -63,7 +63,7 @@ def test_entry_point_subprocess(tmp_path: Path) -> None:
     # The installed console script (when the package is installed) calls the same function.
     script = Path(sys.executable).with_name("offrl")
     if script.exists():
-        assert "from offrl.cli import main" in script.read_text()
+        assert "from offrl.cli import build_parser, main" in script.read_text()
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,6 +150,19 @@ def test_set_algorithm_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert config["algo"]["hidden"] == [32, 32] and config["algo"]["policy"] == "gaussian"
     assert main([*TINY_ARGS, "--out", str(tmp_path / "bad"), "--set", "nope=1"]) == 2
     assert "unknown option" in capsys.readouterr().err
+
+
+def test_set_takes_several_options() -> None:
+    """``--set a=1 b=2`` is ``--set a=1 --set b=2``, in every command that has ``--set``."""
+    parser = build_parser()
+    for cmd in (
+        ["train", "--algo", "bc", "--dataset", "d"],
+        ["online", "--env", "Pendulum-v1"],
+        ["bench", "speed"],
+        ["bench", "run", "--algos", "bc", "--datasets", "d", "--out", "o"],
+    ):
+        args = parser.parse_args([*cmd, "--set", "a=1", "b=2", "--set", "c=3"])
+        assert args.set == ["a=1", "b=2", "c=3"], cmd
 
 
 def test_unknown_algorithm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
