@@ -447,6 +447,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_set(parser: argparse.ArgumentParser, metavar: str) -> None:
+    """``--set`` algorithm options: ``--set a=1 b=2`` and ``--set a=1 --set b=2`` are the same."""
+    parser.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar=metavar,
+        help="algorithm option (repeatable; several may follow one --set)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``offrl`` command."""
     p = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning.")
@@ -489,14 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="algorithm option (repeatable; several may follow one --set)",
-    )
+    _add_set(t, "KEY=VALUE")
     t.set_defaults(func=cmd_train)
 
     o = sub.add_parser("online", help="train online on a Gymnasium environment (SAC)")
@@ -519,14 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
     o.add_argument("--no-progress", action="store_true")
     o.add_argument("--resume", action="store_true", help="continue the run in --out")
-    o.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="algorithm option (repeatable; several may follow one --set)",
-    )
+    _add_set(o, "KEY=VALUE")
     o.set_defaults(func=cmd_online)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
@@ -590,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--seconds", type=float, default=15.0)
     bs.add_argument("--repeats", type=int, default=3)
     bs.add_argument("--json", action="store_true")
-    bs.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
+    _add_set(bs, "KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
 
     br = bsub.add_parser("run", help="algorithms x datasets x seeds under one protocol")
@@ -611,14 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the grid's manifest and list the cells that would run; run nothing",
     )
     br.add_argument("--import", dest="imports", action="append", default=[])
-    br.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="ALGO.KEY=VALUE",
-        help="algorithm option (repeatable; several may follow one --set)",
-    )
+    _add_set(br, "ALGO.KEY=VALUE")
     br.set_defaults(func=cmd_bench_run)
     bp = bsub.add_parser("report", help="table, curves and IQM/CI for a grid directory")
     bp.add_argument("out")
