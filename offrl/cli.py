@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,12 @@ def cmd_algos(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:12s} {doc}")
         if args.verbose:
+            docs = cls.config_class.option_docs
             for f in dataclasses.fields(cls.config_class):
                 print(f"    {f.name} = {f.default!r}")
+                doc = docs.get(f.name, ("", ""))[1]
+                if doc:
+                    print(textwrap.indent(textwrap.fill(doc, 80), " " * 8))
     return 0
 
 

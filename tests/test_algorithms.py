@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
+import pydoc
 from typing import Any
 
 import numpy as np
@@ -460,3 +462,30 @@ def test_cql_alpha_prime_starts_at_init() -> None:
         cfg = cls.config_class.from_dict({"lagrange": True, "alpha_prime_init": init})
         algo: Any = cls(EnvSpec((3,), 2), cfg)
         assert float(algo.alpha_prime().detach()) == pytest.approx(init)
+
+
+# ---------------------------------------------------------------------- option docs
+@pytest.mark.parametrize("name", list_algorithms())
+def test_every_option_is_documented(name: str) -> None:
+    """Each config field has a docstring, and ``help()`` on the config class shows it."""
+    config_class = get_algorithm(name).config_class
+    fields = [f.name for f in dataclasses.fields(config_class)]
+    assert list(config_class.option_docs) == fields  # dataclass order, inherited ones first
+    undocumented = [k for k, (_, doc) in config_class.option_docs.items() if not doc]
+    assert not undocumented, f"{config_class.__name__}: no docstring for {undocumented}"
+    text = pydoc.render_doc(config_class, renderer=pydoc.plaintext)
+    for field in fields:
+        doc_start = config_class.option_docs[field][1].split()[:4]
+        assert f"{field} = " in text and " ".join(doc_start) in " ".join(text.split()), field
+
+
+def test_redefined_option_keeps_its_place_and_takes_the_new_doc() -> None:
+    from offrl.algos.cql import CQLConfig
+    from offrl.algos.sac import SACConfig
+
+    assert list(CQLConfig.option_docs)[:3] == ["batch_size", "hidden", "gamma"]
+    names = list(CQLConfig.option_docs)
+    assert names.index("actor_lr") == list(SACConfig.option_docs).index("actor_lr")
+    assert CQLConfig.option_docs["actor_lr"][0] == "3e-05"
+    assert "too fast offline" in CQLConfig.option_docs["actor_lr"][1]
+    assert "too fast offline" not in SACConfig.option_docs["actor_lr"][1]

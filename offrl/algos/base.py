@@ -18,8 +18,11 @@ attribute they set is saved automatically.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
+import textwrap
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,9 +50,45 @@ __all__ = [
 ]
 
 
+def _declared_options(cls: type) -> dict[str, tuple[str, str]]:
+    """``{field: (default, docstring)}`` for the fields that ``cls``'s own body declares.
+
+    A field's docstring is the string literal under it (as Sphinx reads it); Python keeps no
+    trace of it at run time, so it is read from the class's source. Without the source (a
+    class typed into a REPL) this returns nothing and the docs are simply not listed.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    if not tree.body or not isinstance(tree.body[0], ast.ClassDef):
+        return {}
+    body = tree.body[0].body
+    out = {}
+    for node, after in zip(body, [*body[1:], None], strict=True):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        if "ClassVar" in ast.unparse(node.annotation):
+            continue
+        doc = ""
+        if (
+            isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            doc = inspect.cleandoc(after.value.value)
+        default = ast.unparse(node.value) if node.value is not None else ""
+        out[node.target.id] = (default, doc)
+    return out
+
+
 @dataclass
 class AlgoConfig:
     """Hyperparameters shared by every algorithm (subclasses add their own)."""
+
+    option_docs: ClassVar[dict[str, tuple[str, str]]] = {}
+    """``{option: (default as written in the source, docstring)}``, in field order, the
+    inherited ones included; ``help()`` on a config class lists them under "Options"."""
 
     batch_size: int = 256
     """Transitions per gradient step."""
@@ -57,6 +96,10 @@ class AlgoConfig:
     """Hidden layer widths of every network."""
     gamma: float = 0.99
     """Discount factor."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _document_options(cls)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -73,6 +116,24 @@ class AlgoConfig:
             k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
         }
         return cls(**coerced)
+
+
+def _document_options(cls: type[AlgoConfig]) -> None:
+    """Collect ``cls``'s option docs (a redefined field keeps its place, as in a dataclass) and
+    append them to its docstring, so that ``help(TD3BCConfig)`` shows every option."""
+    options = dict(getattr(cls.__base__, "option_docs", {}))
+    options.update(_declared_options(cls))
+    cls.option_docs = options
+    if not options:
+        return
+    lines = ["Options (``--set KEY=VALUE`` on the command line):", ""]
+    for name, (default, doc) in options.items():
+        lines.append(f"{name} = {default}")
+        lines.extend(textwrap.indent(textwrap.fill(doc, 88), "    ").splitlines() or ["    "])
+    cls.__doc__ = (cls.__doc__ or cls.__name__).rstrip() + "\n\n" + "\n".join(lines)
+
+
+_document_options(AlgoConfig)
 
 
 @dataclass(frozen=True)
