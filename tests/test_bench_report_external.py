@@ -4,6 +4,7 @@ itself when its virtual environment exists."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -110,10 +111,17 @@ def test_d3rlpy_train_script_writes_a_run_directory(tmp_path: Path) -> None:
     cmd = [str(D3RLPY_PYTHON), str(ROOT / "benchmarks" / "d3rlpy" / "train.py")]
     cmd += ["--algo", "td3plusbc", "--hdf5", str(hdf5), "--env", "Pendulum-v1"]
     cmd += ["--steps", "200", "--eval-every", "100", "--eval-episodes", "2", "--seed", "3"]
-    cmd += ["--ref-min", "-1000", "--ref-max", "0", "--out", str(run)]
+    cmd += ["--ref-min", "-1000", "--ref-max", "0", "--log-every", "100", "--out", str(run)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
-    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["kind"]) for r in evals] == [(100, "eval"), (200, "eval")]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["kind"]) for r in rows] == [
+        (100, "train"),
+        (100, "eval"),
+        (200, "train"),
+        (200, "eval"),
+    ]
+    assert math.isfinite(rows[0]["critic_loss"]) and math.isfinite(rows[2]["actor_loss"])
+    evals = [r for r in rows if r["kind"] == "eval"]
     final = json.loads((run / "final.json").read_text())
     assert final["library"] == "d3rlpy 2.8.1" and final["seed"] == 3 and final["steps"] == 200
     assert final["return_mean"] == evals[-1]["eval/return_mean"]
@@ -131,10 +139,14 @@ def test_d3rlpy_train_script_killed_run_resumes_exactly(tmp_path: Path) -> None:
     hdf5 = save_d4rl_hdf5(load_dataset("pendulum-medium-v0"), tmp_path / "pendulum.hdf5")
     cmd = [str(D3RLPY_PYTHON), str(ROOT / "benchmarks" / "d3rlpy" / "train.py")]
     cmd += ["--algo", "iql", "--hdf5", str(hdf5), "--env", "Pendulum-v1", "--steps", "600"]
-    cmd += ["--eval-every", "200", "--eval-episodes", "2", "--seed", "1", "--out"]
+    # Train rows every 150 steps straddle the checkpoints (every 200): their sums travel with them.
+    cmd += ["--eval-every", "200", "--eval-episodes", "2", "--seed", "1", "--log-every", "150"]
+    cmd += ["--out"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run([*cmd, str(whole)], check=True, capture_output=True, timeout=600)
     assert not (whole / "checkpoint").exists()  # removed once the run is complete
+    steps = [json.loads(x)["step"] for x in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [150, 200, 300, 400, 450, 600, 600]
 
     proc = subprocess.Popen([*cmd, str(killed)], stderr=subprocess.DEVNULL)
     latest = killed / "checkpoint" / "latest.json"

@@ -5,7 +5,9 @@ Runs inside ``benchmarks/.venv-d3rlpy`` (made by ``setup.sh``); it cannot import
 writes the same files as an ``offrl train`` run directory, so ``offrl bench report`` reads it:
 
 * ``DIR/metrics.jsonl`` -- one ``{"step", "kind": "eval", "eval/return_mean", "eval/return_std",
-  "eval/normalized_score"}`` row per evaluation (every ``--eval-every`` steps and at the end);
+  "eval/normalized_score"}`` row per evaluation (every ``--eval-every`` steps and at the end),
+  and, like offrl's trainer, a ``{"step", "kind": "train", ...}`` row every ``--log-every``
+  steps with the means of what d3rlpy's ``update()`` returned (losses, CQL's alpha, ...);
 * ``DIR/final.json`` -- the final evaluation, the seed, the step budget, ``library`` and the
   d3rlpy config (``config``);
 * ``DIR/command.txt`` -- the command line that reproduces the run;
@@ -80,7 +82,9 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(out: Path, algo: Any, step: int, rows: list[dict[str, Any]]) -> None:
+def save_checkpoint(
+    out: Path, algo: Any, step: int, rows: list[dict[str, Any]], sums: dict[str, float]
+) -> None:
     """Everything needed to continue at ``step`` as if never stopped (see the module docstring)."""
     root = out / "checkpoint"
     folder = root / f"ckpt-{step}"
@@ -95,6 +99,7 @@ def save_checkpoint(out: Path, algo: Any, step: int, rows: list[dict[str, Any]])
         "step": step,
         "grad_step": int(algo.grad_step),
         "rows": rows,
+        "metric_sums": sums,
         "python_rng": [version, list(state), gauss_next],
         "numpy_rng_name": name,
     }
@@ -105,12 +110,12 @@ def save_checkpoint(out: Path, algo: Any, step: int, rows: list[dict[str, Any]])
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, algo: Any) -> tuple[int, list[dict[str, Any]]]:
-    """Restore the latest checkpoint into ``algo`` and the generators: ``(step, rows)``, or
-    ``(0, [])`` when there is none."""
+def load_checkpoint(out: Path, algo: Any) -> tuple[int, list[dict[str, Any]], dict[str, float]]:
+    """Restore the latest checkpoint into ``algo`` and the generators: ``(step, rows,
+    metric sums)``, or ``(0, [], {})`` when there is none."""
     latest = out / "checkpoint" / "latest.json"
     if not latest.exists():
-        return 0, []
+        return 0, [], {}
     folder = out / "checkpoint" / json.loads(latest.read_text())["folder"]
     state = json.loads((folder / "state.json").read_text())
     algo.load_model(str(folder / "model.d3"))
@@ -128,7 +133,7 @@ def load_checkpoint(out: Path, algo: Any) -> tuple[int, list[dict[str, Any]]]:
     torch.set_rng_state(torch.load(folder / "torch_rng.pt", weights_only=True)["torch_rng"])
     version, py_state, gauss_next = state["python_rng"]
     random.setstate((version, tuple(py_state), gauss_next))
-    return int(state["step"]), list(state["rows"])
+    return int(state["step"]), list(state["rows"]), dict(state.get("metric_sums", {}))
 
 
 def load_dataset(path: str) -> d3rlpy.dataset.MDPDataset:
@@ -227,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-max", type=float, default=None, help="expert reference return")
     p.add_argument("--dataset-name", default=None, help="for CQL's weight (default: file stem)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--log-every", type=int, default=1000, help="train-metric rows (0: none)")
     p.add_argument(
         "--checkpoint-every",
         type=int,
@@ -257,12 +263,20 @@ def main(argv: list[str] | None = None) -> int:
         return 100.0 * (ret - args.ref_min) / (args.ref_max - args.ref_min)
 
     every = args.eval_every if args.checkpoint_every is None else args.checkpoint_every
-    start, rows = load_checkpoint(out, algo)
+    # sums: update() metrics since the last train row ("_n": how many updates), checkpointed so
+    # that a resumed run writes the rows an uninterrupted one writes.
+    start, rows, sums = load_checkpoint(out, algo)
     if start:
         print(f"resuming from step {start}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     for step in range(start + 1, args.steps + 1):
-        algo.update(dataset.sample_transition_batch(config.batch_size))
+        for key, value in algo.update(dataset.sample_transition_batch(config.batch_size)).items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+        sums["_n"] = sums.get("_n", 0.0) + 1.0
+        if args.log_every and step % args.log_every == 0:
+            n = sums.pop("_n")
+            rows.append({"step": step, "kind": "train", **{k: v / n for k, v in sums.items()}})
+            sums = {}
         if step % args.eval_every == 0 or step == args.steps:
             rets = evaluate(algo, args.env, args.eval_episodes, args.eval_seed)
             norm = [score(float(r)) for r in rets]
@@ -279,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         if every and step % every == 0 and step < args.steps:
-            save_checkpoint(out, algo, step, rows)
-    last = rows[-1]
+            save_checkpoint(out, algo, step, rows, sums)
+    last = [r for r in rows if r["kind"] == "eval"][-1]
     final = {
         "library": f"d3rlpy {d3rlpy.__version__}",
         "algo": args.algo,
