@@ -89,7 +89,37 @@ def test_external_columns_in_table_json_and_commands(tmp_path: Path) -> None:
     assert set(versus) == {("d1", "td3bc"), ("d2", "td3bc"), ("d1", "iql")}
     assert versus[("d2", "td3bc")]["difference"] == pytest.approx(60.0 - 22.0)
     assert "## offrl vs d3rlpy" in md and "| d1 | td3bc / d3rlpy-td3plusbc |" in md
+    # Per evaluation (both evaluate at steps 5 and 10 with the final score): the seeds' means.
+    assert versus[("d2", "td3bc")]["per_evaluation"] == [(5, 60.0, 22.0), (10, 60.0, 22.0)]
+    assert versus[("d1", "iql")]["per_evaluation"] == [(5, 40.0, 33.0), (10, 40.0, 33.0)]
+    assert "| +38.0 | 5: 60.0 / 22.0, 10: 60.0 / 22.0 |" in md
     assert (out / "curves_d1.png").exists()
+
+
+def test_versus_per_evaluation_means_over_seeds_at_shared_steps(tmp_path: Path) -> None:
+    """Each side's mean over seeds at every evaluation step that all runs share."""
+    out = tmp_path / "grid"
+    spec = GridSpec(["td3bc"], ["d1"], [0, 1], steps=10, eval_every=5, eval_episodes=1)
+    out.mkdir(parents=True)
+    (out / "grid.json").write_text(json.dumps(spec.to_dict()))
+    curves = {
+        Cell("td3bc", "d1", 0): [(5, 10.0), (10, 20.0)],
+        Cell("td3bc", "d1", 1): [(5, 30.0), (10, 60.0)],
+        Cell("d3rlpy-td3plusbc", "d1", 0): [(5, 1.0), (10, 2.0), (15, 9.0)],  # 15: not shared
+        Cell("d3rlpy-td3plusbc", "d1", 1): [(5, 3.0), (10, 4.0)],
+    }
+    for cell, curve in curves.items():
+        run = cell.run_dir(out)
+        run.mkdir(parents=True)
+        final = {"normalized_score": curve[-1][1], "return_mean": 0.0}
+        (run / "final.json").write_text(json.dumps(final))
+        rows = [{"step": s, "kind": "eval", "eval/normalized_score": v} for s, v in curve]
+        rows.insert(1, {"step": 7, "kind": "train", "critic_loss": 1.0})  # not an evaluation
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = write_report(out, reps=20)
+    (versus,) = report["offrl_vs_d3rlpy"]
+    assert versus["per_evaluation"] == [(5, 20.0, 2.0), (10, 40.0, 3.0)]
+    assert "| 5: 20.0 / 2.0, 10: 40.0 / 3.0 |" in (out / "REPORT.md").read_text()
 
 
 def test_report_without_external_runs_is_unchanged(tmp_path: Path) -> None:

@@ -248,16 +248,21 @@ def write_report(
             "## offrl vs d3rlpy",
             "",
             f"Same HDF5 files, step budget, seeds and evaluation episodes; final {unit}, mean ± "
-            "std over seeds (d3rlpy at its D4RL reproduction settings, see benchmarks/README.md).",
+            "std over seeds (d3rlpy at its D4RL reproduction settings, see benchmarks/README.md), "
+            "then the mean over seeds at each evaluation, step: offrl / d3rlpy (a single final "
+            "score catches a fast-moving method at one point of its path).",
             "",
-            "| dataset | algorithm | offrl | d3rlpy | offrl − d3rlpy |",
-            "|---|---|---|---|---|",
+            "| dataset | algorithm | offrl | d3rlpy | offrl − d3rlpy | per evaluation |",
+            "|---|---|---|---|---|---|",
         ]
         for row_ in versus:
+            path = ", ".join(
+                f"{step:,}: {a:.1f} / {b:.1f}" for step, a, b in row_["per_evaluation"]
+            )
             lines.append(
                 f"| {row_['dataset']} | {row_['offrl']} / {row_['d3rlpy']} | "
                 f"{_fmt(row_['offrl_scores'])} | {_fmt(row_['d3rlpy_scores'])} | "
-                f"{row_['difference']:+.1f} |"
+                f"{row_['difference']:+.1f} | {path or '–'} |"
             )
 
     if notes_text:
@@ -354,13 +359,27 @@ def write_report(
 def _versus_d3rlpy(
     spec: GridSpec, by_cell: dict[tuple[str, str], list[CellResult]]
 ) -> list[dict[str, Any]]:
-    """offrl's algorithm next to d3rlpy's counterpart, per dataset, where both have scores."""
+    """offrl's algorithm next to d3rlpy's counterpart, per dataset, where both have scores,
+    with ``per_evaluation``: ``(step, offrl mean, d3rlpy mean)`` over seeds at every evaluation
+    step that all the finished runs of both sides share."""
     rows = []
     for ds in spec.datasets:
         for ours, theirs in D3RLPY_PAIRS.items():
-            a = [float(r.score) for r in by_cell.get((ds, ours), []) if r.score is not None]
-            b = [float(r.score) for r in by_cell.get((ds, theirs), []) if r.score is not None]
-            if a and b:
+            ra = [r for r in by_cell.get((ds, ours), []) if r.score is not None]
+            rb = [r for r in by_cell.get((ds, theirs), []) if r.score is not None]
+            if ra and rb:
+                a = [float(r.score) for r in ra if r.score is not None]  # (narrows the type)
+                b = [float(r.score) for r in rb if r.score is not None]
+                curves = [dict(r.curve or []) for r in (*ra, *rb)]
+                steps = sorted(set.intersection(*(set(c) for c in curves)))
+                per_eval = [
+                    (
+                        step,
+                        statistics.fmean(c[step] for c in curves[: len(ra)]),
+                        statistics.fmean(c[step] for c in curves[len(ra) :]),
+                    )
+                    for step in steps
+                ]
                 rows.append(
                     {
                         "dataset": ds,
@@ -369,6 +388,7 @@ def _versus_d3rlpy(
                         "offrl_scores": a,
                         "d3rlpy_scores": b,
                         "difference": statistics.fmean(a) - statistics.fmean(b),
+                        "per_evaluation": per_eval,
                     }
                 )
     return rows
