@@ -362,23 +362,23 @@ def _versus_d3rlpy(
     """offrl's algorithm next to d3rlpy's counterpart, per dataset, where both have scores,
     with ``per_evaluation``: ``(step, offrl mean, d3rlpy mean)`` over seeds at every evaluation
     step that all the finished runs of both sides share."""
+
+    def finished(ds: str, algo: str) -> list[tuple[float, list[tuple[int, float]]]]:
+        """(final score, curve) of each run of ``algo`` on ``ds`` that has a score."""
+        return [
+            (r.score, r.curve or []) for r in by_cell.get((ds, algo), []) if r.score is not None
+        ]
+
     rows = []
     for ds in spec.datasets:
         for ours, theirs in D3RLPY_PAIRS.items():
-            ra = [r for r in by_cell.get((ds, ours), []) if r.score is not None]
-            rb = [r for r in by_cell.get((ds, theirs), []) if r.score is not None]
+            ra, rb = finished(ds, ours), finished(ds, theirs)
             if ra and rb:
-                a = [float(r.score) for r in ra if r.score is not None]  # (narrows the type)
-                b = [float(r.score) for r in rb if r.score is not None]
-                curves = [dict(r.curve or []) for r in (*ra, *rb)]
-                steps = sorted(set.intersection(*(set(c) for c in curves)))
+                a, b = [score for score, _ in ra], [score for score, _ in rb]
+                steps, ys = _aligned([curve for _, curve in (*ra, *rb)])
                 per_eval = [
-                    (
-                        step,
-                        statistics.fmean(c[step] for c in curves[: len(ra)]),
-                        statistics.fmean(c[step] for c in curves[len(ra) :]),
-                    )
-                    for step in steps
+                    (step, float(ys[: len(ra), j].mean()), float(ys[len(ra) :, j].mean()))
+                    for j, step in enumerate(steps)
                 ]
                 rows.append(
                     {
@@ -392,6 +392,13 @@ def _versus_d3rlpy(
                     }
                 )
     return rows
+
+
+def _aligned(curves: list[list[tuple[int, float]]]) -> tuple[list[int], np.ndarray]:
+    """The evaluation steps every curve has, and each curve's values there:
+    ``[len(curves), len(steps)]``."""
+    steps = sorted(set.intersection(*[{s for s, _ in c} for c in curves]))
+    return steps, np.array([[dict(c)[s] for s in steps] for c in curves]).reshape(len(curves), -1)
 
 
 def _external_commands(out: Path, external: list[CellResult]) -> list[str]:
@@ -422,10 +429,9 @@ def _plot_curves(
         curves = [r.curve for r in by_cell.get((ds, algo), []) if r.curve]
         if not curves:
             continue
-        steps = sorted(set.intersection(*[{s for s, _ in c} for c in curves]))
+        steps, ys = _aligned(curves)
         if not steps:
             continue
-        ys = np.array([[dict(c)[s] for s in steps] for c in curves])
         mean, std = ys.mean(0), ys.std(0)
         style = "--" if algo in (dashed or set()) else "-"
         ax.plot(steps, mean, style, label=f"{algo} ({len(curves)} seeds)")
