@@ -13,7 +13,13 @@
 #                                                   # may be added to a grid later)
 #
 # After each phase the report is copied to benchmarks/results/mujoco/ (REPORT.md, report.json,
-# curves and aggregate PNGs); cells not yet run are listed in it as missing.
+# curves and aggregate PNGs); cells not yet run are listed in it as missing. A report with fewer
+# finished cells than the one already there is not copied (a grid being rebuilt never shrinks it).
+#
+# The grid directory is git-ignored and a fresh machine starts without it, so every finished
+# cell's results (config, metrics, final score; no checkpoints: ~5 KB a cell) are also exported
+# to $ARCHIVE, which is committed; the script restores the grid from it before running, so on a
+# fresh clone only the cells it lacks run again. ARCHIVE= (empty) turns both off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/mujoco-grid}
@@ -30,6 +36,7 @@ WORKERS=${WORKERS:-2}
 # cells, 2 single-threaded workers) takes about 13 hours here, from the per-update costs that
 # `offrl bench speed --threads 1` measured (CQL, EDAC, SAC-N, BEAR, UWAC dominate).
 STEPS=${STEPS:-7500}
+ARCHIVE=${ARCHIVE-benchmarks/results/mujoco/cells}
 
 # Build (or find cached) the datasets first, one at a time, so workers never race to build.
 for ds in ${DATASETS//,/ }; do
@@ -50,12 +57,39 @@ d3rlpy_part() {  # d3rlpy 2.8.1's cells: algorithms $1 on datasets $2, same file
         echo "no d3rlpy venv: run bash benchmarks/d3rlpy/setup.sh for the side-by-side columns"
     fi
 }
+covers() {  # does report $1 have every finished cell (offrl's and d3rlpy's) that report $2 has?
+    [ -f "$2" ] || return 0
+    .venv/bin/python - "$1" "$2" <<'PYEOF'
+import json
+import sys
+
+def finished(path):
+    report = json.load(open(path))
+    cells = {(c["algo"], c["dataset"], c["seed"]) for c in report["cells"] if c["status"] == "done"}
+    for ds, columns in report.get("external", {}).get("table", {}).items():
+        cells |= {(name, ds, s) for name, col in columns.items() for s in col["seeds"]}
+    return cells
+
+missing = finished(sys.argv[2]) - finished(sys.argv[1])
+if missing:
+    print(f"not publishing: this report lacks {len(missing)} cells the published one has")
+sys.exit(1 if missing else 0)
+PYEOF
+}
 publish() {  # write the report and copy it into the repo (partial results are labelled so)
     mkdir -p benchmarks/results/mujoco
+    if [ -n "$ARCHIVE" ]; then .venv/bin/offrl bench export "$OUT" "$ARCHIVE"; fi
     # NOTES.md: the team's explanations (e.g. where offrl is behind d3rlpy, and why).
-    .venv/bin/offrl bench report "$OUT" --notes benchmarks/results/mujoco/NOTES.md
-    cp "$OUT"/REPORT.md "$OUT"/report.json "$OUT"/*.png benchmarks/results/mujoco/ 2>/dev/null || true
+    .venv/bin/offrl bench report "$OUT" --notes benchmarks/results/mujoco/NOTES.md > /dev/null
+    if covers "$OUT"/report.json benchmarks/results/mujoco/report.json; then
+        cp "$OUT"/REPORT.md "$OUT"/report.json "$OUT"/*.png benchmarks/results/mujoco/ 2>/dev/null || true
+    fi
 }
+
+# A fresh clone has no grid directory: the committed results of finished cells count as done.
+if [ -n "$ARCHIVE" ] && [ -f "$ARCHIVE/grid.json" ]; then
+    .venv/bin/offrl bench export "$ARCHIVE" "$OUT"
+fi
 
 # The manifest first (every algorithm and dataset), so that partial reports list what has not
 # run yet; then, dataset by dataset, the cheap offrl cells and d3rlpy's TD3+BC and IQL.

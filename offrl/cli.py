@@ -230,6 +230,17 @@ def cmd_bench_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_export(args: argparse.Namespace) -> int:
+    from offrl.bench.grid import export_results
+
+    moved = export_results(args.src, args.dest)
+    print(
+        f"{len(moved['copied'])} cell(s) copied to {args.dest}, "
+        f"{len(moved['kept'])} already finished there kept"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.algos.base import Algorithm
     from offrl.train import evaluate, load_checkpoint
@@ -622,6 +633,18 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--machine", default=None, help="machine description for the report")
     bp.add_argument("--notes", default=None, help="Markdown file included under 'Notes'")
     bp.set_defaults(func=cmd_bench_report)
+    bx = bsub.add_parser(
+        "export",
+        help="copy a grid's results without checkpoints (to commit them, or to restore a grid)",
+        description="Copy the manifest, the status and every finished or failed cell's "
+        "config.json, metrics.jsonl, final.json (and command.txt, error.txt) from grid SRC to "
+        "DEST, leaving checkpoints behind: a few KB per cell. `offrl bench report DEST` gives "
+        "SRC's table; exporting such a copy into a new grid directory restores the grid, whose "
+        "next `offrl bench run` re-runs only the cells it lacks. Cells finished in DEST are kept.",
+    )
+    bx.add_argument("src", help="grid directory to copy from")
+    bx.add_argument("dest", help="directory to copy into (created if missing)")
+    bx.set_defaults(func=cmd_bench_export)
     bm = bsub.add_parser("sample", help="microseconds per batch from an in-memory dataset")
     bm.add_argument("--transitions", type=int, default=1_000_000)
     bm.add_argument("--batch-size", type=int, default=256)

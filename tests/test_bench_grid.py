@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offrl.bench.grid import GridSpec, claim, grid_cells, load_grid, run_cell, run_grid
+from offrl.bench.grid import (
+    GridSpec,
+    claim,
+    export_results,
+    grid_cells,
+    load_grid,
+    run_cell,
+    run_grid,
+)
 from offrl.bench.report import aggregate, collect, performance_profile, write_report
 from offrl.cli import main
 
@@ -183,3 +192,48 @@ def test_local_and_ray_executors_give_the_same_table(tmp_path: Path) -> None:
     remote = write_report(tmp_path / "ray", reps=50)["table"]
     assert local == remote
     assert len(local["pendulum-medium-v0"]["bc"]["scores"]) == 2
+
+
+def test_export_keeps_results_and_restores_a_grid_on_a_fresh_machine(tmp_path: Path) -> None:
+    src, saved, fresh = tmp_path / "grid", tmp_path / "saved", tmp_path / "fresh"
+    spec = GridSpec(["bc"], ["pendulum-medium-v0"], [0, 1], **TINY)  # type: ignore[arg-type]
+    run_grid(spec, src, workers=1, log=lambda _: None)
+    # An external column (d3rlpy's) that failed, and one unfinished cell with only a checkpoint.
+    failed = src / "pendulum-medium-v0" / "d3rlpy-td3plusbc" / "s0"
+    failed.mkdir(parents=True)
+    (failed / "error.txt").write_text("exit status 1\nValueError: boom\n")
+    unfinished = src / "pendulum-medium-v0" / "bc" / "s7"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    assert list(src.rglob("checkpoints/*.pt"))
+
+    assert main(["bench", "export", str(src), str(saved)]) == 0
+    assert (
+        not list(saved.rglob("checkpoints")) and not (saved / "pendulum-medium-v0/bc/s7").exists()
+    )
+    run = saved / "pendulum-medium-v0" / "bc" / "s0"
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.jsonl", "final.json"}
+    assert (saved / "pendulum-medium-v0/d3rlpy-td3plusbc/s0/error.txt").exists()
+    assert json.loads((saved / "status.json").read_text())["pendulum-medium-v0/bc/s0"][
+        "status"
+    ] == ("done")
+    # The copy gives the same table, failures included.
+    report, copy = write_report(src, reps=50), write_report(saved, reps=50)
+    assert copy["table"] == report["table"] and copy["external"] == report["external"]
+
+    # A fresh machine: the copy restores the grid, and only the cell it lacks runs again.
+    shutil.rmtree(saved / "pendulum-medium-v0" / "bc" / "s1")
+    assert export_results(saved, fresh) == {
+        "copied": ["pendulum-medium-v0/bc/s0", "pendulum-medium-v0/d3rlpy-td3plusbc/s0"],
+        "kept": [],
+    }
+    log: list[str] = []
+    result = run_grid(load_grid(fresh), fresh, workers=1, log=log.append)
+    assert log[0].startswith("2 cells, 1 done, 1 to run") and result["ran"] == 1
+    # Back into the saved copy: s0 is kept (finished there), s1 is added.
+    assert export_results(fresh, saved)["kept"] == ["pendulum-medium-v0/bc/s0"]
+    assert (saved / "pendulum-medium-v0" / "bc" / "s1" / "final.json").exists()
+    # A different protocol is refused, as `bench run` refuses it.
+    other = GridSpec(["bc"], ["pendulum-medium-v0"], [0], steps=50, eval_every=50, eval_episodes=1)
+    run_grid(other, tmp_path / "other", dry_run=True, log=lambda _: None)
+    with pytest.raises(ValueError, match="different \\['steps', 'eval_every'\\]"):
+        export_results(tmp_path / "other", saved)

@@ -48,10 +48,12 @@ __all__ = [
     "GridSpec",
     "Cell",
     "claim",
+    "export_results",
     "run_grid",
     "grid_cells",
     "grid_command",
     "load_grid",
+    "run_dirs",
     "train_command",
 ]
 
@@ -292,21 +294,7 @@ def run_grid(
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "grid.json"
     if manifest.exists():
-        old = load_grid(out)
-        protocol = ("steps", "eval_every", "eval_episodes", "threads")
-        changed = [k for k in protocol if getattr(old, k) != getattr(spec, k)]
-        if changed:
-            raise ValueError(f"{out} holds a grid with different {changed}: use another --out")
-        for algo, cfg in old.algo_config.items():
-            if spec.algo_config.get(algo, cfg) != cfg:
-                raise ValueError(f"{out}: algo_config of {algo!r} differs from the grid's")
-        spec = dataclasses.replace(
-            spec,
-            algos=_union(old.algos, spec.algos),
-            datasets=_union(old.datasets, spec.datasets),
-            seeds=_union(old.seeds, spec.seeds),
-            algo_config={**old.algo_config, **spec.algo_config},
-        )
+        spec = _merge_spec(load_grid(out), spec, out)
     atomic_write_bytes(manifest, json.dumps(spec.to_dict(), indent=2).encode())
 
     status = _read_status(out)
@@ -354,6 +342,86 @@ def run_grid(
         "failed": failed,
         "status": status,
     }
+
+
+RESULT_FILES = ("config.json", "metrics.jsonl", "command.txt", "error.txt", "final.json")
+"""A cell's results: all that the report reads, without checkpoints or figures (``final.json``
+last, so that a copy with ``final.json`` is complete)."""
+
+
+def run_dirs(out: str | Path, spec: GridSpec) -> Iterator[tuple[Cell, Path]]:
+    """Every ``OUT/<dataset>/<name>/s<seed>/`` directory of the grid's datasets, whether
+    ``<name>`` is one of its algorithms or an external run (d3rlpy's columns), finished or not."""
+    out = Path(out)
+    for ds in spec.datasets:
+        ds_dir = Cell("_", ds, 0).run_dir(out).parent.parent
+        if not ds_dir.is_dir():
+            continue
+        for algo_dir in sorted(d for d in ds_dir.iterdir() if d.is_dir()):
+            for run in sorted(algo_dir.glob("s*"), key=lambda p: p.name):
+                if run.is_dir() and run.name[1:].isdigit():
+                    yield Cell(algo_dir.name, ds, int(run.name[1:])), run
+
+
+def export_results(src: str | Path, dest: str | Path) -> dict[str, list[str]]:
+    """Copy the results of the grid in ``src`` into ``dest``, without checkpoints.
+
+    ``dest`` gets the manifest (``grid.json``, merged with one already there; a different
+    protocol is refused), the status of the cells copied, and :data:`RESULT_FILES` of every
+    finished or failed cell -- a few KB per cell, small enough to commit next to a report.
+    ``offrl bench report dest`` then gives the same table as on ``src``.
+
+    It works the other way too: exporting such a copy into a new grid directory restores the
+    grid on a fresh machine, and the next ``offrl bench run`` there re-runs only the cells the
+    copy lacks. Cells still training in ``src`` are left out (their checkpoints stay behind);
+    a cell already finished in ``dest`` is kept, not overwritten.
+
+    Returns ``{"copied": [...], "kept": [...]}``, cell keys.
+    """
+    src, dest = Path(src), Path(dest)
+    spec = load_grid(src)
+    if (dest / "grid.json").exists():
+        spec = _merge_spec(load_grid(dest), spec, dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    status = _read_status(src)
+    copied: list[str] = []
+    kept: list[str] = []
+    for cell, run in run_dirs(src, spec):
+        if not (run / "final.json").exists() and not (run / "error.txt").exists():
+            continue
+        target = dest / run.relative_to(src)
+        if (target / "final.json").exists():
+            kept.append(cell.key)
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_FILES:
+            if (run / name).exists():
+                atomic_write_bytes(target / name, (run / name).read_bytes())
+            else:  # e.g. the error.txt of an earlier failure, now finished
+                (target / name).unlink(missing_ok=True)
+        copied.append(cell.key)
+    atomic_write_bytes(dest / "grid.json", json.dumps(spec.to_dict(), indent=2).encode())
+    _update_status(dest, {k: status[k] for k in copied if k in status})
+    return {"copied": copied, "kept": kept}
+
+
+def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
+    """``old`` (the manifest in ``out``) with ``new``'s algorithms, datasets and seeds added;
+    refuses a different protocol, since mixing budgets would make the table dishonest."""
+    protocol = ("steps", "eval_every", "eval_episodes", "threads")
+    changed = [k for k in protocol if getattr(old, k) != getattr(new, k)]
+    if changed:
+        raise ValueError(f"{out} holds a grid with different {changed}: use another --out")
+    for algo, cfg in old.algo_config.items():
+        if new.algo_config.get(algo, cfg) != cfg:
+            raise ValueError(f"{out}: algo_config of {algo!r} differs from the grid's")
+    return dataclasses.replace(
+        new,
+        algos=_union(old.algos, new.algos),
+        datasets=_union(old.datasets, new.datasets),
+        seeds=_union(old.seeds, new.seeds),
+        algo_config={**old.algo_config, **new.algo_config},
+    )
 
 
 def _union(a: list[Any], b: list[Any]) -> list[Any]:

@@ -32,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from offrl.bench.grid import Cell, GridSpec, grid_cells, grid_command, load_grid, train_command
+from offrl.bench.grid import (
+    Cell,
+    GridSpec,
+    grid_cells,
+    grid_command,
+    load_grid,
+    run_dirs,
+    train_command,
+)
 from offrl.train.checkpoint import atomic_write_bytes
 from offrl.train.loggers import read_metrics
 
@@ -110,25 +118,17 @@ def collect_external(out: str | Path, spec: GridSpec | None = None) -> list[Cell
     out = Path(out)
     spec = spec or load_grid(out)
     results = []
-    for ds in spec.datasets:
-        ds_dir = Cell("_", ds, 0).run_dir(out).parent.parent
-        if not ds_dir.is_dir():
+    for cell, run in run_dirs(out, spec):
+        if cell.algo in spec.algos:
             continue
-        for algo_dir in sorted(d for d in ds_dir.iterdir() if d.is_dir()):
-            if algo_dir.name in spec.algos:
-                continue
-            for run in sorted(algo_dir.glob("s*"), key=lambda p: p.name):
-                if not run.name[1:].isdigit():
-                    continue
-                seed = int(run.name[1:])
-                result = read_run(run, algo_dir.name, ds, seed)
-                if result is None and (run / "error.txt").exists():
-                    lines = (run / "error.txt").read_text().strip().splitlines()
-                    result = CellResult(
-                        algo_dir.name, ds, seed, "failed", error=lines[-1] if lines else None
-                    )
-                if result is not None:
-                    results.append(result)
+        result = read_run(run, cell.algo, cell.dataset, cell.seed)
+        if result is None and (run / "error.txt").exists():
+            lines = (run / "error.txt").read_text().strip().splitlines()
+            result = CellResult(
+                cell.algo, cell.dataset, cell.seed, "failed", error=lines[-1] if lines else None
+            )
+        if result is not None:
+            results.append(result)
     return results
 
 
