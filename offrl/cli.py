@@ -225,8 +225,8 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 def cmd_bench_report(args: argparse.Namespace) -> int:
     from offrl.bench.report import write_report
 
-    write_report(args.out, reps=args.reps, machine=args.machine, notes=args.notes)
-    print((Path(args.out) / "REPORT.md").read_text())
+    write_report(args.out, reps=args.reps, machine=args.machine, notes=args.notes, to=args.to)
+    print((Path(args.to or args.out) / "REPORT.md").read_text())
     return 0
 
 
@@ -632,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     bp.add_argument("--machine", default=None, help="machine description for the report")
     bp.add_argument("--notes", default=None, help="Markdown file included under 'Notes'")
+    bp.add_argument(
+        "--to", default=None, metavar="DIR", help="write the report here (default: the grid)"
+    )
     bp.set_defaults(func=cmd_bench_report)
     bx = bsub.add_parser(
         "export",

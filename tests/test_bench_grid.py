@@ -216,9 +216,11 @@ def test_export_keeps_results_and_restores_a_grid_on_a_fresh_machine(tmp_path: P
     assert json.loads((saved / "status.json").read_text())["pendulum-medium-v0/bc/s0"][
         "status"
     ] == ("done")
-    # The copy gives the same table, failures included.
-    report, copy = write_report(src, reps=50), write_report(saved, reps=50)
+    # The copy gives the same table, failures included; --to leaves the copy as it is.
+    report = write_report(src, reps=50)
+    copy = write_report(saved, reps=50, to=tmp_path / "report")
     assert copy["table"] == report["table"] and copy["external"] == report["external"]
+    assert (tmp_path / "report" / "REPORT.md").exists() and not (saved / "REPORT.md").exists()
 
     # A fresh machine: the copy restores the grid, and only the cell it lacks runs again.
     shutil.rmtree(saved / "pendulum-medium-v0" / "bc" / "s1")

@@ -179,13 +179,18 @@ def write_report(
     reps: int = 2000,
     machine: str | None = None,
     notes: str | Path | None = None,
+    to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``REPORT.md``, ``report.json`` and the figures for the grid in ``out``.
 
     ``notes``: a Markdown file whose text goes into the report under "Notes", after the tables
-    (the place to explain a result, e.g. why one library is behind another).
+    (the place to explain a result, e.g. why one library is behind another). ``to``: the
+    directory to write them in (created if missing), so that a report of a committed copy of a
+    grid (``offrl bench export``) leaves the copy as it is; by default, ``out`` itself.
     """
     out = Path(out)
+    dest = Path(to) if to is not None else out
+    dest.mkdir(parents=True, exist_ok=True)
     notes_text = Path(notes).read_text().strip() if notes is not None else ""
     spec = load_grid(out)
     results = collect(out, spec)
@@ -301,9 +306,9 @@ def write_report(
                 f"{a['mean']:.1f} | [{a['mean_ci'][0]:.1f}, {a['mean_ci'][1]:.1f}] |"
             )
         lines += ["", "![aggregate](aggregate.png)"]
-        _plot_aggregate(complete, agg, out / "aggregate.png", unit)
+        _plot_aggregate(complete, agg, dest / "aggregate.png", unit)
     for ds in spec.datasets:
-        png = _plot_curves(ds, columns, by_cell, out, unit, dashed=set(names))
+        png = _plot_curves(ds, columns, by_cell, dest, unit, dashed=set(names))
         if png is not None:
             lines += ["", f"![{ds}]({png.name})"]
 
@@ -351,8 +356,8 @@ def write_report(
         },
         "offrl_vs_d3rlpy": versus,
     }
-    atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
-    atomic_write_bytes(out / "REPORT.md", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(dest / "report.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(dest / "REPORT.md", ("\n".join(lines) + "\n").encode())
     return report
 
 
