@@ -411,7 +411,7 @@ def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
     protocol = ("steps", "eval_every", "eval_episodes", "threads")
     changed = [k for k in protocol if getattr(old, k) != getattr(new, k)]
     if changed:
-        raise ValueError(f"{out} holds a grid with different {changed}: use another --out")
+        raise ValueError(f"{out} holds a grid with different {changed}: use another directory")
     for algo, cfg in old.algo_config.items():
         if new.algo_config.get(algo, cfg) != cfg:
             raise ValueError(f"{out}: algo_config of {algo!r} differs from the grid's")
