@@ -213,9 +213,8 @@ def test_export_keeps_results_and_restores_a_grid_on_a_fresh_machine(tmp_path: P
     run = saved / "pendulum-medium-v0" / "bc" / "s0"
     assert {p.name for p in run.iterdir()} == {"config.json", "metrics.jsonl", "final.json"}
     assert (saved / "pendulum-medium-v0/d3rlpy-td3plusbc/s0/error.txt").exists()
-    assert json.loads((saved / "status.json").read_text())["pendulum-medium-v0/bc/s0"][
-        "status"
-    ] == ("done")
+    status = json.loads((saved / "status.json").read_text())
+    assert status["pendulum-medium-v0/bc/s0"]["status"] == "done"
     # The copy gives the same table, failures included; --to leaves the copy as it is.
     report = write_report(src, reps=50)
     copy = write_report(saved, reps=50, to=tmp_path / "report")
