@@ -246,8 +246,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.train import evaluate, load_checkpoint
 
     _import_all(args.imports)
-    state = load_checkpoint(args.checkpoint)
-    algo = Algorithm.from_state_dict(state["algo"])
+    state = load_checkpoint(args.checkpoint, args.device)
+    algo = Algorithm.from_state_dict(state["algo"], args.device)
     env_id = args.env or state.get("env_id")
     if not env_id:
         raise SystemExit("the checkpoint names no environment: pass --env")
@@ -427,6 +427,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             repeats=args.repeats,
             algo_config=_parse_sets(args.set),
+            device=args.device,
         )
         results.append(r.as_dict())
         if not args.json:
@@ -556,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=10_000)
     e.add_argument("--env")
+    e.add_argument(
+        "--device", default="cpu", help="torch device to act on (any, whatever trained it)"
+    )
     e.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("dataset", help="inspect and convert datasets")
@@ -604,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--seconds", type=float, default=15.0)
     bs.add_argument("--repeats", type=int, default=3)
     bs.add_argument("--json", action="store_true")
+    bs.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     _add_set(bs, "KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
 

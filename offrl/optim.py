@@ -77,6 +77,17 @@ class FlatAdam(torch.optim.Optimizer):
             return self._hooked_step(closure)
         return self._step(closure)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output onto the parameters' device, wherever it was saved."""
+        super().load_state_dict(state_dict)
+        # torch.optim leaves a loaded ``step`` where it was saved unless the group is flagged
+        # fused or capturable; the fused kernel wants it beside its parameter (a CPU checkpoint
+        # resumed on a GPU).
+        for p, state in self.state.items():
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and step.device != p.device:
+                state["step"] = step.to(p.device)
+
     @torch.no_grad()
     def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None

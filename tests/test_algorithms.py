@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _devices import DEVICES, needs_cuda
 
 from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
@@ -69,9 +70,11 @@ def _dataset(n: int = 500, seed: int = 0) -> Dataset:
     )
 
 
-def _make(name: str, extra: dict[str, Any], spec: EnvSpec, seed: int = 0) -> Algorithm:
+def _make(
+    name: str, extra: dict[str, Any], spec: EnvSpec, seed: int = 0, device: str = "cpu"
+) -> Algorithm:
     cls = get_algorithm(name)
-    return cls(spec, cls.config_class.from_dict({**SMALL, **extra}), seed=seed)
+    return cls(spec, cls.config_class.from_dict({**SMALL, **extra}), seed=seed, device=device)
 
 
 def _attach(algo: Algorithm, data: Dataset) -> Dataset:
@@ -122,13 +125,14 @@ def test_unknown_config_option_rejected() -> None:
         get_algorithm("td3bc").config_class.from_dict({"alpah": 2.5})
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
 @pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
-def test_update_and_act(name: str, extra: dict[str, Any], spec_name: str) -> None:
+def test_update_and_act(name: str, extra: dict[str, Any], spec_name: str, device: str) -> None:
     spec = SPECS[spec_name]
-    algo = _make(name, extra, spec)
+    algo = _make(name, extra, spec, device=device)
     data = _attach(algo, _dataset())
-    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=1)
+    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=1, device=device)
     before = _module_states(algo)
     assert before, "an algorithm must hold at least one network"
     for i in range(20):
@@ -179,21 +183,24 @@ def test_act_normalises_and_rescales(name: str, extra: dict[str, Any]) -> None:
     )
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
 @pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
-def test_state_dict_roundtrip(name: str, extra: dict[str, Any], spec_name: str) -> None:
+def test_state_dict_roundtrip(
+    name: str, extra: dict[str, Any], spec_name: str, device: str
+) -> None:
     spec = SPECS[spec_name]
-    algo = _make(name, extra, spec, seed=3)
+    algo = _make(name, extra, spec, seed=3, device=device)
     algo.set_normalizer(
         ObsNormalizer(np.full(OBS_DIM, 0.3, np.float32), np.full(OBS_DIM, 1.7, np.float32))
     )
     data = _attach(algo, _dataset())
-    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=2)
+    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=2, device=device)
     for _ in range(5):  # odd: TD3+BC's next update is a critic-only one
         algo.update(sampler.sample())
 
     state = _roundtrip(algo.state_dict())
-    copy = Algorithm.from_state_dict(state)
+    copy = Algorithm.from_state_dict(state, device=device)
     copy.attach_data(data)  # as the trainer does on resume; the data is not in the state
     assert type(copy) is type(algo)
     assert copy.config == algo.config
@@ -225,6 +232,66 @@ def test_load_state_dict_into_existing(name: str, extra: dict[str, Any]) -> None
     assert not np.array_equal(src.act(obs), dst.act(obs))
     dst.load_state_dict(_roundtrip(src.state_dict()))
     np.testing.assert_array_equal(src.act(obs), dst.act(obs))
+
+
+# Algorithms whose act() samples candidate actions from the algorithm's generator.
+SAMPLING_ACTORS = {"bcq", "bear", "uwac"}
+
+
+@needs_cuda
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
+def test_gpu_state_loads_on_cpu_and_back(name: str, extra: dict[str, Any]) -> None:
+    """Trained on a GPU, evaluated or resumed on a CPU (``offrl evaluate`` loads onto the CPU),
+    and back: the same weights, the same deterministic actions, and training goes on."""
+    spec = SPECS["bounds"]
+    gpu = _make(name, extra, spec, seed=3, device="cuda")
+    data = _attach(gpu, _dataset())
+    gpu_sampler = TensorSampler(data, batch_size=gpu.config.batch_size, seed=2, device="cuda")
+    for _ in range(5):
+        gpu.update(gpu_sampler.sample())
+    buf = io.BytesIO()
+    torch.save(gpu.state_dict(), buf)
+    buf.seek(0)
+    cpu = Algorithm.from_state_dict(torch.load(buf, map_location="cpu", weights_only=True))
+    cpu.attach_data(data)
+    for key, value in _module_states(gpu).items():
+        assert torch.equal(value.cpu(), _module_states(cpu)[key]), key
+    obs = np.random.default_rng(4).standard_normal((7, OBS_DIM)).astype(np.float32)
+    if name not in SAMPLING_ACTORS:  # the others draw from a re-seeded generator (offrl.rng)
+        np.testing.assert_allclose(cpu.act(obs), gpu.act(obs), rtol=1e-4, atol=1e-5)
+    cpu_sampler = TensorSampler(data, batch_size=cpu.config.batch_size, seed=2)
+    for _ in range(3):
+        assert all(math.isfinite(v) for v in cpu.update(cpu_sampler.sample()).values())
+    back = Algorithm.from_state_dict(_roundtrip(cpu.state_dict()), device="cuda")
+    back.attach_data(data)
+    assert all(math.isfinite(v) for v in back.update(gpu_sampler.sample()).values())
+    assert back.num_updates == 9
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("bc", {}), ("iql", {}), ("td3bc", {"policy_noise": 0.0}), ("td3bc", {"fused": False})],
+    ids=["bc", "iql", "td3bc", "td3bc-autograd"],
+)
+def test_gpu_update_matches_cpu(name: str, extra: dict[str, Any]) -> None:
+    """With nothing random in the update (TD3+BC without target-smoothing noise), the GPU
+    trains the same networks from the same batches as the CPU, to float rounding."""
+    if name == "td3bc" and "policy_noise" not in extra:
+        extra = {**extra, "policy_noise": 0.0}
+    cpu = _make(name, extra, SPECS["unit"])
+    gpu = _make(name, extra, SPECS["unit"], device="cuda")
+    data = _attach(cpu, _dataset())
+    gpu.attach_data(data)
+    sampler = TensorSampler(data, batch_size=cpu.config.batch_size, seed=1)
+    for _ in range(10):
+        batch = sampler.sample()
+        m_cpu, m_gpu = cpu.update(batch), gpu.update(batch.to("cuda"))
+        assert m_cpu.keys() == m_gpu.keys()
+        for k in m_cpu:
+            assert m_gpu[k] == pytest.approx(m_cpu[k], rel=1e-3, abs=1e-5), k
+    for key, value in _module_states(cpu).items():
+        torch.testing.assert_close(_module_states(gpu)[key].cpu(), value, rtol=1e-3, atol=1e-5)
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _devices import DEVICES
 
 from offrl.cli import main
 from offrl.data import Dataset, factory, load_dataset
@@ -270,9 +271,11 @@ def test_sac_learns_pendulum_online(tmp_path: Path) -> None:
     assert final["return_mean"] > -500, final
 
 
-def test_online_resume_continues(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_online_resume_continues(tmp_path: Path, device: str) -> None:
     base = dict(
         env_id="Pendulum-v1",
+        device=device,
         start_steps=100,
         eval_every=0,
         snapshot_every=0,

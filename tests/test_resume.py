@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import torch
+from _devices import DEVICES
 
 from offrl.cli import main
 from offrl.data import load_dataset
+from offrl.rng import restore_generator
 from offrl.train import TrainConfig, load_checkpoint, read_metrics, save_checkpoint, train
 from offrl.train import checkpoint as checkpoint_module
 
@@ -55,19 +57,27 @@ def _records(run: Path) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.fixture(scope="module", params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """Each torch device the machine has (the CPU, and CUDA where present)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, device: str) -> Path:
     """Run A: the whole run in one go."""
     load_dataset(DATASET)  # build the cache once, before any subprocess needs it
     out = tmp_path_factory.mktemp("resume") / "A"
-    assert main([*RUN_ARGS, "--out", str(out)]) == 0
+    assert main([*RUN_ARGS, "--device", device, "--out", str(out)]) == 0
     return out
 
 
-def test_kill_and_resume_matches_uninterrupted(uninterrupted: Path, tmp_path: Path) -> None:
+def test_kill_and_resume_matches_uninterrupted(
+    uninterrupted: Path, tmp_path: Path, device: str
+) -> None:
     run_b = tmp_path / "B"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "offrl.cli", *RUN_ARGS, "--out", str(run_b)],
+        [sys.executable, "-m", "offrl.cli", *RUN_ARGS, "--device", device, "--out", str(run_b)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -99,7 +109,7 @@ def test_kill_and_resume_matches_uninterrupted(uninterrupted: Path, tmp_path: Pa
     assert killed_at in (200, 300)
     assert max(r["step"] for r in read_metrics(run_b / "metrics.jsonl")) > killed_at
 
-    assert main([*RUN_ARGS, "--out", str(run_b), "--resume"]) == 0
+    assert main([*RUN_ARGS, "--device", device, "--out", str(run_b), "--resume"]) == 0
 
     # The final parameters, optimiser moments, RNG and sampler states are bit-identical.
     a = load_checkpoint(uninterrupted / "checkpoints" / "latest.pt")
@@ -139,11 +149,22 @@ def test_checkpoints_load_weights_only(uninterrupted: Path) -> None:
     )
 
 
-def test_resume_finished_run_changes_nothing(uninterrupted: Path, tmp_path: Path) -> None:
+def test_evaluate_acts_on_the_cpu(uninterrupted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``offrl evaluate`` loads onto the CPU by default, whatever device trained the run."""
+    assert (
+        main(["evaluate", str(uninterrupted / "checkpoints" / "latest.pt"), "--episodes", "1"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["step"] == STEPS and -2000 < out["eval/return_mean"] < 0, out
+
+
+def test_resume_finished_run_changes_nothing(
+    uninterrupted: Path, tmp_path: Path, device: str
+) -> None:
     run = tmp_path / "A-copy"
     shutil.copytree(uninterrupted, run)
     before = _records(run)
-    assert main([*RUN_ARGS, "--out", str(run), "--resume"]) == 0
+    assert main([*RUN_ARGS, "--device", device, "--out", str(run), "--resume"]) == 0
     assert json.loads((run / "final.json").read_text()) == json.loads(
         (uninterrupted / "final.json").read_text()
     )
@@ -263,3 +284,20 @@ def test_iql_schedule_spans_the_run(tmp_path: Path) -> None:
     state = load_checkpoint(tmp_path / "iql" / "checkpoints" / "latest.pt")
     assert state["algo"]["config"]["max_steps"] == cfg.steps
     assert state["algo"]["actor_optim"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------- generators across devices
+def test_generator_restores_exactly_or_reseeds() -> None:
+    """A saved state of the generator's own kind is restored exactly; one of another kind (a
+    CUDA generator's 16-byte Philox state, here on a CPU one) re-seeds it from the fallback."""
+    g = torch.Generator()
+    saved = torch.Generator().manual_seed(5)
+    assert restore_generator(g, saved.get_state(), 1, 2)
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=saved))
+    philox = torch.zeros(16, dtype=torch.uint8)
+    assert not restore_generator(g, philox, 1, 2)
+    first = torch.rand(4, generator=g)
+    restore_generator(g, philox, 1, 2)
+    assert torch.equal(torch.rand(4, generator=g), first)  # a function of the fallback alone
+    restore_generator(g, philox, 1, 3)
+    assert not torch.equal(torch.rand(4, generator=g), first)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from _devices import DEVICES
 
 from offrl.algos import EnvSpec
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
@@ -17,11 +18,11 @@ from offrl.nn.mlp import EnsembleMLP
 OBS, ACT = 7, 3
 
 
-def _pair(**kw: Any) -> tuple[TD3BC, TD3BC]:
+def _pair(device: str = "cpu", **kw: Any) -> tuple[TD3BC, TD3BC]:
     """The two paths from the same weights and generator state."""
     spec = EnvSpec((OBS,), ACT)
-    fused = TD3BC(spec, TD3BCConfig(hidden=(32, 32), **kw), seed=0)
-    plain = TD3BC(spec, TD3BCConfig(hidden=(32, 32), fused=False, **kw), seed=0)
+    fused = TD3BC(spec, TD3BCConfig(hidden=(32, 32), **kw), seed=0, device=device)
+    plain = TD3BC(spec, TD3BCConfig(hidden=(32, 32), fused=False, **kw), seed=0, device=device)
     plain.load_state_dict(fused.state_dict())
     return fused, plain
 
@@ -29,7 +30,8 @@ def _pair(**kw: Any) -> tuple[TD3BC, TD3BC]:
 def _run_both(
     fused: TD3BC, plain: TD3BC, updates: int
 ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    sampler = TensorSampler(synthetic_dataset(n=1000, obs_dim=OBS, act_dim=ACT), 64, seed=1)
+    data = synthetic_dataset(n=1000, obs_dim=OBS, act_dim=ACT)
+    sampler = TensorSampler(data, 64, seed=1, device=str(fused.device))
     mf, mp = [], []
     for _ in range(updates):
         batch = sampler.sample()
@@ -51,12 +53,13 @@ def _max_diff(a: TD3BC, b: TD3BC) -> float:
     return max(diffs)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     "kw", [{}, {"num_critics": 3, "policy_freq": 1}, {"policy_freq": 3, "alpha": 0.5}]
 )
-def test_fused_update_equals_autograd(kw: dict[str, Any]) -> None:
+def test_fused_update_equals_autograd(kw: dict[str, Any], device: str) -> None:
     """Same weights, targets, Adam moments and metrics after critic-only and actor updates."""
-    fused, plain = _pair(**kw)
+    fused, plain = _pair(device, **kw)
     assert fused._fusable() and not plain.config.fused
     mf, mp = _run_both(fused, plain, updates=7)
     for a, b in zip(mf, mp, strict=True):

@@ -36,6 +36,7 @@ from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.sampler import Batch
 from offrl.optim import FlatAdam
+from offrl.rng import restore_generator
 from offrl.runtime import tune_allocator
 
 __all__ = [
@@ -327,7 +328,8 @@ class Algorithm(ABC):
         if state.get("algo") != self.name:
             raise ValueError(f"checkpoint is for {state.get('algo')!r}, not {self.name!r}")
         self.num_updates = int(state["num_updates"])
-        self.generator.set_state(state["generator"])
+        # Exact on the device type the checkpoint came from; re-seeded on another (offrl.rng).
+        restore_generator(self.generator, state["generator"], self.seed, self.num_updates)
         for key, value in self._stateful().items():
             if key not in state:
                 raise KeyError(f"checkpoint lacks {key!r}")

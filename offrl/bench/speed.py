@@ -10,6 +10,10 @@ includes drawing its batch from a 100k-transition in-memory dataset, exactly as 
 * ``matmul_gflops`` -- this machine's measured fp32 rate on a 256x256x256 matmul at the same
   thread count; ``bound_updates_per_s = matmul_gflops / flops_per_update`` is the speed if every
   FLOP ran at that rate and nothing else cost time; ``bound_fraction`` is how close we are.
+
+With ``device="cuda"`` the algorithm, its data and the reference matmul live on the GPU. Each
+update still ends in a host sync (``Algorithm.update`` returns its metrics as Python floats, as
+training logs them), so the rate is that of training, not of queued kernels.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class SpeedResult:
     act_dim: int
     torch_version: str
     cpu: str
+    device: str = "cpu"
+    """``cpu``, or the GPU's name (e.g. ``cuda: NVIDIA H100 80GB HBM3``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The result as plain data (``offrl bench speed --json``)."""
@@ -80,18 +86,26 @@ def synthetic_dataset(
     )
 
 
-def matmul_gflops(size: int = 256, seconds: float = 1.0) -> float:
+def matmul_gflops(size: int = 256, seconds: float = 1.0, device: str = "cpu") -> float:
     """Measured fp32 GFLOP/s of a ``size^3`` matmul at the current thread count (best window)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+    dev = torch.device(device)
+    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
+    out = torch.empty(size, size, device=dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     for _ in range(20):
         torch.mm(a, b, out=out)
+    sync()
     best = 0.0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         t = time.perf_counter()
         for _ in range(50):
             torch.mm(a, b, out=out)
+        sync()
         best = max(best, 50 * 2 * size**3 / (time.perf_counter() - t) / 1e9)
     return best
 
@@ -129,16 +143,17 @@ def measure_speed(
     obs_dim: int = 17,
     act_dim: int = 6,
     algo_config: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> SpeedResult:
-    """Time ``algo_name``'s updates (with sampling) at the standard size."""
+    """Time ``algo_name``'s updates (with sampling) at the standard size on ``device``."""
     torch.set_num_threads(threads)
     cls = get_algorithm(algo_name)
     cfg = cls.config_class.from_dict(algo_config or {})
-    algo = cls(EnvSpec((obs_dim,), act_dim), cfg, seed=0)
+    algo = cls(EnvSpec((obs_dim,), act_dim), cfg, seed=0, device=device)
     # The trainer's data hooks (%BC keeps its best episodes, AWR computes its returns).
     data = algo.prepare_data(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim))
     algo.attach_data(data)
-    sampler = TensorSampler(data, cfg.batch_size)
+    sampler = TensorSampler(data, cfg.batch_size, device=device)
     for _ in range(warmup):
         algo.update(sampler.sample())
     cycle = int(getattr(cfg, "policy_freq", 1))
@@ -147,7 +162,7 @@ def measure_speed(
             algo.update(sampler.sample())
     flops = counter.get_total_flops() / cycle
     rates = [updates_per_second(algo.update, sampler, seconds / repeats) for _ in range(repeats)]
-    gflops = matmul_gflops()
+    gflops = matmul_gflops(device=device)
     bound = gflops * 1e9 / flops if flops else float("inf")
     ups = statistics.median(rates)
     return SpeedResult(
@@ -165,6 +180,11 @@ def measure_speed(
         act_dim=act_dim,
         torch_version=torch.__version__,
         cpu=_cpu_name(),
+        device=(
+            f"cuda: {torch.cuda.get_device_name(algo.device)}"
+            if algo.device.type == "cuda"
+            else algo.device.type
+        ),
     )
 
 

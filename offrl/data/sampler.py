@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from offrl.data.dataset import Dataset
+from offrl.rng import restore_generator
 
 __all__ = ["Batch", "Sampler", "TensorSampler"]
 
@@ -42,6 +43,12 @@ class Batch(NamedTuple):
     fixed dataset behind it, e.g. a replay buffer). Algorithms that keep per-transition
     quantities of the whole dataset (AWR's returns, see ``Algorithm.attach_data``) look them
     up with it."""
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on ``device`` (no copy for tensors already there)."""
+        rows = None if self.rows is None else self.rows.to(device)
+        obs, actions, rewards, next_obs, dones = (t.to(device) for t in self[:5])
+        return Batch(obs, actions, rewards, next_obs, dones, rows)
 
 
 class Sampler(Protocol):
@@ -70,6 +77,7 @@ class TensorSampler:
         self.batch_size = batch_size
         self.size = len(dataset)
         self.device = torch.device(device)
+        self.seed = seed
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         obs = dataset.observations.reshape(self.size, -1)
@@ -117,5 +125,6 @@ class TensorSampler:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the generator state."""
-        self.generator.set_state(state["generator"])
+        """Restore the generator state (re-seeded if it was saved on another kind of device:
+        see :mod:`offrl.rng`)."""
+        restore_generator(self.generator, state["generator"], self.seed, 1)

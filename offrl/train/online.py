@@ -34,6 +34,7 @@ import offrl
 from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
 from offrl.data.replay import ReplayBuffer
+from offrl.rng import restore_generator
 from offrl.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from offrl.train.evaluation import evaluate
 from offrl.train.loggers import MetricLogger
@@ -137,11 +138,11 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
     sample_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, next_episode, restarts = 0, 0, 0
     if resume and latest.exists():
-        state = load_checkpoint(latest, cfg.device)
-        algo.load_state_dict(state["algo"])
+        state = load_checkpoint(latest)  # the buffer stays in host memory; the algorithm
+        algo.load_state_dict(state["algo"])  # moves its own state to its device
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])
-        sample_gen.set_state(state["sample_generator"])
+        restore_generator(sample_gen, state["sample_generator"], cfg.seed + 1)
         step, next_episode = int(state["step"]), int(state["next_episode"])
         restarts = int(state["restarts"]) + 1
         # The episodes in flight died with the process: they end here, truncated.
@@ -233,7 +234,8 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
         bar.update(step - prev)
         if step >= cfg.start_steps:
             for _ in range(cfg.updates_per_step * int(keep.sum())):
-                metrics = algo.update(buffer.sample(algo.config.batch_size, sample_gen))
+                batch = buffer.sample(algo.config.batch_size, sample_gen)
+                metrics = algo.update(batch.to(algo.device))
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     start = 0
     if resume and latest.exists():
         state = load_checkpoint(latest, cfg.device)
+        saved_on = torch.device(state.get("train_config", {}).get("device", "cpu")).type
+        if saved_on != torch.device(cfg.device).type:
+            warnings.warn(
+                f"{run}: resuming on {cfg.device} a run checkpointed on {saved_on}; the random "
+                "generators are re-seeded and the run will not match an uninterrupted one",
+                stacklevel=2,
+            )
         algo.load_state_dict(state["algo"])
         sampler.load_state_dict(state["sampler"])
         start = int(state["step"])
