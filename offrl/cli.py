@@ -195,6 +195,8 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
         checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        gpus_per_cell=args.gpus_per_cell,
         algo_config=algo_config,
         imports=list(args.imports),
     )
@@ -624,6 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--executor", choices=["local", "ray"], default="local")
     br.add_argument("--workers", type=int, default=2, help="local worker processes")
     br.add_argument("--ray", default=None, metavar="ADDRESS", help="Ray cluster address")
+    br.add_argument("--device", default="cpu", help="torch device of every cell, e.g. cuda")
+    br.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        default=1.0,
+        help="Ray executor on a GPU device: the share of a GPU each cell asks for",
+    )
     br.add_argument(
         "--dry-run",
         action="store_true",

@@ -14,15 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _devices import needs_cuda
 
 from offrl.bench.grid import (
     GridSpec,
     claim,
     export_results,
     grid_cells,
+    grid_command,
     load_grid,
+    ray_resources,
     run_cell,
     run_grid,
+    train_command,
 )
 from offrl.bench.report import aggregate, collect, performance_profile, write_report
 from offrl.cli import main
@@ -238,3 +242,37 @@ def test_export_keeps_results_and_restores_a_grid_on_a_fresh_machine(tmp_path: P
     run_grid(other, tmp_path / "other", dry_run=True, log=lambda _: None)
     with pytest.raises(ValueError, match="different \\['steps', 'eval_every'\\]"):
         export_results(tmp_path / "other", saved)
+
+
+def test_grid_device_reaches_every_cell(tmp_path: Path) -> None:
+    """``--device`` goes into every cell's training config and command and into Ray's request;
+    a manifest written before the option existed reads as a CPU grid, and a grid may be finished
+    on another device (it is not part of the protocol)."""
+    spec = GridSpec(["bc"], ["pendulum-medium-v0"], [0], device="cuda:1", gpus_per_cell=0.25)
+    cell = grid_cells(spec)[0]
+    assert "--device cuda:1" in train_command(spec, cell, tmp_path)
+    assert "--device cuda:1" in grid_command(spec, tmp_path)
+    assert ray_resources(spec) == {"num_cpus": 1, "num_gpus": 0.25}
+    cpu = GridSpec(["bc"], ["pendulum-medium-v0"], [0])
+    assert "--device" not in train_command(cpu, cell, tmp_path)  # CPU commands read as before
+    assert ray_resources(cpu) == {"num_cpus": 1, "num_gpus": 0}
+
+    old = cpu.to_dict()
+    del old["device"], old["gpus_per_cell"]
+    (tmp_path / "grid.json").write_text(json.dumps(old))
+    assert load_grid(tmp_path).device == "cpu"
+    result = run_grid(spec, tmp_path, dry_run=True, log=lambda _: None)
+    assert result["cells"] == 1
+    assert load_grid(tmp_path).device == "cuda:1"
+
+
+@needs_cuda
+def test_grid_on_the_gpu(tmp_path: Path) -> None:
+    """A tiny grid trained on the GPU by the local executor: every cell finishes there."""
+    spec = GridSpec(["bc", "td3bc"], ["pendulum-medium-v0"], [0], device="cuda", **TINY)  # type: ignore[arg-type]
+    result = run_grid(spec, tmp_path, workers=2, log=lambda _: None)
+    assert result["failed"] == [] and result["ran"] == 2
+    for cell in grid_cells(spec):
+        run = cell.run_dir(tmp_path)
+        assert json.loads((run / "config.json").read_text())["train"]["device"] == "cuda"
+        assert np.isfinite(json.loads((run / "final.json").read_text())["return_mean"])

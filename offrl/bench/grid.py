@@ -80,6 +80,12 @@ class GridSpec:
     """Per-algorithm overrides (empty: paper defaults for all)."""
     threads: int = 1
     """Torch threads per cell."""
+    device: str = "cpu"
+    """Torch device of every cell, e.g. ``cuda``. Not part of the protocol: a grid may be
+    finished on other hardware (each cell's ``config.json`` records where it ran)."""
+    gpus_per_cell: float = 1.0
+    """With the Ray executor and a GPU ``device``: the share of one GPU a cell asks Ray for
+    (0.25 packs four cells on a GPU; small networks leave most of one idle)."""
     imports: list[str] = field(default_factory=list)
     """Modules or ``.py`` files registering user algorithms, imported in every worker."""
 
@@ -129,6 +135,8 @@ def train_command(spec: GridSpec, cell: Cell, out: Path) -> str:
         f"--eval-episodes {spec.eval_episodes}",
         f"--threads {spec.threads}",
     ]
+    if spec.device != "cpu":
+        parts.append(f"--device {spec.device}")
     for key, value in spec.algo_config.get(cell.algo, {}).items():
         parts.append(f"--set {key}={json.dumps(value, separators=(',', ':'))}")
     parts.append(f"--out {cell.run_dir(out)}")
@@ -146,6 +154,8 @@ def grid_command(spec: GridSpec, out: Path) -> str:
         f"--eval-every {spec.eval_every}",
         f"--eval-episodes {spec.eval_episodes}",
     ]
+    if spec.device != "cpu":
+        parts.append(f"--device {spec.device}")
     parts += [f"--import {t}" for t in spec.imports]
     for algo, options in spec.algo_config.items():
         for key, value in options.items():
@@ -164,6 +174,7 @@ def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
         "eval_episodes": spec.eval_episodes,
         "checkpoint_every": spec.checkpoint_every,
         "threads": spec.threads,
+        "device": spec.device,
         "progress": False,
         "out": str(cell.run_dir(out)),
         "algo_config": spec.algo_config.get(cell.algo, {}),
@@ -244,8 +255,14 @@ def _submit_local(
             yield futures[future], future.result()
 
 
+def ray_resources(spec: GridSpec) -> dict[str, float]:
+    """What each cell asks Ray for: one CPU, and ``gpus_per_cell`` of a GPU on a GPU device."""
+    gpu = spec.device.split(":")[0] == "cuda"
+    return {"num_cpus": 1, "num_gpus": spec.gpus_per_cell if gpu else 0}
+
+
 def _submit_ray(
-    configs: list[dict[str, Any]], address: str | None
+    configs: list[dict[str, Any]], address: str | None, resources: dict[str, float]
 ) -> Iterable[tuple[int, dict[str, Any]]]:
     try:
         import ray
@@ -255,7 +272,7 @@ def _submit_ray(
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        task = ray.remote(num_cpus=1)(run_cell)
+        task = ray.remote(num_cpus=resources["num_cpus"], num_gpus=resources["num_gpus"])(run_cell)
         refs = {task.remote(c): i for i, c in enumerate(configs)}
         pending = list(refs)
         while pending:
@@ -319,7 +336,7 @@ def run_grid(
     if executor == "local":
         results = _submit_local(configs, workers)
     elif executor == "ray":
-        results = _submit_ray(configs, ray_address)
+        results = _submit_ray(configs, ray_address, ray_resources(spec))
     else:
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     skipped = []
