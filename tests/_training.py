@@ -1,8 +1,11 @@
-"""The learning tests' one training call: a short offline run, evaluated once at the end."""
+"""The learning tests' one training call: a short offline run, evaluated once at the end.
+
+``OFFRL_TEST_DEVICE=cuda`` runs every learning test on a GPU (the default is the CPU)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ from offrl.train import TrainConfig, train
 def train_run(tmp_path: Path, **kw: Any) -> dict[str, Any]:
     """Train into ``tmp_path/run`` (one evaluation, only the final checkpoint, one thread) and
     return ``final.json``, checking it matches what ``train`` returned."""
+    kw.setdefault("device", os.environ.get("OFFRL_TEST_DEVICE", "cpu"))
     cfg = TrainConfig(
         out=str(tmp_path / "run"),
         eval_every=0,  # one evaluation, at the end
