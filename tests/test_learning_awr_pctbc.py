@@ -27,12 +27,20 @@ def test_awr_beats_behaviour_on_medium(tmp_path: Path) -> None:
 
 def test_bc_pct_beats_bc_on_medium_expert(tmp_path: Path) -> None:
     """%BC keeps the best 10 % of the episodes -- all expert ones -- and clones them."""
-    pct = _train(
-        tmp_path / "pct", algo="bc_pct", dataset="pendulum-medium-expert-v0", steps=500, seed=0
-    )
-    bc = _train(tmp_path / "bc", algo="bc", dataset="pendulum-medium-expert-v0", steps=500, seed=0)
-    assert pct["behaviour_return_mean"] == pytest.approx(-342, abs=15)
-    # Observed: -120 for %BC (expert level), -233 for BC on the same data (-121 and -184 at
-    # 1000 steps; seed 1 at 1000 steps: -121 and -247).
-    assert pct["return_mean"] > -200, pct
-    assert pct["return_mean"] > bc["return_mean"] + 50, (pct, bc)
+    pct, bc = [], []
+    for seed in (0, 1):
+        for algo, out in (("bc_pct", pct), ("bc", bc)):
+            final = _train(
+                tmp_path / f"{algo}-{seed}",
+                algo=algo,
+                dataset="pendulum-medium-expert-v0",
+                steps=1000,
+                seed=seed,
+            )
+            assert final["behaviour_return_mean"] == pytest.approx(-342, abs=15)
+            out.append(final["return_mean"])
+    # Observed at 1000 steps (CPU): %BC -121 for seeds 0-3 (expert level), BC on the same data
+    # -183, -272, -286, -397. At 500 steps %BC had not settled (-120, -133, -216 for seeds
+    # 0-2), and a one-seed test passed or failed with the batches drawn (on a GPU: -186).
+    assert all(r > -160 for r in pct), pct
+    assert sum(pct) / 2 > sum(bc) / 2 + 50, (pct, bc)
