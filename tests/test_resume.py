@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from _devices import DEVICES
+from _devices import DEVICES, needs_cuda
 
 from offrl.cli import main
 from offrl.data import load_dataset
@@ -205,6 +206,20 @@ def test_same_seed_same_result(tmp_path: Path) -> None:
         states[0]["algo"]["actor"]["net.flat"], states[2]["algo"]["actor"]["net.flat"]
     )
     assert not torch.equal(states[0]["sampler"]["generator"], states[2]["sampler"]["generator"])
+
+
+@needs_cuda
+def test_resume_on_another_device_warns_and_continues(tmp_path: Path) -> None:
+    """A run checkpointed on the GPU continues on the CPU: its random generators are re-seeded
+    (the two kinds keep different states), with a warning that it will not match an
+    uninterrupted run."""
+    cfg = _short(tmp_path / "run", seed=1)
+    train(dataclasses.replace(cfg, steps=30, device="cuda"))
+    with pytest.warns(UserWarning, match="re-seeded"):
+        train(dataclasses.replace(cfg, device="cpu"), resume=True)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert state["step"] == state["algo"]["num_updates"] == state["sampler"]["draws"] == 60
+    assert state["train_config"]["device"] == "cpu"
 
 
 # ---------------------------------------------------------------------- atomic writes

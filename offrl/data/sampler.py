@@ -78,6 +78,7 @@ class TensorSampler:
         self.size = len(dataset)
         self.device = torch.device(device)
         self.seed = seed
+        self.draws = 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         obs = dataset.observations.reshape(self.size, -1)
@@ -110,6 +111,7 @@ class TensorSampler:
 
     def sample(self) -> Batch:
         """Draw one batch (uniform, with replacement)."""
+        self.draws += 1
         idx = torch.randint(
             0, self.size, (self.batch_size,), generator=self.generator, device=self.device
         )
@@ -121,10 +123,12 @@ class TensorSampler:
         return Batch(obs, act, rew, nxt, done, idx)
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator state (restoring it replays the same batch sequence)."""
-        return {"generator": self.generator.get_state()}
+        """The generator state (restoring it replays the same batch sequence) and the number of
+        batches drawn."""
+        return {"generator": self.generator.get_state(), "draws": self.draws}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the generator state (re-seeded if it was saved on another kind of device:
-        see :mod:`offrl.rng`)."""
-        restore_generator(self.generator, state["generator"], self.seed, 1)
+        """Restore the generator state (re-seeded from the seed and the number of batches drawn
+        if it was saved on another kind of device: see :mod:`offrl.rng`)."""
+        self.draws = int(state.get("draws", 0))  # absent from checkpoints before 2026-11-23
+        restore_generator(self.generator, state["generator"], self.seed, self.draws)
