@@ -329,7 +329,8 @@ def write_report(
         "## Protocol and commands",
         "",
         f"- steps {spec.steps:,d}, evaluation every {spec.eval_every:,d} steps over "
-        f"{spec.eval_episodes} episodes, {spec.threads} thread(s) per run",
+        f"{spec.eval_episodes} episodes, {spec.threads} thread(s) per run, on "
+        f"{spec.device} (each cell's config.json records the device it ran on)",
         "- per-algorithm overrides: " + (json.dumps(spec.algo_config) or "none"),
         f"- machine: {machine or platform.platform()}",
         f"- the whole grid: `{grid_command(spec, out)}`, then `offrl bench report {out}`",
