@@ -132,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         env_id=args.env,
         threads=args.threads,
         device=args.device,
+        cuda_graphs=args.cuda_graphs,
         tensorboard=args.tensorboard,
         wandb=args.wandb,
         progress=not args.no_progress,
@@ -430,6 +431,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             algo_config=_parse_sets(args.set),
             device=args.device,
+            cuda_graphs=args.cuda_graphs,
         )
         results.append(r.as_dict())
         if not args.json:
@@ -516,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", help="evaluation environment id (default: the dataset's)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--device", default="cpu")
+    t.add_argument(
+        "--cuda-graphs", action="store_true", help="replay updates from CUDA graphs (TD3+BC, BC)"
+    )
     t.add_argument("--tensorboard", action="store_true")
     t.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
     t.add_argument("--no-progress", action="store_true")
@@ -611,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--repeats", type=int, default=3)
     bs.add_argument("--json", action="store_true")
     bs.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    bs.add_argument("--cuda-graphs", action="store_true", help="replay updates from CUDA graphs")
     _add_set(bs, "KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
 

@@ -225,6 +225,17 @@ class Algorithm(ABC):
         """Deterministic action for *normalised* observations: ``[B, act_dim]`` in ``[-1, 1]``
         (discrete: ``[B]`` indices)."""
 
+    def graph_cycle(self) -> int | None:
+        """Updates per cycle of :meth:`train_step`'s branches, if it can be replayed from CUDA
+        graphs (:mod:`offrl.train.graphs`); ``None`` (the default) if it cannot.
+
+        An algorithm may return a cycle length only if every update does the same device work
+        given ``num_updates % cycle`` and the batch: no host syncs, no Python-side state that
+        changes between updates (a learning-rate schedule, a periodic recomputation, a warm-up
+        switch would be frozen into the graph), random draws from ``self.generator`` only.
+        """
+        return None
+
     @staticmethod
     def optimize(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss``: clear gradients, backpropagate, step."""

@@ -60,5 +60,9 @@ class BC(Algorithm):
         self.optimize(self.actor_optim, loss)
         return dict(info)
 
+    def graph_cycle(self) -> int | None:
+        # Every update the same; torch.distributions checks its arguments on the host.
+        return 1 if self.config.policy == "deterministic" else None
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)

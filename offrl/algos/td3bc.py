@@ -115,6 +115,10 @@ class TD3BC(Algorithm):
             info.update(actor_info)
         return dict(info)
 
+    def graph_cycle(self) -> int | None:
+        # The actor and targets update every policy_freq-th step; nothing else varies.
+        return self.config.policy_freq
+
     def _fusable(self) -> bool:
         # The hand-derived gradients are those of these losses and these networks only.
         cls = type(self)

@@ -33,6 +33,7 @@ from offrl.algos import get_algorithm
 from offrl.algos.base import EnvSpec
 from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch, TensorSampler
+from offrl.train.graphs import GraphedUpdate
 
 __all__ = [
     "SpeedResult",
@@ -144,8 +145,10 @@ def measure_speed(
     act_dim: int = 6,
     algo_config: dict[str, Any] | None = None,
     device: str = "cpu",
+    cuda_graphs: bool = False,
 ) -> SpeedResult:
-    """Time ``algo_name``'s updates (with sampling) at the standard size on ``device``."""
+    """Time ``algo_name``'s updates (with sampling) at the standard size on ``device``
+    (replayed from CUDA graphs with ``cuda_graphs``: :mod:`offrl.train.graphs`)."""
     torch.set_num_threads(threads)
     cls = get_algorithm(algo_name)
     cfg = cls.config_class.from_dict(algo_config or {})
@@ -154,14 +157,15 @@ def measure_speed(
     data = algo.prepare_data(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim))
     algo.attach_data(data)
     sampler = TensorSampler(data, cfg.batch_size, device=device)
+    update = GraphedUpdate(algo).update if cuda_graphs else algo.update
     for _ in range(warmup):
-        algo.update(sampler.sample())
+        update(sampler.sample())
     cycle = int(getattr(cfg, "policy_freq", 1))
     with FlopCounterMode(display=False) as counter:
         for _ in range(cycle):
             algo.update(sampler.sample())
     flops = counter.get_total_flops() / cycle
-    rates = [updates_per_second(algo.update, sampler, seconds / repeats) for _ in range(repeats)]
+    rates = [updates_per_second(update, sampler, seconds / repeats) for _ in range(repeats)]
     gflops = matmul_gflops(device=device)
     bound = gflops * 1e9 / flops if flops else float("inf")
     ups = statistics.median(rates)

@@ -39,6 +39,7 @@ from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.sampler import TensorSampler
 from offrl.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from offrl.train.evaluation import evaluate
+from offrl.train.graphs import GraphedUpdate
 from offrl.train.loggers import MetricLogger, read_metrics
 
 __all__ = ["TrainConfig", "train", "spec_for", "plot_curves"]
@@ -87,6 +88,9 @@ class TrainConfig:
     """``torch.set_num_threads`` (default: leave PyTorch's choice)."""
     device: str = "cpu"
     """Torch device."""
+    cuda_graphs: bool = False
+    """On a CUDA device, replay the updates from CUDA graphs (:mod:`offrl.train.graphs`; TD3+BC
+    and BC: several times the updates per second of a small network)."""
     tensorboard: bool = False
     """Also log to TensorBoard."""
     wandb: bool = False
@@ -182,6 +186,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if not resume and latest.exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
     algo, sampler, dataset, env_id = _build(cfg)
+    # Captures lazily, after any checkpoint below is loaded (offrl.train.graphs).
+    update = GraphedUpdate(algo).update if cfg.cuda_graphs else algo.update
     start = 0
     if resume and latest.exists():
         state = load_checkpoint(latest, cfg.device)
@@ -247,7 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True)
     for step in range(start + 1, cfg.steps + 1):
-        metrics = algo.update(sampler.sample())
+        metrics = update(sampler.sample())
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1
