@@ -271,14 +271,12 @@ def test_gpu_state_loads_on_cpu_and_back(name: str, extra: dict[str, Any]) -> No
 @needs_cuda
 @pytest.mark.parametrize(
     ("name", "extra"),
-    [("bc", {}), ("iql", {}), ("td3bc", {"policy_noise": 0.0}), ("td3bc", {"fused": False})],
-    ids=["bc", "iql", "td3bc", "td3bc-autograd"],
+    [("bc", {}), ("iql", {}), ("td3bc", {"policy_noise": 0.0}), ("rebrac", {"policy_noise": 0.0})],
+    ids=["bc", "iql", "td3bc", "rebrac"],
 )
 def test_gpu_update_matches_cpu(name: str, extra: dict[str, Any]) -> None:
     """With nothing random in the update (TD3+BC without target-smoothing noise), the GPU
     trains the same networks from the same batches as the CPU, to float rounding."""
-    if name == "td3bc" and "policy_noise" not in extra:
-        extra = {**extra, "policy_noise": 0.0}
     cpu = _make(name, extra, SPECS["unit"])
     gpu = _make(name, extra, SPECS["unit"], device="cuda")
     data = _attach(cpu, _dataset())

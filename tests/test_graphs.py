@@ -50,10 +50,10 @@ def test_refused_where_it_cannot_apply(tmp_path: Path) -> None:
     [
         ("td3bc", {"policy_noise": 0.0}),
         ("td3bc", {}),
-        ("td3bc", {"fused": False, "policy_freq": 3}),
+        ("td3bc", {"policy_freq": 3}),
         ("bc", {}),
     ],
-    ids=["td3bc-no-noise", "td3bc", "td3bc-autograd-freq3", "bc"],
+    ids=["td3bc-no-noise", "td3bc", "td3bc-freq3", "bc"],
 )
 def test_graphs_train_as_the_eager_update(name: str, extra: dict[str, Any]) -> None:
     """The same start, the same batches: the same metrics and weights after the eager warm-up

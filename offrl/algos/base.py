@@ -18,9 +18,7 @@ attribute they set is saved automatically.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import textwrap
 from abc import ABC, abstractmethod
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from offrl.config import declared_options
 from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.sampler import Batch
@@ -51,38 +50,6 @@ __all__ = [
 ]
 
 
-def _declared_options(cls: type) -> dict[str, tuple[str, str]]:
-    """``{field: (default, docstring)}`` for the fields that ``cls``'s own body declares.
-
-    A field's docstring is the string literal under it (as Sphinx reads it); Python keeps no
-    trace of it at run time, so it is read from the class's source. Without the source (a
-    class typed into a REPL) this returns nothing and the docs are simply not listed.
-    """
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return {}
-    if not tree.body or not isinstance(tree.body[0], ast.ClassDef):
-        return {}
-    body = tree.body[0].body
-    out = {}
-    for node, after in zip(body, [*body[1:], None], strict=True):
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        if "ClassVar" in ast.unparse(node.annotation):
-            continue
-        doc = ""
-        if (
-            isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            doc = inspect.cleandoc(after.value.value)
-        default = ast.unparse(node.value) if node.value is not None else ""
-        out[node.target.id] = (default, doc)
-    return out
-
-
 @dataclass
 class AlgoConfig:
     """Hyperparameters shared by every algorithm (subclasses add their own)."""
@@ -97,10 +64,26 @@ class AlgoConfig:
     """Hidden layer widths of every network."""
     gamma: float = 0.99
     """Discount factor."""
+    reward_mode: str = "none"
+    """The trainer's reward transform before ``reward_scale``/``reward_shift``: ``none``, or
+    ``return_range`` (divide by the dataset's range of episode returns, times 1000: IQL's
+    locomotion recipe). The trainer's ``--reward-mode`` overrides it."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _document_options(cls)
+
+    def for_run(self, steps: int) -> AlgoConfig:
+        """This config resolved for a training run of ``steps`` updates.
+
+        The trainer calls it before building the algorithm, so that options whose default is
+        "the run's length" (IQL's cosine learning-rate schedule, ``max_steps=None``) take this
+        run's length, and the resolved value is what ``config.json`` and checkpoints record.
+        The default returns the config unchanged; an override returns a new config
+        (``dataclasses.replace``) rather than changing this one.
+        """
+        del steps  # most algorithms' options do not depend on the run's length
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -123,7 +106,7 @@ def _document_options(cls: type[AlgoConfig]) -> None:
     """Collect ``cls``'s option docs (a redefined field keeps its place, as in a dataclass) and
     append them to its docstring, so that ``help(TD3BCConfig)`` shows every option."""
     options = dict(getattr(cls.__base__, "option_docs", {}))
-    options.update(_declared_options(cls))
+    options.update(declared_options(cls))
     cls.option_docs = options
     if not options:
         return
@@ -236,6 +219,14 @@ class Algorithm(ABC):
         """
         return None
 
+    def update_cycle(self) -> int:
+        """Updates over which the cost of :meth:`train_step` repeats: the period of the
+        branches it takes every few steps (TD3+BC: ``policy_freq``, its delayed actor update).
+        Benchmarks average one update's cost (FLOPs) over this many updates. Rare periodic work
+        (AWR's return recomputation every ``recompute_every`` updates) is not counted. Default 1:
+        every update does the same work."""
+        return 1
+
     @staticmethod
     def optimize(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss``: clear gradients, backpropagate, step."""
@@ -244,6 +235,10 @@ class Algorithm(ABC):
         optim.step()
 
     # ------------------------------------------------------------------ data hooks
+    needs_next_actions: ClassVar[bool] = False
+    """Whether :meth:`train_step` reads ``Batch.next_actions`` (the dataset's action at
+    ``next_obs``, ReBRAC's critic penalty): the trainer then asks its sampler to fill it."""
+
     def prepare_data(self, dataset: Dataset) -> Dataset:
         """The transitions to train on, given the loaded dataset (default: all of them).
 
@@ -263,6 +258,36 @@ class Algorithm(ABC):
         state. The default ignores the data.
         """
         del dataset  # most algorithms need only their batches
+
+    # ------------------------------------------------------------------ online hooks
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Exploratory (stochastic) actions for a batch of raw observations ``[n, *obs_shape]``,
+        in the action space's bounds: how online training (:mod:`offrl.train.online`) collects
+        data. Draw random numbers from ``self.generator`` only.
+
+        The default raises :class:`NotImplementedError`: an algorithm that only learns offline
+        cannot collect data. :meth:`can_explore` tells whether a class overrides this.
+        """
+        raise NotImplementedError(
+            f"{self.name or type(self).__name__} cannot explore: online training needs an "
+            "algorithm that implements Algorithm.explore() (e.g. sac)"
+        )
+
+    @classmethod
+    def can_explore(cls) -> bool:
+        """Whether the class implements :meth:`explore` (online training checks this before it
+        starts)."""
+        return cls.explore is not Algorithm.explore
+
+    def snapshot_policy(self) -> nn.Module | None:
+        """The network whose weights a policy-only snapshot keeps, or ``None`` (the default)
+        for no snapshots.
+
+        Online training saves it every ``snapshot_every`` steps with the observation statistics
+        and its evaluation; the dataset factory (``offrl dataset pack``) rebuilds SAC's
+        ``TanhGaussianPolicy`` from those weights, which is what SAC returns here.
+        """
+        return None
 
     # ------------------------------------------------------------------ the interface
     def update(self, batch: Batch) -> dict[str, float]:

@@ -21,11 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
-from offrl.algos.td3bc_fused import fused_train_step
 from offrl.data.sampler import Batch
 from offrl.losses import ensemble_td_loss
 from offrl.nn import DeterministicPolicy, EnsembleCritic
-from offrl.nn.mlp import EnsembleMLP
 
 
 @dataclass
@@ -48,11 +46,6 @@ class TD3BCConfig(AlgoConfig):
     """Actor and target updates happen every ``policy_freq`` critic updates."""
     num_critics: int = 2
     """Size of the critic ensemble (TD3's clipped double Q uses 2)."""
-    fused: bool = True
-    """Compute the gradients by hand (:mod:`offrl.algos.td3bc_fused`: the same numbers, ~1.15x
-    the updates per second on a CPU) when neither loss below is overridden; False always uses
-    autograd on the losses (and runs tensor hooks registered on the parameters, which the
-    hand-derived path does not)."""
 
 
 @register("td3bc")
@@ -103,8 +96,6 @@ class TD3BC(Algorithm):
         return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach()}
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        if self.config.fused and self._fusable():
-            return fused_train_step(self, batch)
         loss, info = self.critic_loss(batch)
         self.optimize(self.critic_optim, loss)
         if (self.num_updates + 1) % self.config.policy_freq == 0:
@@ -118,18 +109,6 @@ class TD3BC(Algorithm):
     def graph_cycle(self) -> int | None:
         # The actor and targets update every policy_freq-th step; nothing else varies.
         return self.config.policy_freq
-
-    def _fusable(self) -> bool:
-        # The hand-derived gradients are those of these losses and these networks only.
-        cls = type(self)
-        return (
-            cls.critic_loss is TD3BC.critic_loss
-            and cls.actor_loss is TD3BC.actor_loss
-            and type(self.actor) is DeterministicPolicy
-            and type(self.critic) is EnsembleCritic
-            and type(self.actor.net) is EnsembleMLP
-            and type(self.critic.net) is EnsembleMLP
-        )
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)

@@ -156,7 +156,9 @@ def measure_speed(
     # The trainer's data hooks (%BC keeps its best episodes, AWR computes its returns).
     data = algo.prepare_data(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim))
     algo.attach_data(data)
-    sampler = TensorSampler(data, cfg.batch_size, device=device)
+    sampler = TensorSampler(
+        data, cfg.batch_size, device=device, next_actions=algo.needs_next_actions
+    )
     update = GraphedUpdate(algo).update if cuda_graphs else algo.update
     for _ in range(warmup):
         update(sampler.sample())

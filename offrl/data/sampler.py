@@ -43,12 +43,18 @@ class Batch(NamedTuple):
     fixed dataset behind it, e.g. a replay buffer). Algorithms that keep per-transition
     quantities of the whole dataset (AWR's returns, see ``Algorithm.attach_data``) look them
     up with it."""
+    next_actions: torch.Tensor | None = None
+    """Like ``actions``: the action the data takes at ``next_obs`` -- the next row's action
+    within the same episode; at an episode's last row (terminal or timeout), which has no next
+    row, the row's own action. Only samplers asked for it fill it (``TensorSampler(...,
+    next_actions=True)``, as the trainer does for algorithms with
+    ``Algorithm.needs_next_actions``, e.g. ReBRAC); ``None`` otherwise."""
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device`` (no copy for tensors already there)."""
-        rows = None if self.rows is None else self.rows.to(device)
+        rows, next_actions = (None if t is None else t.to(device) for t in self[5:7])
         obs, actions, rewards, next_obs, dones = (t.to(device) for t in self[:5])
-        return Batch(obs, actions, rewards, next_obs, dones, rows)
+        return Batch(obs, actions, rewards, next_obs, dones, rows, next_actions)
 
 
 class Sampler(Protocol):
@@ -69,10 +75,17 @@ class TensorSampler:
         batch_size: rows per batch.
         seed: seed of the sampler's own generator (independent of the global torch RNG).
         device: where the tensors live.
+        next_actions: also fill ``Batch.next_actions`` (the action of the next row of the same
+            episode; at an episode's last row, its own action: see :class:`Batch`).
     """
 
     def __init__(
-        self, dataset: Dataset, batch_size: int = 256, seed: int = 0, device: str = "cpu"
+        self,
+        dataset: Dataset,
+        batch_size: int = 256,
+        seed: int = 0,
+        device: str = "cpu",
+        next_actions: bool = False,
     ) -> None:
         self.batch_size = batch_size
         self.size = len(dataset)
@@ -108,6 +121,14 @@ class TensorSampler:
                     dataset.terminals.astype(np.float32),
                 )
             ]
+        # The row whose action is each row's next action, computed once (None: not asked for).
+        self.next_rows: torch.Tensor | None = None
+        if next_actions:
+            successor = np.arange(1, self.size + 1)
+            ends = dataset.episode_ends  # rows with a terminal or timeout, and the last row
+            successor[ends] = ends  # no next row in the data: the row's own action
+            self.next_rows = torch.from_numpy(successor).to(self.device)
+            self.actions = torch.from_numpy(np.ascontiguousarray(dataset.actions)).to(self.device)
 
     def sample(self) -> Batch:
         """Draw one batch (uniform, with replacement)."""
@@ -115,6 +136,13 @@ class TensorSampler:
         idx = torch.randint(
             0, self.size, (self.batch_size,), generator=self.generator, device=self.device
         )
+        if self.next_rows is not None:
+            batch = self._select(idx)
+            nxt = self.actions.index_select(0, self.next_rows.index_select(0, idx))
+            return batch._replace(next_actions=nxt)
+        return self._select(idx)
+
+    def _select(self, idx: torch.Tensor) -> Batch:
         if self.packed:
             obs, act, rew, nxt, done = self.data.index_select(0, idx).split(self.splits, dim=1)
             shape = (self.batch_size, *self.obs_shape)

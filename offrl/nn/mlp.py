@@ -1,44 +1,47 @@
-"""A vectorised ensemble of MLPs with one flat parameter and a hand-written backward pass.
+"""The ensemble MLP: ``E`` MLPs with batched weights in one flat parameter.
 
-Every network in offrl is an :class:`EnsembleMLP`: ``E`` independent MLPs of the same shape whose
+Every MLP in offrl is an :class:`EnsembleMLP`: ``E`` independent MLPs of the same shape whose
 weights are batched (``W_l: [E, in, out]``) and evaluated with one batched matmul per layer, never
 a Python loop over members. ``E = 1`` is an ordinary MLP; twin critics are ``E = 2``; SAC-N/EDAC
-use ``E = 10 ... 500``.
+use ``E = 10 ... 500``; ``K`` seeds of one algorithm can share the axis the same way. A layer
+stack is ``Linear -> [LayerNorm] -> activation`` per hidden layer (``norm_after_activation``
+swaps the two, as ReBRAC's critic), then a linear output layer.
 
-Why a custom autograd function: on a CPU at the standard size (batch 256, hidden 256) an eager
-PyTorch update spends as much time in per-op overhead (autograd bookkeeping, ReLU masks, bias
-grads, one Adam kernel per tensor) as in matmuls. Here
+It behaves as an ordinary autograd module: any stack works on CPU and CUDA, gradients of
+gradients included. What makes it fast is hidden behind that boundary:
 
-* all weights and biases of a network live in **one** flat tensor, so Adam, gradient zeroing and
-  the Polyak target update are each one kernel over the whole network;
-* the whole MLP is **one** autograd node whose backward is the textbook chain rule -- two matmuls
-  and one fused ReLU-backward per layer -- written straight into the flat gradient buffer;
-* gradients nobody asked for are not computed: pass ``detach_params=True`` (the actor step of
-  actor-critic methods needs dQ/da, never dQ/dtheta) and the weight gradients are skipped, and the
-  first layer never computes an input gradient unless the input requires one.
+* all weights, biases and LayerNorm affines of a network live in **one** flat tensor, so Adam,
+  gradient zeroing and the Polyak target update are each one kernel over the whole network;
+* a plain ReLU stack (the common case) runs as **one** autograd node whose backward is the
+  textbook chain rule -- two matmuls and one fused ReLU-backward per layer -- written straight
+  into the flat gradient buffer, skipping gradients nobody asked for (``detach_params=True``:
+  dQ/da without dQ/dtheta). When a graph is being built through that backward
+  (``create_graph=True``, EDAC's penalty) it is recomputed from ordinary autograd ops, so
+  double backward works too;
+* :meth:`EnsembleMLP.min` (``min_i f_i(x)``, SAC-N's and EDAC's actor step) backpropagates
+  through each row's minimising member alone.
 
-The numbers are identical (to float rounding) to ``E`` separate ``nn.Sequential`` MLPs with the
-same weights; ``tests/test_nn.py`` and ``tests/test_ensemble.py`` check forward and gradients
-against that reference. An optional per-call dropout on the hidden layers (Monte-Carlo dropout,
-UWAC) goes through the same backward; :meth:`EnsembleMLP.forward_autograd` is the plain-autograd
-twin for gradients of gradients (EDAC).
+Any other stack (LayerNorm, other activations) runs on ordinary autograd ops over views of the
+same flat tensor. ``tests/test_nn.py`` and ``tests/test_ensemble.py`` check forward and gradients
+of every layer kind against ``E`` separate ``nn.Sequential`` networks with the same weights.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EnsembleMLP"]
+__all__ = ["EnsembleMLP", "ACTIVATIONS"]
 
 
 # Output widths up to this use the transposed matmul forms (see forward/backward).
 _THIN = 8
-# forward_min's backward goes dense when one member minimises more than this fraction of rows.
+# min's backward goes dense when one member minimises more than this fraction of rows.
 _DENSE_ABOVE = 0.5
 
 
@@ -173,6 +176,66 @@ def _chain_rule(
     return grad_flat, (g if need_x else None)
 
 
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "elu": F.elu,
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "leaky_relu": F.leaky_relu,
+}
+"""Activations an :class:`EnsembleMLP` accepts by name (``swish`` is ``silu``)."""
+
+
+def _norm_views(
+    flat: torch.Tensor, sizes: Sequence[tuple[int, int]], ensemble: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Views ``(gamma [E, 1, h], beta [E, 1, h])`` of each hidden layer's LayerNorm affine,
+    stored in the flat parameter after every linear layer's weights and biases."""
+    offset = sum(ensemble * (i * o + o) for i, o in sizes)
+    views = []
+    for _, h in sizes[:-1]:
+        g = flat[offset : offset + ensemble * h].view(ensemble, 1, h)
+        offset += ensemble * h
+        b = flat[offset : offset + ensemble * h].view(ensemble, 1, h)
+        offset += ensemble * h
+        views.append((g, b))
+    return views
+
+
+def _generic_forward(
+    x: torch.Tensor,
+    flat: torch.Tensor,
+    net: EnsembleMLP,
+    members: slice | None,
+    dropout: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Any layer stack from ordinary (twice differentiable) autograd ops over views of ``flat``:
+    ``[B, in] or [E', B, in] -> [E', B, out]``."""
+    linear = _layer_views(flat, net.sizes, net.ensemble)
+    norms = _norm_views(flat, net.sizes, net.ensemble) if net.layer_norm else []
+    if members is not None:
+        linear = [(w[members], b[members]) for w, b in linear]
+        norms = [(g[members], b[members]) for g, b in norms]
+    e = linear[0][0].shape[0]
+    h = x.unsqueeze(0).expand(e, *x.shape) if x.dim() == 2 else x
+    act = ACTIVATIONS[net.activation]
+    last = len(linear) - 1
+    for i, (w, b) in enumerate(linear):
+        h = torch.baddbmm(b, h, w)  # [E, B, in] @ [E, in, out] + [E, 1, out]
+        if i == last:
+            break
+        if net.layer_norm and not net.norm_after_activation:
+            h = F.layer_norm(h, h.shape[-1:]) * norms[i][0] + norms[i][1]
+        h = act(h)
+        if net.layer_norm and net.norm_after_activation:
+            h = F.layer_norm(h, h.shape[-1:]) * norms[i][0] + norms[i][1]
+        if dropout > 0.0:
+            h = h * _dropout_scale(h, dropout, generator)
+    return h
+
+
 class _EnsembleMLPFunction(torch.autograd.Function):
     """ReLU MLP over an ensemble, ``[E, B, in] or [B, in] -> [E, B, out]``, as one autograd node."""
 
@@ -181,9 +244,8 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         ctx: Any,
         x: torch.Tensor,
         flat: torch.Tensor,
+        net: EnsembleMLP,
         layers: list[tuple[torch.Tensor, ...]],
-        sizes: tuple[tuple[int, int], ...],
-        ensemble: int,
         members: slice | None,
         dropout: float,
         generator: torch.Generator | None,
@@ -191,29 +253,42 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         # ``layers`` are views of ``flat`` (already restricted to ``members``); ``flat`` itself is
         # the autograd input, so gradients are accounted to the one flat parameter.
         h, saved = _forward(x, layers, dropout, generator)
-        shared_input = x.dim() == 2
-        # ``flat`` is saved only so that autograd's version check catches weights changed in
-        # place between forward and backward (as it would for nn.Linear).
-        ctx.save_for_backward(flat, *saved)
-        ctx.meta = (layers, sizes, ensemble, members, shared_input, flat.shape, dropout)
+        # ``flat`` is saved for autograd's version check (weights changed in place between
+        # forward and backward fail as they would for nn.Linear) and, with ``x``, for the
+        # recomputation a double backward needs.
+        ctx.save_for_backward(flat, x, *saved)
+        ctx.meta = (net, layers, members, dropout)
         return h
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
-        _, *acts = ctx.saved_tensors
-        layers, sizes, ensemble, members, shared_input, flat_shape, dropout = ctx.meta
+        flat, x, *acts = ctx.saved_tensors
+        net, layers, members, dropout = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradient must itself be differentiable, so it is taken
+            # through the same function rebuilt from ordinary autograd ops.
+            if dropout > 0.0:
+                raise RuntimeError("double backward through a dropout EnsembleMLP is unsupported")
+            inputs = [t for t, need in ((x, need_x), (flat, need_w)) if need]
+            out = _generic_forward(x, flat, net, members, 0.0, None)
+            grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
+            gx = next(grads) if need_x else None
+            gflat = next(grads) if need_w else None
+            return gx, gflat, None, None, None, None, None
         grad_flat, grad_x = _chain_rule(
-            grad_out, acts, layers, sizes, ensemble, members, dropout, flat_shape, need_w, need_x
-        )
-        if grad_x is not None and shared_input:
+            grad_out, acts, layers, net.sizes, net.ensemble, members, dropout, flat.shape,
+            need_w, need_x,
+        )  # fmt: skip
+        if grad_x is not None and x.dim() == 2:
             grad_x = grad_x.sum(0)
-        return grad_x, grad_flat, None, None, None, None, None, None
+        return grad_x, grad_flat, None, None, None, None, None
 
 
 class _EnsembleMinFunction(torch.autograd.Function):
-    """``min_e f_e(x)`` of a one-output ensemble, ``[B, in] or [E, B, in] -> [B]``, differentiable
-    in ``x`` only, whose backward pass runs through each row's minimising member alone."""
+    """``min_e f_e(x)`` of a one-output ReLU ensemble, ``[B, in] or [E, B, in] -> [B]``,
+    differentiable in ``x`` only, whose backward pass runs through each row's minimising member
+    alone."""
 
     @staticmethod
     def forward(
@@ -271,50 +346,79 @@ def _as_slice(members: slice | int | None) -> slice | None:
 
 
 class EnsembleMLP(nn.Module):
-    """``ensemble`` ReLU MLPs ``in_dim -> hidden... -> out_dim`` with batched weights.
+    """``ensemble`` MLPs ``in_dim -> hidden... -> out_dim`` with batched weights.
 
     Call it with ``x`` of shape ``[B, in_dim]`` (the same input for every member) or
     ``[E, B, in_dim]`` (one input per member); the output is ``[E, B, out_dim]``. Initialisation
-    matches ``torch.nn.Linear`` (uniform in ``+-1/sqrt(fan_in)``), member by member.
+    matches ``torch.nn.Linear`` (uniform in ``+-1/sqrt(fan_in)``) and ``torch.nn.LayerNorm``
+    (``gamma = 1``, ``beta = 0``), member by member.
 
     Args:
         in_dim: input features.
         out_dim: output features.
         hidden: widths of the hidden layers.
         ensemble: number of independent members ``E``.
+        layer_norm: a LayerNorm (with a learned affine per member) in every hidden layer.
+        activation: the hidden layers' activation, a key of :data:`ACTIVATIONS`.
+        norm_after_activation: ``Linear -> act -> LayerNorm`` (ReBRAC's critic) instead of
+            ``Linear -> LayerNorm -> act``.
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), ensemble: int = 1
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        ensemble: int = 1,
+        layer_norm: bool = False,
+        activation: str = "relu",
+        norm_after_activation: bool = False,
     ) -> None:
         super().__init__()
+        if activation == "swish":
+            activation = "silu"
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)}")
         dims = [in_dim, *hidden, out_dim]
         self.sizes: tuple[tuple[int, int], ...] = tuple(zip(dims[:-1], dims[1:], strict=True))
         self.ensemble = ensemble
+        self.layer_norm = layer_norm
+        self.activation = activation
+        self.norm_after_activation = norm_after_activation
         total = sum(ensemble * (i * o + o) for i, o in self.sizes)
+        if layer_norm:
+            total += sum(2 * ensemble * h for h in hidden)
         self.flat = nn.Parameter(torch.empty(total))
+        # The single-node kernels cover the plain ReLU stack; anything else is generic autograd.
+        self.fused = activation == "relu" and not layer_norm
         self._view_cache: dict[Any, list[tuple[torch.Tensor, ...]]] = {}
-        self._grad_view_cache: tuple[int, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         self.reset_parameters()
 
     def __getstate__(self) -> dict[str, Any]:
         # Copies (deepcopy, pickle) must not carry views of the original's storage.
         state = self.__dict__.copy()
         state["_view_cache"] = {}
-        state["_grad_view_cache"] = None
         return state
 
     def reset_parameters(self) -> None:
-        """``nn.Linear``'s default initialisation for every layer of every member."""
+        """``nn.Linear``'s / ``nn.LayerNorm``'s default initialisation, member by member."""
         with torch.no_grad():
             for w, b in self.layers():
                 bound = 1.0 / math.sqrt(w.shape[1])
                 w.uniform_(-bound, bound)
                 b.uniform_(-bound, bound)
+            for g, b in self.norms():
+                g.fill_(1.0)
+                b.zero_()
 
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(W [E, in, out], b [E, 1, out])`` per layer: views into :attr:`flat`."""
+        """``(W [E, in, out], b [E, 1, out])`` per linear layer: views into :attr:`flat`."""
         return _layer_views(self.flat, self.sizes, self.ensemble)
+
+    def norms(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(gamma [E, 1, h], beta [E, 1, h])`` per hidden LayerNorm (none without
+        ``layer_norm``): views into :attr:`flat`."""
+        return _norm_views(self.flat, self.sizes, self.ensemble) if self.layer_norm else []
 
     def forward(
         self,
@@ -332,105 +436,46 @@ class EnsembleMLP(nn.Module):
                 ensemble axis). ``None`` evaluates all.
             detach_params: treat the weights as constants (no weight gradients are computed):
                 use it when only the gradient with respect to ``x`` is wanted.
-            dropout: probability ``p`` of zeroing each hidden activation (after its ReLU), with
-                the survivors scaled by ``1 / (1 - p)`` (inverted dropout, as ``F.dropout``):
-                Monte-Carlo dropout for UWAC's uncertainty. Every row of every member gets its
-                own mask, drawn from ``generator``. ``0`` (the default) is the plain network.
+            dropout: probability ``p`` of zeroing each hidden activation (after its activation),
+                with the survivors scaled by ``1 / (1 - p)`` (inverted dropout, as
+                ``F.dropout``): Monte-Carlo dropout for UWAC's uncertainty. Every row of every
+                member gets its own mask, drawn from ``generator``. ``0`` is the plain network.
             generator: the random generator of the dropout masks.
         """
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         members = _as_slice(members)
+        flat = self.flat.detach() if detach_params else self.flat
+        if not self.fused:
+            return _generic_forward(x, flat, self, members, dropout, generator)
         views = self._views(members)
-        if not torch.is_grad_enabled() or not (
-            x.requires_grad or (self.flat.requires_grad and not detach_params)
-        ):
+        if not torch.is_grad_enabled() or not (x.requires_grad or flat.requires_grad):
             # Nothing here will be differentiated (target networks, acting): the kernels alone,
             # without an autograd node (its set-up costs about as much as a small layer).
             return _forward(x, views, dropout, generator)[0]
-        flat = self.flat.detach() if detach_params else self.flat
         out: torch.Tensor = _EnsembleMLPFunction.apply(
-            x, flat, views, self.sizes, self.ensemble, members, dropout, generator
+            x, flat, self, views, members, dropout, generator
         )
         return out
 
-    def forward_min(self, x: torch.Tensor) -> torch.Tensor:
+    def min(self, x: torch.Tensor) -> torch.Tensor:
         """``min`` over the members of a one-output ensemble: ``[B, in]`` or ``[E, B, in]`` ->
         ``[B]``, differentiable in ``x`` only (the weights are constants, as with
         ``detach_params=True``).
 
         The same values and input gradient as ``self(x, detach_params=True).amin(0)[:, 0]``
         (at an exact tie, ``amin`` splits the gradient between the tied members; this gives it
-        to one), but cheaper: the gradient of a minimum is zero for every member but each
-        row's minimiser, so the backward pass runs only through those. It is what SAC-N's and
+        to one). The gradient of a minimum is zero for every member but each row's minimiser,
+        so for a ReLU stack the backward pass runs only through those: it is what SAC-N's and
         EDAC's actor step needs (dQ/da of ``min_i Q_i``), and at N = 50 it removes most of that
         step's backward pass.
         """
         if self.sizes[-1][1] != 1:
-            raise ValueError(f"forward_min needs a one-output ensemble, got {self.sizes[-1][1]}")
+            raise ValueError(f"min needs a one-output ensemble, got {self.sizes[-1][1]} outputs")
+        if not self.fused:
+            return self(x, detach_params=True).amin(0)[:, 0]
         out: torch.Tensor = _EnsembleMinFunction.apply(x, self.flat.detach(), self._views(None))
         return out
-
-    def forward_cached(
-        self, x: torch.Tensor, members: slice | int | None = None
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output ``[E', B, out]``, with no autograd graph, and the activations that
-        :meth:`backward_cached` needs: for updates whose gradients are derived by hand (see
-        :mod:`offrl.algos.td3bc_fused`). ``members`` as in :meth:`forward`."""
-        if torch.is_grad_enabled():  # a hand-derived update runs under no_grad (once per step)
-            with torch.no_grad():
-                return self.forward_cached(x, members)
-        return _forward(x, self._views(_as_slice(members)), 0.0, None)
-
-    def backward_cached(
-        self,
-        grad_out: torch.Tensor,
-        cache: list[torch.Tensor],
-        members: slice | int | None = None,
-        weights: bool = True,
-        inputs: bool = False,
-    ) -> torch.Tensor | None:
-        """Backpropagate ``grad_out = dL/d(output) [E', B, out]`` through the activations of
-        :meth:`forward_cached` (same ``members``), with no autograd graph.
-
-        With ``weights``, ``dL/dflat`` becomes :attr:`flat`'s ``.grad``, ready for the
-        optimiser's step: the gradient of this backward pass alone (as after
-        ``zero_grad()`` and ``backward()``), written into the existing ``.grad`` when there is
-        one; members outside ``members`` get zero. With ``inputs``, returns ``dL/dx [E', B,
-        in]``.
-        """
-        if torch.is_grad_enabled():
-            with torch.no_grad():
-                return self.backward_cached(grad_out, cache, members, weights, inputs)
-        members = _as_slice(members)
-        grad_out = grad_out.contiguous()
-        views = self._views(members)
-        grad = self.flat.grad
-        if (
-            weights
-            and members is None
-            and grad is not None
-            and grad.shape == self.flat.shape
-            and grad.dtype == self.flat.dtype
-            and grad.is_contiguous()
-        ):
-            # The common case, every step of a hand-derived update: _backward writes every
-            # element of the buffer, so the last step's one is reused (no allocation, no views).
-            g = _backward(grad_out, cache, views, 0.0, self._grad_layers(grad), inputs)
-            return g if inputs else None
-        grad_flat, grad_x = _chain_rule(
-            grad_out, cache, views, self.sizes, self.ensemble, members, 0.0, self.flat.shape,
-            weights, inputs,
-        )  # fmt: skip
-        if grad_flat is not None:
-            self.flat.grad = grad_flat
-        return grad_x
-
-    def _grad_layers(self, grad: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # Per-layer views of a gradient buffer, cached like _views (keyed by its storage).
-        if self._grad_view_cache is None or self._grad_view_cache[0] != grad.data_ptr():
-            self._grad_view_cache = (grad.data_ptr(), _layer_views(grad, self.sizes, self.ensemble))
-        return self._grad_view_cache[1]
 
     def _views(self, members: slice | None) -> list[tuple[torch.Tensor, ...]]:
         # Per-layer views are cached (building them costs a dozen small ops per call). They stay
@@ -449,20 +494,9 @@ class EnsembleMLP(nn.Module):
             self._view_cache[key] = views
         return views
 
-    def forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
-        """The same function built from ordinary autograd ops (supports double backward).
-
-        Slower than :meth:`forward`; use it where gradients of gradients are needed (e.g. a
-        penalty on dQ/da that must itself be differentiated).
-        """
-        h = x.unsqueeze(0).expand(self.ensemble, *x.shape) if x.dim() == 2 else x
-        layers = self.layers()
-        for i, (w, b) in enumerate(layers):
-            h = torch.baddbmm(b, h, w)
-            if i < len(layers) - 1:
-                h = torch.relu(h)
-        return h
-
     def extra_repr(self) -> str:
         dims = [self.sizes[0][0]] + [o for _, o in self.sizes]
-        return f"ensemble={self.ensemble}, dims={dims}"
+        extra = f", activation={self.activation}" if self.activation != "relu" else ""
+        if self.layer_norm:
+            extra += ", layer_norm=" + ("after" if self.norm_after_activation else "before")
+        return f"ensemble={self.ensemble}, dims={dims}{extra}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,11 +27,22 @@ __all__ = [
 
 
 class DeterministicPolicy(nn.Module):
-    """``a = tanh(MLP(s))`` (TD3, TD3+BC, deterministic BC)."""
+    """``a = tanh(MLP(s))`` (TD3, TD3+BC, ReBRAC, deterministic BC).
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+    ``layer_norm`` puts a LayerNorm in every hidden layer (``**mlp`` passes further
+    :class:`~offrl.nn.mlp.EnsembleMLP` options, e.g. ``activation``).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        layer_norm: bool = False,
+        **mlp: Any,
+    ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim, act_dim, hidden)
+        self.net = EnsembleMLP(obs_dim, act_dim, hidden, layer_norm=layer_norm, **mlp)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``[B, obs_dim] -> [B, act_dim]`` in ``[-1, 1]``."""
@@ -80,13 +92,26 @@ class GaussianPolicy(nn.Module):
 
 
 class EnsembleCritic(nn.Module):
-    """``N`` Q-functions ``Q_i(s, a)`` evaluated together: ``[B, obs], [B, act] -> [N, B]``."""
+    """``N`` Q-functions ``Q_i(s, a)`` evaluated together: ``[B, obs], [B, act] -> [N, B]``.
+
+    ``layer_norm`` puts a LayerNorm in every hidden layer (ReBRAC, LB-SAC); ``**mlp`` passes
+    further :class:`~offrl.nn.mlp.EnsembleMLP` options (``activation``,
+    ``norm_after_activation``).
+    """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), num_critics: int = 2
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        num_critics: int = 2,
+        layer_norm: bool = False,
+        **mlp: Any,
     ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim + act_dim, 1, hidden, ensemble=num_critics)
+        self.net = EnsembleMLP(
+            obs_dim + act_dim, 1, hidden, ensemble=num_critics, layer_norm=layer_norm, **mlp
+        )
         self.num_critics = num_critics
 
     def forward(
@@ -111,13 +136,8 @@ class EnsembleCritic(nn.Module):
 
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``min_i Q_i(s, a)``: ``[B]``, differentiable in the inputs only, with a backward pass
-        through each row's minimising critic alone (see :meth:`EnsembleMLP.forward_min`)."""
-        return self.net.forward_min(torch.cat([obs, actions], dim=-1))
-
-    def forward_autograd(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q-values ``[N, B]`` from ordinary autograd ops: slower, but twice differentiable
-        (EDAC's penalty differentiates dQ/da with respect to the weights)."""
-        return self.net.forward_autograd(torch.cat([obs, actions], dim=-1)).squeeze(-1)
+        through each row's minimising critic alone (see :meth:`EnsembleMLP.min`)."""
+        return self.net.min(torch.cat([obs, actions], dim=-1))
 
 
 class TanhGaussianPolicy(nn.Module):

@@ -77,8 +77,8 @@ class GraphedUpdate:
     def _capture(self, batch: Batch) -> None:
         algo = self.algo
         obs, actions, rewards, next_obs, dones = (t.clone() for t in batch[:5])
-        rows = None if batch.rows is None else batch.rows.clone()
-        self.static = Batch(obs, actions, rewards, next_obs, dones, rows)
+        rows, next_actions = (None if t is None else t.clone() for t in batch[5:7])
+        self.static = Batch(obs, actions, rewards, next_obs, dones, rows, next_actions)
         step = algo.num_updates
         torch.cuda.synchronize(algo.device)
         try:

@@ -172,7 +172,13 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
     )
     prepared = preprocess(train_data, normalizer, reward, spec.action_low, spec.action_high)
     algo.attach_data(prepared)  # before any load_state_dict; Batch.rows index ``prepared``
-    sampler = TensorSampler(prepared, algo_cfg.batch_size, seed=cfg.seed, device=cfg.device)
+    sampler = TensorSampler(
+        prepared,
+        algo_cfg.batch_size,
+        seed=cfg.seed,
+        device=cfg.device,
+        next_actions=algo.needs_next_actions,
+    )
     return algo, sampler, dataset, env_id
 
 

@@ -1,0 +1,266 @@
+"""ReBRAC -- Tarasov, Kurenkov, Nikulin & Kolesnikov, "Revisiting the Minimalist Approach to
+Offline Reinforcement Learning", NeurIPS 2023 (arXiv 2305.09836).
+
+TD3+BC with its design choices revisited: a behaviour-cloning penalty in the critic's target as
+well as in the actor's loss, LayerNorm in the critic, deeper networks, larger batches:
+
+    critic:  min_Q  sum_i (Q_i(s, a) - y)^2,
+             y = r + gamma (1 - done) [ min_i Q'_i(s', a') - beta_critic ||a' - a'_data||^2 ],
+             a' = clip(pi'(s') + clip(eps, -c, c), -1, 1)
+    actor:   min_pi mean( beta_actor ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)) ),
+             lambda = 1 / mean|min_i Q_i(s, pi(s))|  (a constant; 1 without ``normalize_q``)
+
+``a'_data`` is the dataset's next action (``Batch.next_actions``: see
+:class:`~offrl.data.sampler.Batch` for the episode's last row, which has none). The squared
+distances are summed over action dimensions, as in the official code, so the coefficients are
+not those of TD3+BC's mean-squared BC term.
+
+Defaults follow CORL's JAX ``algorithms/offline/rebrac.py`` (github.com/tinkoff-ai/CORL, commit
+6afec90, which credits github.com/tinkoff-ai/ReBRAC): lr 1e-3 for both networks, batch 1024,
+gamma 0.99, tau 5e-3, policy noise 0.2, noise clip 0.5, policy delay 2, two critics, three
+hidden layers of 256 in both networks, ``Linear -> ReLU -> LayerNorm`` in the critic only, the
+actor's Q term from the minimum of both critics, and CORL's ("EDAC") initialisation: biases 0.1,
+output layer U(-1e-3, 1e-3) (actor) and U(-3e-3, 3e-3) (critic), other weights as
+``nn.Linear``. The per-task BC coefficients (the paper's tuned values, as CORL's configs carry
+them) are :data:`PAPER_DEFAULTS`; :meth:`ReBRACConfig.for_task` applies them with the domain's
+learning rates, batch size and discount. The official runs do not normalise observations
+(``norm_obs=False`` in offrl's trainer) and scale AntMaze rewards by 100 (``reward_scale=100``);
+those are trainer settings. As in offrl's TD3+BC, the actor updates on every second update
+counted from one (CORL counts from zero).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.data.sampler import Batch
+from offrl.losses import ensemble_td_loss, td_target
+from offrl.nn import DeterministicPolicy, EnsembleCritic
+from offrl.nn.mlp import EnsembleMLP
+
+PAPER_DEFAULTS: dict[str, tuple[float, float]] = {
+    # Gym-MuJoCo (v2)
+    "halfcheetah-random-v2": (0.001, 0.1),
+    "halfcheetah-medium-v2": (0.001, 0.01),
+    "halfcheetah-expert-v2": (0.01, 0.01),
+    "halfcheetah-medium-expert-v2": (0.01, 0.1),
+    "halfcheetah-medium-replay-v2": (0.01, 0.001),
+    "halfcheetah-full-replay-v2": (0.001, 0.1),
+    "hopper-random-v2": (0.001, 0.01),
+    "hopper-medium-v2": (0.01, 0.01),
+    "hopper-expert-v2": (0.1, 0.1),
+    "hopper-medium-expert-v2": (0.1, 0.01),
+    "hopper-medium-replay-v2": (0.05, 0.5),
+    "hopper-full-replay-v2": (0.01, 0.01),
+    "walker2d-random-v2": (0.01, 0.0),
+    "walker2d-medium-v2": (0.05, 0.1),
+    "walker2d-expert-v2": (0.01, 0.5),
+    "walker2d-medium-expert-v2": (0.01, 0.01),
+    "walker2d-medium-replay-v2": (0.05, 0.01),
+    "walker2d-full-replay-v2": (0.01, 0.01),
+    # AntMaze (v2)
+    "antmaze-umaze-v2": (0.003, 0.002),
+    "antmaze-umaze-diverse-v2": (0.003, 0.001),
+    "antmaze-medium-play-v2": (0.001, 0.0005),
+    "antmaze-medium-diverse-v2": (0.001, 0.0),
+    "antmaze-large-play-v2": (0.002, 0.001),
+    "antmaze-large-diverse-v2": (0.002, 0.002),
+    # Adroit (v1)
+    "pen-human-v1": (0.1, 0.5),
+    "pen-cloned-v1": (0.05, 0.5),
+    "pen-expert-v1": (0.01, 0.01),
+    "door-human-v1": (0.1, 0.1),
+    "door-cloned-v1": (0.01, 0.1),
+    "door-expert-v1": (0.05, 0.01),
+    "hammer-human-v1": (0.01, 0.5),
+    "hammer-cloned-v1": (0.1, 0.5),
+    "hammer-expert-v1": (0.01, 0.01),
+    "relocate-human-v1": (0.1, 0.01),
+    "relocate-cloned-v1": (0.1, 0.01),
+    "relocate-expert-v1": (0.05, 0.01),
+    # Maze2d (v1)
+    "maze2d-umaze-v1": (0.003, 0.001),
+    "maze2d-medium-v1": (0.003, 0.001),
+    "maze2d-large-v1": (0.003, 0.001),
+}
+"""``{D4RL task: (actor_bc_coef, critic_bc_coef)}`` -- the paper's tuned (beta_1, beta_2), as in
+CORL's ``configs/offline/rebrac/<env>/<task>.yaml`` (commit 6afec90), every one read from there."""
+
+# The settings CORL's configs share per domain (the rest are the ReBRACConfig defaults).
+_DOMAINS: dict[str, dict[str, Any]] = {
+    "locomotion": {},  # lr 1e-3 both, batch 1024, gamma 0.99: the defaults
+    "antmaze": {"actor_lr": 3e-4, "critic_lr": 5e-5, "batch_size": 256, "gamma": 0.999},
+    "adroit": {"actor_lr": 3e-4, "critic_lr": 3e-4, "batch_size": 256},
+    "maze2d": {"actor_lr": 3e-4, "critic_lr": 3e-4, "batch_size": 256},
+}
+_DOMAIN_OF = {"halfcheetah": "locomotion", "hopper": "locomotion", "walker2d": "locomotion"}
+_DOMAIN_OF |= {"antmaze": "antmaze", "maze2d": "maze2d"}
+_DOMAIN_OF |= {env: "adroit" for env in ("pen", "door", "hammer", "relocate")}
+
+
+def _env_and_level(name: str) -> str:
+    """``"Hopper-Medium-Replay-v0"`` -> ``"hopper-medium-replay"`` (the version dropped)."""
+    return re.sub(r"-v\d+$", "", name.strip().lower())
+
+
+@dataclass
+class ReBRACConfig(AlgoConfig):
+    """ReBRAC hyperparameters (CORL's ``rebrac.py``; per-task values: :meth:`for_task`)."""
+
+    batch_size: int = 1024
+    """Transitions per gradient step (CORL: 1024 on Gym-MuJoCo, 256 elsewhere)."""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden widths of actor and critics (CORL: ``n_hiddens = 3`` of ``hidden_dim = 256``)."""
+    actor_bc_coef: float = 0.01
+    """beta_actor: weight of ``||pi(s) - a||^2`` in the actor loss. Tuned per task (see
+    ``PAPER_DEFAULTS``); 0.01 is the paper's most frequent Gym-MuJoCo value (CORL's script
+    default, 1.0, is overridden by every one of its configs)."""
+    critic_bc_coef: float = 0.01
+    """beta_critic: weight of ``||a' - a'_data||^2`` subtracted from the target's next Q
+    (0 gives TD3's target). Tuned per task like ``actor_bc_coef``."""
+    actor_lr: float = 1e-3
+    """Actor Adam learning rate."""
+    critic_lr: float = 1e-3
+    """Critic Adam learning rate."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    policy_noise: float = 0.2
+    """Std of the target policy smoothing noise (in the unit action box)."""
+    noise_clip: float = 0.5
+    """Clip of the target policy smoothing noise."""
+    policy_freq: int = 2
+    """Actor and target updates happen every ``policy_freq`` critic updates."""
+    num_critics: int = 2
+    """Size of the critic ensemble; target and actor use the minimum (CORL: 2)."""
+    normalize_q: bool = True
+    """Scale the actor's Q term by ``1 / mean|Q|`` (a constant), as TD3+BC does."""
+    actor_layer_norm: bool = False
+    """LayerNorm after every hidden activation of the actor (CORL ``actor_ln``: off)."""
+    critic_layer_norm: bool = True
+    """LayerNorm after every hidden activation of the critics (CORL ``critic_ln``: on)."""
+    edac_init: bool = True
+    """CORL's initialisation: hidden biases 0.1, output layer U(-1e-3, 1e-3) for the actor and
+    U(-3e-3, 3e-3) for the critics; False keeps ``nn.Linear``'s everywhere."""
+
+    paper_defaults: ClassVar[dict[str, tuple[float, float]]] = PAPER_DEFAULTS
+    """``{task: (actor_bc_coef, critic_bc_coef)}`` (a class attribute, not an option)."""
+
+    @classmethod
+    def for_task(cls, name: str, **overrides: Any) -> ReBRACConfig:
+        """The paper's config for D4RL task ``name``, then ``overrides``.
+
+        ``name`` matches by environment and level, whatever its version and case, so offrl's
+        ``"hopper-medium-v0"`` gets ``hopper-medium-v2``'s values:
+        ``ReBRACConfig.for_task("hopper-medium-v0").actor_bc_coef == 0.01``.
+        """
+        key = _env_and_level(name)
+        tasks = {_env_and_level(task): task for task in PAPER_DEFAULTS}
+        if key not in tasks:
+            raise KeyError(f"ReBRAC has no paper defaults for {name!r}; known: {sorted(tasks)}")
+        actor_bc, critic_bc = PAPER_DEFAULTS[tasks[key]]
+        domain = _DOMAINS[_DOMAIN_OF[key.split("-")[0]]]
+        values = {**domain, "actor_bc_coef": actor_bc, "critic_bc_coef": critic_bc, **overrides}
+        return cls(**values)
+
+
+def _edac_init(net: EnsembleMLP, out_bound: float) -> None:
+    """Hidden biases 0.1, output layer U(-out_bound, out_bound) (CORL, "as in EDAC")."""
+    with torch.no_grad():
+        *hidden, (w_out, b_out) = net.layers()
+        for _, b in hidden:
+            b.fill_(0.1)
+        w_out.uniform_(-out_bound, out_bound)
+        b_out.uniform_(-out_bound, out_bound)
+
+
+@register("rebrac")
+class ReBRAC(Algorithm):
+    """ReBRAC (Tarasov et al., 2023): TD3+BC with BC in the critic target too, LayerNorm critics,
+    deeper networks and larger batches."""
+
+    config_class = ReBRACConfig
+    config: ReBRACConfig
+    needs_next_actions = True
+
+    def build(self) -> None:
+        cfg, spec = self.config, self.spec
+        self.actor = DeterministicPolicy(
+            spec.obs_dim, spec.action_dim, cfg.hidden, layer_norm=cfg.actor_layer_norm
+        ).to(self.device)
+        self.critic = EnsembleCritic(
+            spec.obs_dim,
+            spec.action_dim,
+            cfg.hidden,
+            cfg.num_critics,
+            layer_norm=cfg.critic_layer_norm,
+            norm_after_activation=True,  # CORL: Dense -> ReLU -> LayerNorm
+        ).to(self.device)
+        if cfg.edac_init:
+            _edac_init(self.actor.net, 1e-3)
+            _edac_init(self.critic.net, 3e-3)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
+        self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
+
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """``r + gamma (1 - d) [min_i Q'_i(s', a') - beta_critic ||a' - a'_data||^2]``: ``[B]``."""
+        cfg = self.config
+        noise = (
+            torch.randn(batch.actions.shape, generator=self.generator, device=self.device)
+            .mul_(cfg.policy_noise)
+            .clamp_(-cfg.noise_clip, cfg.noise_clip)
+        )
+        next_actions = (self.actor_target(batch.next_obs) + noise).clamp_(-1.0, 1.0)
+        next_q = self.critic_target(batch.next_obs, next_actions).amin(0)  # [N, B] -> [B]
+        if cfg.critic_bc_coef != 0.0:
+            if batch.next_actions is None:
+                raise ValueError(
+                    "ReBRAC's critic penalty needs Batch.next_actions: sample with "
+                    "TensorSampler(..., next_actions=True) (the trainer does)"
+                )
+            penalty = (next_actions - batch.next_actions).pow(2).sum(-1)
+            next_q = next_q - cfg.critic_bc_coef * penalty
+        return td_target(batch.rewards, batch.dones, next_q, cfg.gamma)
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum over critics of the mean squared TD error."""
+        target = self.td_target(batch)
+        q = self.critic(batch.obs, batch.actions)  # [N, B]
+        loss = ensemble_td_loss(q, target)
+        return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``mean(beta_actor ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``."""
+        cfg = self.config
+        pi = self.actor(batch.obs)
+        q = self.critic.min_q(batch.obs, pi)  # [B]; dQ/da only, the critics stay constant
+        lmbda = 1.0 / q.abs().mean().detach() if cfg.normalize_q else 1.0
+        bc = (pi - batch.actions).pow(2).sum(-1)
+        loss = (cfg.actor_bc_coef * bc - lmbda * q).mean()
+        return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach().mean()}
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        loss, info = self.critic_loss(batch)
+        self.optimize(self.critic_optim, loss)
+        if (self.num_updates + 1) % self.config.policy_freq == 0:
+            actor_loss, actor_info = self.actor_loss(batch)
+            self.optimize(self.actor_optim, actor_loss)
+            soft_update(self.actor_target, self.actor, self.config.tau)
+            soft_update(self.critic_target, self.critic, self.config.tau)
+            info.update(actor_info)
+        return dict(info)
+
+    def graph_cycle(self) -> int | None:
+        # As TD3+BC: the actor and targets update every policy_freq-th step.
+        return self.config.policy_freq
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
