@@ -333,3 +333,56 @@ def test_min_equals_amin_in_value_and_action_gradient(
 def test_min_rejects_wide_outputs() -> None:
     with pytest.raises(ValueError, match="one-output"):
         EnsembleMLP(3, 2, (8,), ensemble=4).min(torch.zeros(5, 3))
+
+
+@pytest.mark.parametrize(
+    ("layer_norm", "after", "activation"),
+    [(True, False, "relu"), (True, True, "relu"), (False, False, "tanh"), (True, False, "silu")],
+    ids=["ln-relu", "relu-ln", "tanh", "ln-silu"],
+)
+def test_every_layer_kind_equals_separate_networks(
+    layer_norm: bool, after: bool, activation: str
+) -> None:
+    """LayerNorm (either order) and other activations: the ensemble computes what ``E``
+    separate ``nn.Sequential`` networks with the same weights compute, values and gradients."""
+    from torch import nn
+
+    torch.manual_seed(3)
+    e, n_in, hidden = 3, 5, (7, 6)
+    net = EnsembleMLP(
+        n_in, 2, hidden, ensemble=e, layer_norm=layer_norm, activation=activation,
+        norm_after_activation=after,
+    ).double()  # fmt: skip
+    with torch.no_grad():  # non-trivial affines, so that a wrong gamma/beta shows
+        for g, b in net.norms():
+            g.uniform_(0.5, 1.5)
+            b.uniform_(-0.3, 0.3)
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
+    x = torch.randn(4, n_in, dtype=torch.float64)
+    for m in range(e):
+        layers: list[nn.Module] = []
+        dims = [n_in, *hidden, 2]
+        for i, (w, b) in enumerate(net.layers()):
+            lin = nn.Linear(dims[i], dims[i + 1]).double()
+            with torch.no_grad():
+                lin.weight.copy_(w[m].t())
+                lin.bias.copy_(b[m, 0])
+            layers.append(lin)
+            if i < len(hidden):
+                block: list[nn.Module] = [act()]
+                if layer_norm:
+                    ln = nn.LayerNorm(dims[i + 1]).double()
+                    with torch.no_grad():
+                        ln.weight.copy_(net.norms()[i][0][m, 0])
+                        ln.bias.copy_(net.norms()[i][1][m, 0])
+                    block = [act(), ln] if after else [ln, act()]
+                layers.extend(block)
+        ref = nn.Sequential(*layers)
+        xr = x.clone().requires_grad_(True)
+        xe = x.clone().requires_grad_(True)
+        out_ref = ref(xr)
+        out = net(xe)[m]
+        torch.testing.assert_close(out, out_ref)
+        (gr,) = torch.autograd.grad(out_ref.sum(), xr)
+        (ge,) = torch.autograd.grad(out.sum(), xe)
+        torch.testing.assert_close(ge, gr)
