@@ -554,3 +554,21 @@ def test_redefined_option_keeps_its_place_and_takes_the_new_doc() -> None:
     assert CQLConfig.option_docs["actor_lr"][0] == "3e-05"
     assert "too fast offline" in CQLConfig.option_docs["actor_lr"][1]
     assert "too fast offline" not in SACConfig.option_docs["actor_lr"][1]
+
+
+def test_checkpoints_before_the_composable_core_load_and_newer_ones_fail() -> None:
+    """A format-1 state (no ``format`` key; TD3+BC's removed ``fused`` option in its config)
+    rebuilds the same policy; a format this offrl does not know is refused by name."""
+
+    from offrl.algos.base import CHECKPOINT_FORMAT, EnvSpec
+
+    algo = get_algorithm("td3bc")(EnvSpec((3,), 2), seed=0)
+    old = algo.state_dict()
+    del old["format"]
+    old["config"] = {**old["config"], "fused": True}
+    back = Algorithm.from_state_dict(old)
+    obs = torch.zeros(4, 3).numpy()
+    assert (back.act(obs) == algo.act(obs)).all()
+    newer = {**algo.state_dict(), "format": CHECKPOINT_FORMAT + 1}
+    with pytest.raises(ValueError, match=f"format {CHECKPOINT_FORMAT + 1}"):
+        Algorithm.from_state_dict(newer)

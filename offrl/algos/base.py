@@ -349,6 +349,7 @@ class Algorithm(ABC):
         """Everything needed to continue training or to act: tensors and plain values only."""
         state: dict[str, Any] = {
             "algo": self.name,
+            "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
             "seed": self.seed,
@@ -361,6 +362,7 @@ class Algorithm(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (networks, optimisers, RNG, statistics)."""
+        state = migrate_state(state)
         if state.get("algo") != self.name:
             raise ValueError(f"checkpoint is for {state.get('algo')!r}, not {self.name!r}")
         self.num_updates = int(state["num_updates"])
@@ -376,12 +378,45 @@ class Algorithm(ABC):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: str = "cpu") -> Algorithm:
-        """Rebuild the right algorithm from a state dict via the registry."""
+        """Rebuild the right algorithm from a state dict via the registry.
+
+        A checkpoint of an earlier format is migrated where that is exact (format 1, offrl
+        before the composable core: the same network layout; TD3+BC's removed ``fused`` option
+        is dropped); a newer or unknown format is refused with a message naming both versions.
+        """
+        state = migrate_state(state)
         algo_cls = get_algorithm(state["algo"])
         config = algo_cls.config_class.from_dict(state["config"])
         algo = algo_cls(EnvSpec.from_dict(state["spec"]), config, seed=state["seed"], device=device)
         algo.load_state_dict(state)
         return algo
+
+
+# ---------------------------------------------------------------------- checkpoint format
+CHECKPOINT_FORMAT = 2
+"""The state-dict format this offrl writes: 1 = before the composable network core (no
+``format`` key), 2 = since."""
+
+# Options that earlier formats wrote and that no longer exist, by algorithm: dropped on load.
+_REMOVED_OPTIONS: dict[str, tuple[str, ...]] = {"td3bc": ("fused",)}
+
+
+def migrate_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` in :data:`CHECKPOINT_FORMAT`, or a ``ValueError`` naming the versions."""
+    version = state.get("format", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT or version < 1:
+        raise ValueError(
+            f"checkpoint format {version!r} is not readable by this offrl (it reads formats 1 to "
+            f"{CHECKPOINT_FORMAT}): load it with the offrl version that wrote it"
+        )
+    if version == CHECKPOINT_FORMAT:
+        return state
+    config = {
+        k: v
+        for k, v in state.get("config", {}).items()
+        if k not in _REMOVED_OPTIONS.get(str(state.get("algo")), ())
+    }
+    return {**state, "config": config, "format": CHECKPOINT_FORMAT}
 
 
 # ---------------------------------------------------------------------- helpers
