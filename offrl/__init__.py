@@ -7,11 +7,13 @@ algorithm, and get an honest score::
     summary = train(TrainConfig(algo="td3bc", dataset="pendulum-medium-v0", steps=10_000))
 """
 
-__version__ = "0.1.0"
-
-from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms  # noqa: E402
-from offrl.data import Dataset, DatasetError, load_dataset  # noqa: E402
-from offrl.train import TrainConfig, evaluate, train  # noqa: E402
+# The package init is the one aggregator exempt from the layering of tests/test_architecture.py
+# (docs/architecture.md): it may import any layer, and no module inside offrl may import it.
+import offrl.suite  # noqa: F401  (registers the built-in dataset names with offrl.data)
+from offrl._version import __version__
+from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
+from offrl.data import Dataset, DatasetError, load_dataset
+from offrl.train import TrainConfig, evaluate, train
 
 __all__ = [
     "__version__",

@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from offrl.config import add_options, field_docs, from_namespace, help_text
 from offrl.plugins import import_module
+
+if TYPE_CHECKING:
+    from offrl.algos.base import Algorithm
 
 __all__ = ["main"]
 
@@ -47,17 +50,24 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 0/1, got {text!r}")
-
-
 def _import_all(targets: list[str]) -> None:
     for target in targets:
         import_module(target)
+
+
+def _algo_options(cls: type[Algorithm]) -> list[str]:
+    """``name = default`` and the indented docstring of each of an algorithm's options."""
+    lines = []
+    docs = cls.config_class.option_docs
+    for f in dataclasses.fields(cls.config_class):
+        default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        lines.append(f"    {f.name} = {default!r}")
+        doc = docs.get(f.name, ("", ""))[1]
+        if doc:
+            lines.extend(textwrap.indent(textwrap.fill(doc, 80), " " * 8).splitlines())
+    return lines
 
 
 def cmd_algos(args: argparse.Namespace) -> int:
@@ -68,12 +78,7 @@ def cmd_algos(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:12s} {doc}")
         if args.verbose:
-            docs = cls.config_class.option_docs
-            for f in dataclasses.fields(cls.config_class):
-                print(f"    {f.name} = {f.default!r}")
-                doc = docs.get(f.name, ("", ""))[1]
-                if doc:
-                    print(textwrap.indent(textwrap.fill(doc, 80), " " * 8))
+            print("\n".join(_algo_options(cls)))
     return 0
 
 
@@ -81,31 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from offrl.train import TrainConfig, train
 
     _import_all(args.imports)
-    cfg = TrainConfig(
-        algo=args.algo,
-        dataset=args.dataset,
-        out=args.out or "",
-        steps=args.steps,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every,
-        norm_obs=args.norm_obs,
-        data_fraction=args.data_fraction,
-        data_seed=args.data_seed,
-        reward_mode=args.reward_mode,
-        reward_scale=args.reward_scale,
-        reward_shift=args.reward_shift,
-        env_id=args.env,
-        threads=args.threads,
-        device=args.device,
-        cuda_graphs=args.cuda_graphs,
-        tensorboard=args.tensorboard,
-        wandb=args.wandb,
-        progress=not args.no_progress,
-        algo_config=_parse_sets(args.set),
-    )
+    cfg = from_namespace(TrainConfig, args, algo_config=_parse_sets(args.set))
     final = train(cfg, resume=args.resume)
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
@@ -115,35 +96,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_online(args: argparse.Namespace) -> int:
     from offrl.train.online import OnlineConfig, train_online
 
-    cfg = OnlineConfig(
-        algo=args.algo,
-        env_id=args.env,
-        out=args.out or "",
-        steps=args.steps,
-        seed=args.seed,
-        num_envs=args.num_envs,
-        start_steps=args.start_steps,
-        updates_per_step=args.updates_per_step,
-        buffer_size=args.buffer_size,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        snapshot_every=args.snapshot_every,
-        checkpoint_every=args.checkpoint_every,
-        threads=args.threads,
-        device=args.device,
-        tensorboard=args.tensorboard,
-        wandb=args.wandb,
-        progress=not args.no_progress,
-        algo_config=_parse_sets(args.set),
-    )
+    _import_all(args.imports)
+    cfg = from_namespace(OnlineConfig, args, algo_config=_parse_sets(args.set))
     final = train_online(cfg, resume=args.resume)
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
-
-
-def _csv(text: str) -> list[str]:
-    return [x for x in (part.strip() for part in text.split(",")) if x]
 
 
 def cmd_bench_run(args: argparse.Namespace) -> int:
@@ -156,19 +114,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         if not dot or not _:
             raise SystemExit(f"--set expects ALGO.KEY=VALUE, got {item!r}")
         algo_config.setdefault(algo.strip(), {})[name.strip()] = _parse_value(value)
-    spec = GridSpec(
-        algos=_csv(args.algos),
-        datasets=_csv(args.datasets),
-        seeds=[int(s) for s in _csv(args.seeds)],
-        steps=args.steps,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        checkpoint_every=args.checkpoint_every,
-        device=args.device,
-        gpus_per_cell=args.gpus_per_cell,
-        algo_config=algo_config,
-        imports=list(args.imports),
-    )
+    spec = from_namespace(GridSpec, args, algo_config=algo_config, imports=list(args.imports))
     _import_all(args.imports)
     result = run_grid(
         spec,
@@ -256,8 +202,9 @@ def cmd_dataset_info(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_list(args: argparse.Namespace) -> int:
-    from offrl.data.builtin import BUILTIN, data_dir
-    from offrl.data.factory import MUJOCO_DATASETS, PACK_DIR, load_pack
+    from offrl.data.registry import data_dir
+    from offrl.suite.builtin import BUILTIN
+    from offrl.suite.factory import MUJOCO_DATASETS, PACK_DIR, load_pack
 
     cache = data_dir() / "datasets"
     print(f"{'name':30s} {'env':15s} {'transitions':>11s} {'behaviour return':>17s}  cached")
@@ -323,7 +270,7 @@ def _cached_return(path: Path) -> str:
 
 def cmd_dataset_make(args: argparse.Namespace) -> int:
     from offrl.data import load_dataset, save_dataset
-    from offrl.data.factory import build_level, export_pack, load_pack
+    from offrl.suite.factory import build_level, export_pack, load_pack
 
     if args.name:
         ds = load_dataset(args.name) if not args.rebuild else _rebuild(args.name)
@@ -344,13 +291,13 @@ def cmd_dataset_make(args: argparse.Namespace) -> int:
 
 
 def _rebuild(name: str) -> Any:
-    from offrl.data.builtin import make_builtin
+    from offrl.suite.builtin import make_builtin
 
     return make_builtin(name, rebuild=True)
 
 
 def cmd_dataset_pack(args: argparse.Namespace) -> int:
-    from offrl.data.factory import export_pack
+    from offrl.suite.factory import export_pack
 
     pack = export_pack(args.run, medium_fraction=args.medium_fraction, expert_step=args.expert_step)
     pack.save(args.out)
@@ -444,12 +391,19 @@ def _add_set(parser: argparse.ArgumentParser, metavar: str) -> None:
         nargs="+",
         default=[],
         metavar=metavar,
-        help="algorithm option (repeatable; several may follow one --set)",
+        help="algorithm option (repeatable; several may follow one --set; `offrl algos -v` "
+        "lists every algorithm's options)",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``offrl`` command."""
+def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``offrl`` command (``epilogs``: text shown under the help of
+    the named subcommands).
+
+    The options of ``train``, ``online`` and ``bench run`` are the fields of
+    :class:`~offrl.train.TrainConfig`, :class:`~offrl.train.online.OnlineConfig` and
+    :class:`~offrl.bench.grid.GridSpec` (:func:`offrl.config.add_options`): their types,
+    defaults and docstrings are the flags' types, defaults and help."""
     p = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -457,8 +411,26 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-v", "--verbose", action="store_true", help="also print config defaults")
     a.set_defaults(func=cmd_algos)
 
-    t = sub.add_parser("train", help="train an algorithm on a dataset")
-    t.add_argument("--algo", required=True)
+    from offrl.bench.grid import GridSpec
+    from offrl.train import TrainConfig
+    from offrl.train.online import OnlineConfig
+
+    epilogs = epilogs or {}
+    t = sub.add_parser(
+        "train",
+        help="train an algorithm on a dataset",
+        description="Train an algorithm on a dataset (the options are offrl.TrainConfig's).\n"
+        "`offrl train --algo ALGO --help` also lists ALGO's options (--set KEY=VALUE).",
+        epilog=epilogs.get("train"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(
+        t.add_argument_group("run options (TrainConfig)"),
+        TrainConfig,
+        skip=["algo_config"],
+        flags={"env_id": ["--env"]},
+        required=["algo", "dataset"],
+    )
     t.add_argument(
         "--import",
         dest="imports",
@@ -467,54 +439,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import a module or .py file first (it registers your algorithm; repeatable)",
     )
-    t.add_argument("--dataset", required=True, help="built-in name or path")
-    t.add_argument("--steps", type=int, default=20_000)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", help="run directory (default runs/ALGO-DATASET-sSEED)")
-    t.add_argument("--eval-every", type=int, default=5_000)
-    t.add_argument("--eval-episodes", type=int, default=10)
-    t.add_argument("--log-every", type=int, default=1_000)
-    t.add_argument("--checkpoint-every", type=int, default=5_000)
-    t.add_argument("--norm-obs", type=_bool, default=True, help="normalise observations (1/0)")
-    t.add_argument(
-        "--data-fraction", type=float, default=1.0, help="train on this fraction of the episodes"
-    )
-    t.add_argument("--data-seed", type=int, default=0, help="seed of the episode subsample")
-    t.add_argument("--reward-mode", choices=["none", "return_range"], default=None)
-    t.add_argument("--reward-scale", type=float, default=1.0)
-    t.add_argument("--reward-shift", type=float, default=0.0)
-    t.add_argument("--env", help="evaluation environment id (default: the dataset's)")
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--device", default="cpu")
-    t.add_argument(
-        "--cuda-graphs", action="store_true", help="replay updates from CUDA graphs (TD3+BC, BC)"
-    )
-    t.add_argument("--tensorboard", action="store_true")
-    t.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
-    t.add_argument("--no-progress", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_set(t, "KEY=VALUE")
     t.set_defaults(func=cmd_train)
 
-    o = sub.add_parser("online", help="train online on a Gymnasium environment (SAC)")
-    o.add_argument("--algo", default="sac")
-    o.add_argument("--env", required=True, help="Gymnasium id, e.g. HalfCheetah-v5")
-    o.add_argument("--steps", type=int, default=1_000_000, help="environment steps")
-    o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--out", help="run directory (default runs/online-ALGO-ENV-sSEED)")
-    o.add_argument("--num-envs", type=int, default=1)
-    o.add_argument("--start-steps", type=int, default=10_000)
-    o.add_argument("--updates-per-step", type=int, default=1)
-    o.add_argument("--buffer-size", type=int, default=1_000_000)
-    o.add_argument("--eval-every", type=int, default=10_000)
-    o.add_argument("--eval-episodes", type=int, default=10)
-    o.add_argument("--snapshot-every", type=int, default=20_000)
-    o.add_argument("--checkpoint-every", type=int, default=10_000)
-    o.add_argument("--threads", type=int, default=None)
-    o.add_argument("--device", default="cpu")
-    o.add_argument("--tensorboard", action="store_true")
-    o.add_argument("--wandb", action="store_true", help="log to W&B (offline mode by default)")
-    o.add_argument("--no-progress", action="store_true")
+    o = sub.add_parser(
+        "online",
+        help="train online on a Gymnasium environment (SAC)",
+        description="Train online on a Gymnasium environment (the options are OnlineConfig's).\n"
+        "`offrl online --algo ALGO --help` also lists ALGO's options (--set KEY=VALUE).",
+        epilog=epilogs.get("online"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(
+        o.add_argument_group("run options (OnlineConfig)"),
+        OnlineConfig,
+        skip=["algo_config"],
+        flags={"env_id": ["--env"]},
+        required=["env_id"],
+    )
+    o.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module or .py file first (it registers your algorithm; repeatable)",
+    )
     o.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_set(o, "KEY=VALUE")
     o.set_defaults(func=cmd_online)
@@ -589,30 +540,28 @@ def build_parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=cmd_bench_speed)
 
     br = bsub.add_parser("run", help="algorithms x datasets x seeds under one protocol")
-    br.add_argument("--algos", required=True, help="comma-separated, e.g. td3bc,iql,cql")
-    br.add_argument("--datasets", required=True, help="comma-separated names or paths")
-    br.add_argument("--seeds", default="0,1,2")
-    br.add_argument("--steps", type=int, default=100_000)
-    br.add_argument("--eval-every", type=int, default=10_000)
-    br.add_argument("--eval-episodes", type=int, default=10)
-    br.add_argument("--checkpoint-every", type=int, default=10_000)
+    add_options(
+        br.add_argument_group("protocol (GridSpec; lists are comma-separated)"),
+        GridSpec,
+        skip=["algo_config", "imports"],
+    )
     br.add_argument("--out", required=True, help="grid directory (re-run it to resume)")
     br.add_argument("--executor", choices=["local", "ray"], default="local")
     br.add_argument("--workers", type=int, default=2, help="local worker processes")
     br.add_argument("--ray", default=None, metavar="ADDRESS", help="Ray cluster address")
-    br.add_argument("--device", default="cpu", help="torch device of every cell, e.g. cuda")
-    br.add_argument(
-        "--gpus-per-cell",
-        type=float,
-        default=1.0,
-        help="Ray executor on a GPU device: the share of a GPU each cell asks for",
-    )
     br.add_argument(
         "--dry-run",
         action="store_true",
         help="write the grid's manifest and list the cells that would run; run nothing",
     )
-    br.add_argument("--import", dest="imports", action="append", default=[])
+    br.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help=help_text(field_docs(GridSpec)["imports"]) + " (repeatable)",
+    )
     _add_set(br, "ALGO.KEY=VALUE")
     br.set_defaults(func=cmd_bench_run)
     bp = bsub.add_parser("report", help="table, curves and IQM/CI for a grid directory")
@@ -651,9 +600,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _option_values(argv: list[str], flag: str) -> list[str]:
+    """The values given to ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``)."""
+    out = []
+    for i, token in enumerate(argv):
+        if token == flag and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif token.startswith(flag + "="):
+            out.append(token.split("=", 1)[1])
+    return out
+
+
+def _algo_help(argv: list[str]) -> dict[str, str]:
+    """For ``offrl train|online --algo ALGO --help``: ALGO's options, shown under the help."""
+    if not argv or argv[0] not in ("train", "online") or not {"-h", "--help"} & set(argv):
+        return {}
+    names = _option_values(argv, "--algo") or (["sac"] if argv[0] == "online" else [])
+    if not names:
+        return {}
+    from offrl.algos import get_algorithm
+
+    try:
+        _import_all(_option_values(argv, "--import"))
+        cls = get_algorithm(names[-1])
+    except (ImportError, KeyError, ValueError) as exc:
+        return {argv[0]: f"(no options listed for --algo {names[-1]}: {exc})"}
+    head = f"options of {cls.name} ({cls.config_class.__name__}; --set KEY=VALUE):"
+    return {argv[0]: "\n".join([head, *_algo_options(cls)])}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offrl`` command."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_algo_help(argv)).parse_args(argv)
     from offrl.data.dataset import DatasetError
 
     try:

@@ -21,6 +21,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -86,9 +87,11 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def help_text(doc: str) -> str:
-    """A docstring as one line of ``argparse`` help: whitespace collapsed, reST literal quotes
-    dropped, ``%`` escaped (argparse %-formats help strings)."""
-    return " ".join(doc.replace("``", "").split()).replace("%", "%%")
+    """A docstring as one line of ``argparse`` help: whitespace collapsed, reST markup
+    (````literal````, ``:role:`target```) reduced to its text, ``%`` escaped (argparse
+    %-formats help strings)."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", doc.replace("``", ""))
+    return " ".join(text.split()).replace("%", "%%")
 
 
 def parse_bool(text: str) -> bool:
@@ -189,12 +192,14 @@ def add_options(
         if f.name in skipped:
             continue
         option_strings = list(flags.get(f.name, ["--" + f.name.replace("_", "-")]))
+        metavar = option_strings[0].lstrip("-").replace("-", "_").upper()
         default = _default(f)
         must = default is dataclasses.MISSING or f.name in forced
         tp = _without_none(hints.get(f.name, type(default)))
         doc = help_text(docs.get(f.name, ""))
         if tp is bool:
-            shown = "" if must else f" (default: {_shown(default)})"
+            negative = "--no-" + option_strings[0].lstrip("-")
+            shown = f" (default: on; {negative}: off)" if default else " (default: off)"
             added[f.name] = parser.add_argument(
                 *option_strings,
                 dest=f.name,
@@ -204,7 +209,7 @@ def add_options(
                 default=None if must else default,
                 required=must,
                 metavar="0|1",
-                help=f"{doc}{shown}; --no-{option_strings[0].lstrip('-')} turns it off",
+                help=doc + shown,
             )
             parser.add_argument(
                 *("--no-" + s[2:] for s in option_strings if s.startswith("--")),
@@ -230,6 +235,7 @@ def add_options(
             choices=choices,
             default=None if must else default,
             required=must,
+            metavar=None if choices else metavar,
             help=doc + shown,
         )
     return added

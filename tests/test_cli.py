@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import torch
 from offrl.algos import list_algorithms
 from offrl.cli import build_parser, main
 from offrl.data import Dataset, load_dataset, save_npz
-from offrl.data.builtin import data_dir
+from offrl.data.registry import data_dir
 from offrl.train import load_checkpoint, read_metrics
 
 TRAIN_ARGS = [
@@ -341,3 +342,133 @@ def test_plot(bc_run: Path, tmp_path: Path) -> None:
     png = tmp_path / "curves.png"
     assert main(["plot", str(bc_run), "--out", str(png)]) == 0
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+# ---------------------------------------------------------------------- options from dataclasses
+def _subparser(*names: str) -> Any:
+    parser: Any = build_parser()
+    for name in names:
+        parser = next(
+            a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"
+        ).choices[name]
+    return parser
+
+
+# command, its config dataclass, fields whose flag is hand-written, the required arguments
+_CONFIG_COMMANDS = [
+    (("train",), "offrl.train:TrainConfig", {"algo_config": "--set"},
+     ["--algo", "td3bc", "--dataset", "pendulum-medium-v0"]),
+    (("online",), "offrl.train.online:OnlineConfig", {"algo_config": "--set"},
+     ["--env", "Pendulum-v1"]),
+    (("bench", "run"), "offrl.bench.grid:GridSpec",
+     {"algo_config": "--set", "imports": "--import"},
+     ["--algos", "td3bc,iql", "--datasets", "pendulum-medium-v0", "--out", "grid"]),
+]  # fmt: skip
+
+
+def _config_class(target: str) -> Any:
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_train_help_shows_the_docstrings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from offrl.config import field_docs, help_text
+    from offrl.train import TrainConfig
+
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    docs = field_docs(TrainConfig)
+    for field, flag in (("steps", "--steps"), ("seed", "--seed"), ("eval_every", "--eval-every")):
+        assert docs[field], field
+        assert f"{flag} {field.upper()} {help_text(docs[field])}" in out, field
+    assert "Gradient updates. (default: 20000)" in out
+    assert "--norm-obs [0|1] Normalise observations" in out and "--no-norm-obs: off" in out
+
+
+@pytest.mark.parametrize("command", _CONFIG_COMMANDS, ids=lambda c: " ".join(c[0]))
+def test_every_config_field_has_a_documented_flag(command: Any) -> None:
+    import dataclasses
+
+    names, target, hand_written, _ = command
+    cls = _config_class(target)
+    by_dest = {a.dest: a for a in _subparser(*names)._actions if a.option_strings}
+    for f in dataclasses.fields(cls):
+        if f.name in hand_written:
+            flag = hand_written[f.name]
+            assert any(flag in a.option_strings for a in by_dest.values()), f.name
+            continue
+        action = by_dest.get(f.name)
+        assert action is not None, f"{cls.__name__}.{f.name} has no flag"
+        assert action.help and action.help.strip(), f"{cls.__name__}.{f.name} has no help"
+
+
+@pytest.mark.parametrize("command", _CONFIG_COMMANDS, ids=lambda c: " ".join(c[0]))
+def test_parsing_the_required_arguments_gives_the_defaults(command: Any) -> None:
+    import dataclasses
+
+    from offrl.config import from_namespace
+
+    names, target, _, required = command
+    cls = _config_class(target)
+    args = build_parser().parse_args([*names, *required])
+    overrides: dict[str, Any] = {"algo_config": {}}
+    if "imports" in {f.name for f in dataclasses.fields(cls)}:
+        overrides["imports"] = args.imports
+    got = from_namespace(cls, args, **overrides)
+    if cls.__name__ == "GridSpec":
+        assert got == cls(algos=["td3bc", "iql"], datasets=["pendulum-medium-v0"])
+    else:
+        assert got == cls(), cls.__name__  # the required ones are given their defaults
+
+
+def test_existing_flag_spellings_still_work() -> None:
+    from offrl.config import from_namespace
+    from offrl.train import TrainConfig
+
+    parser = build_parser()
+
+    def cfg(*extra: str) -> TrainConfig:
+        args = parser.parse_args(["train", "--algo", "bc", "--dataset", "d", *extra])
+        return from_namespace(TrainConfig, args, algo_config={})
+
+    base = cfg()
+    assert base.norm_obs and base.progress and not base.cuda_graphs and not base.tensorboard
+    c = cfg("--norm-obs", "0", "--no-progress", "--cuda-graphs", "--tensorboard", "--wandb")
+    assert not c.norm_obs and not c.progress and c.cuda_graphs and c.tensorboard and c.wandb
+    assert not cfg("--no-norm-obs").norm_obs and cfg("--norm-obs").norm_obs
+    assert cfg("--norm-obs", "1").norm_obs and not cfg("--progress", "false").progress
+    c = cfg("--env", "Hopper-v5", "--reward-mode", "return_range", "--threads", "3")
+    assert c.env_id == "Hopper-v5" and c.reward_mode == "return_range" and c.threads == 3
+    c = cfg("--out", "runs/x", "--steps", "7", "--data-fraction", "0.5", "--eval-seed", "3")
+    assert (c.out, c.steps, c.data_fraction, c.eval_seed) == ("runs/x", 7, 0.5, 3)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--algo", "bc", "--dataset", "d", "--reward-mode", "x"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--dataset", "d"])  # --algo stays required
+    grid = parser.parse_args(
+        ["bench", "run", "--algos", "bc", "--datasets", "a, b", "--seeds", "3,4", "--out", "o"]
+    )
+    assert grid.datasets == ["a", "b"] and grid.seeds == [3, 4]
+
+
+def test_train_algo_help_lists_the_algorithms_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--algo", "td3bc", "--help"])
+    out = capsys.readouterr().out
+    assert "options of td3bc (TD3BCConfig; --set KEY=VALUE):" in out
+    assert "    alpha = 2.5\n        Weight of the Q term relative to behaviour cloning" in out
+    with pytest.raises(SystemExit):
+        main(["online", "--help"])  # the default algorithm, SAC
+    assert "options of sac (SACConfig" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help", "--algo", "no-such-algo"])
+    assert "unknown algorithm 'no-such-algo'" in capsys.readouterr().out

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from offrl.algos import CRR, Algorithm, CRRConfig, EnvSpec, get_algorithm
-from offrl.cli import import_module
 from offrl.data import Dataset
 from offrl.data.sampler import TensorSampler
 from offrl.losses import conservative_penalty
+from offrl.plugins import import_module
 from offrl.train import TrainConfig, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "crr_cql.py"
@@ -152,3 +152,43 @@ def test_crr_cql_beats_behaviour_on_medium(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "run" / "final.json").read_text()) == final
     # Observed: -221 at 1000 steps (-652 at 500, -186 at 1500), from data that averages -528.
     assert final["return_mean"] > final["behaviour_return_mean"] + 100, final
+
+
+# ---------------------------------------------------------------------- what the loops ask
+def test_training_loops_ask_declared_members_with_defaults() -> None:
+    """The trainer, the online loop and the benchmarks ask an algorithm only what
+    ``Algorithm``/``AlgoConfig`` declare; an algorithm that overrides nothing gets defaults."""
+    crr = CRR(SPEC, CRRConfig(**SMALL))
+    assert crr.config.reward_mode == "none"
+    assert crr.config.for_run(123) is crr.config  # nothing follows the run's length
+    assert crr.update_cycle() == 1
+    assert crr.snapshot_policy() is None
+    assert not CRR.can_explore() and not example.CRRCQL.can_explore()
+    with pytest.raises(NotImplementedError, match="cannot explore"):
+        crr.explore(np.zeros((2, 3), np.float32))
+
+    iql_cfg = get_algorithm("iql").config_class()
+    assert iql_cfg.reward_mode == "return_range"
+    resolved: Any = iql_cfg.for_run(500)
+    assert resolved.max_steps == 500 and iql_cfg.max_steps is None  # a new config
+    fixed: Any = get_algorithm("iql").config_class.from_dict({"max_steps": 0})
+    assert fixed.for_run(500).max_steps == 0  # an explicit value stays
+
+    td3bc = get_algorithm("td3bc")(SPEC, get_algorithm("td3bc").config_class(**SMALL))
+    assert td3bc.update_cycle() == td3bc.config.policy_freq == 2  # type: ignore[attr-defined]
+
+    sac_cls = get_algorithm("sac")
+    sac = sac_cls(SPEC, sac_cls.config_class(**SMALL))
+    assert sac_cls.can_explore() and get_algorithm("cql").can_explore()
+    actions = sac.explore(np.zeros((4, 3), np.float32))
+    assert actions.shape == (4, 1) and np.all(np.abs(actions) <= 2.0)
+    assert sac.snapshot_policy() is getattr(sac, "actor")  # noqa: B009
+
+
+def test_online_training_refuses_an_algorithm_that_cannot_explore(tmp_path: Path) -> None:
+    from offrl.train.online import OnlineConfig, train_online
+
+    cfg = OnlineConfig(algo="bc", env_id="Pendulum-v1", out=str(tmp_path / "run"), steps=10)
+    with pytest.raises(ValueError, match="bc cannot explore"):
+        train_online(cfg)
+    assert not (tmp_path / "run").exists()

@@ -16,9 +16,10 @@ import torch
 from _devices import DEVICES
 
 from offrl.cli import main
-from offrl.data import Dataset, factory, load_dataset
-from offrl.data.factory import BehaviourPack, build_level, export_pack, load_pack
+from offrl.data import Dataset, load_dataset
 from offrl.data.replay import ReplayBuffer
+from offrl.suite import factory
+from offrl.suite.factory import BehaviourPack, build_level, export_pack, load_pack
 from offrl.train.online import OnlineConfig, train_online
 
 ENV = "InvertedPendulum-v5"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import types
 from pathlib import Path
 
 import h5py
@@ -19,6 +17,7 @@ from offrl.data import (
     load_dataset,
     load_minari,
     load_npz,
+    registry,
     save_d4rl_hdf5,
     save_dataset,
     save_minari,
@@ -475,17 +474,50 @@ def test_minari_save_rejects_broken_chain(tmp_path: Path) -> None:
 # ====================================================================== dispatch
 @pytest.fixture
 def fake_builtin(monkeypatch: pytest.MonkeyPatch) -> Dataset:
+    """The only dataset name resolver is a fake knowing ``"toy"`` (see offrl.data.registry)."""
     toy = _dataset()
-    module = types.ModuleType("offrl.data.builtin")
 
     def make_builtin(name: str) -> Dataset:
         if name != "toy":
             raise KeyError(f"unknown dataset {name!r}; known: ['toy']")
         return toy
 
-    module.make_builtin = make_builtin  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "offrl.data.builtin", module)
+    monkeypatch.setattr(registry, "_RESOLVERS", [make_builtin])
     return toy
+
+
+def test_load_dataset_without_resolvers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_RESOLVERS", [])
+    with pytest.raises(DatasetError, match="^name_or_path: 'toy' is not an existing file"):
+        load_dataset("toy")
+
+
+def test_registered_resolvers_are_tried_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    toy = _dataset()
+
+    def first(name: str) -> Dataset:
+        raise KeyError("first knows nothing")
+
+    def second(name: str) -> Dataset:
+        if name != "toy":
+            raise KeyError("second knows 'toy'")
+        return toy
+
+    monkeypatch.setattr(registry, "_RESOLVERS", [])
+    assert registry.register_dataset_resolver(first) is first
+    registry.register_dataset_resolver(second)
+    registry.register_dataset_resolver(first)  # idempotent
+    assert registry.dataset_resolvers() == (first, second)
+    assert load_dataset("toy") is toy
+    with pytest.raises(DatasetError, match="first knows nothing; second knows 'toy'"):
+        load_dataset("nope")
+
+
+def test_builtin_names_are_registered() -> None:
+    """``import offrl`` (run before any ``offrl.*`` import) registers offrl.suite's resolver."""
+    from offrl.suite.builtin import make_builtin
+
+    assert make_builtin in registry.dataset_resolvers()
 
 
 def test_load_dataset_dispatch(tmp_path: Path, fake_builtin: Dataset) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _training import train_run
 
-from offrl.data.factory import MUJOCO_DATASETS, PACK_DIR
+from offrl.suite.factory import MUJOCO_DATASETS, PACK_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 from _devices import DEVICES, needs_cuda
 
+import offrl.io as io_module
 from offrl.cli import main
 from offrl.data import load_dataset
 from offrl.rng import restore_generator
 from offrl.train import TrainConfig, load_checkpoint, read_metrics, save_checkpoint, train
-from offrl.train import checkpoint as checkpoint_module
 
 DATASET = "pendulum-medium-v0"
 STEPS = 400
@@ -280,9 +280,9 @@ def test_interrupted_write_keeps_previous_checkpoint(
                 self.f.flush()
                 interrupt()
 
-        monkeypatch.setattr(checkpoint_module.os, "fdopen", _Broken)
+        monkeypatch.setattr(io_module.os, "fdopen", _Broken)
     else:
-        monkeypatch.setattr(checkpoint_module.os, where, interrupt)
+        monkeypatch.setattr(io_module.os, where, interrupt)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _state(2))
     monkeypatch.undo()

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from offrl.data.builtin import data_dir
-from offrl.data.factory import LEVELS, MUJOCO_DATASETS, PACK_DIR, load_pack
+from offrl.data.registry import data_dir
 from offrl.scores import normalized_score
+from offrl.suite.factory import LEVELS, MUJOCO_DATASETS, PACK_DIR, load_pack
 from offrl.train.loggers import read_metrics
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "behaviour" / "BEHAVIOUR.md"

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from offrl.bench.grid import Cell, GridSpec, claim, load_grid
 from offrl.data.loaders import load_d4rl_hdf5, load_dataset, save_d4rl_hdf5
+from offrl.io import atomic_write_bytes
 from offrl.scores import get_reference
-from offrl.train.checkpoint import atomic_write_bytes
 
 HERE = Path(__file__).resolve().parent
 TRAIN = HERE / "train.py"
@@ -57,14 +57,14 @@ class Resolved:
 
 def resolve(dataset: str, out: Path) -> Resolved:
     """The HDF5 file, env id and reference returns of a grid dataset."""
-    from offrl.data.factory import MUJOCO_DATASETS
+    from offrl.suite.factory import MUJOCO_DATASETS
 
     p = Path(dataset)
     if p.is_file() and p.suffix.lower() in (".hdf5", ".h5"):
         ds = load_d4rl_hdf5(p)
         hdf5 = p
     elif dataset in MUJOCO_DATASETS:
-        from offrl.data.builtin import data_dir
+        from offrl.data.registry import data_dir
 
         ds = load_dataset(dataset)  # builds and caches the HDF5 file on first use
         hdf5 = data_dir() / "datasets" / f"{dataset}.hdf5"

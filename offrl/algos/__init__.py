@@ -2,8 +2,8 @@
 
 >>> from offrl.algos import get_algorithm, list_algorithms
 >>> list_algorithms()  # doctest: +NORMALIZE_WHITESPACE
-['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'cql', 'crr', 'edac', 'iql', 'sac', 'sac_n',
- 'td3bc', 'uwac']
+['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'cql', 'crr', 'edac', 'iql', 'rebrac', 'sac',
+ 'sac_n', 'td3bc', 'uwac']
 """
 
 from offrl.algos import (  # noqa: F401  (registers the algorithms)
@@ -17,6 +17,7 @@ from offrl.algos import (  # noqa: F401  (registers the algorithms)
     crr,
     edac,
     iql,
+    rebrac,
     sac,
     sacn,
     td3bc,
@@ -40,6 +41,7 @@ from offrl.algos.cql import CQL, CQLConfig
 from offrl.algos.crr import CRR, CRRConfig
 from offrl.algos.edac import EDAC, EDACConfig
 from offrl.algos.iql import IQL, IQLConfig
+from offrl.algos.rebrac import ReBRAC, ReBRACConfig
 from offrl.algos.sac import SAC, SACConfig
 from offrl.algos.sacn import SACN, SACNConfig
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
@@ -72,6 +74,8 @@ __all__ = [
     "EDACConfig",
     "IQL",
     "IQLConfig",
+    "ReBRAC",
+    "ReBRACConfig",
     "SAC",
     "SACConfig",
     "SACN",

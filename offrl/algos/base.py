@@ -7,6 +7,11 @@ An algorithm is a config dataclass plus a class with
   statistics) and ``attach_data(dataset)`` (see the preprocessed training data whose rows
   ``Batch.rows`` names) -- hooks for algorithms that need the dataset as a whole;
 * ``act(obs) -> np.ndarray`` -- deterministic actions for raw environment observations;
+* optionally what the training loops ask of it, each declared here with a default:
+  ``AlgoConfig.reward_mode`` (the reward transform it expects), ``AlgoConfig.for_run(steps)``
+  (options that follow the run's length), ``update_cycle()`` (period of its update branches),
+  ``graph_cycle()`` (CUDA-graph replay), and for online training ``explore(obs)`` and
+  ``snapshot_policy()``;
 * ``state_dict()`` / ``load_state_dict()`` -- the whole state (networks, optimisers, RNG,
   preprocessing), made only of tensors and plain Python values so that checkpoints load with
   ``torch.load(weights_only=True)``, without executing code.

@@ -18,7 +18,7 @@ schedule; we follow the official code, CORL and d3rlpy, which all decay over the
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -53,6 +53,10 @@ class IQLConfig(AlgoConfig):
     length (the trainer's ``steps``; 1M, the paper's budget, outside the trainer), 0 disables."""
     reward_mode: str = "return_range"
     """The trainer's reward transform: ``return_range`` is the paper's locomotion recipe."""
+
+    def for_run(self, steps: int) -> IQLConfig:
+        """``max_steps=None`` becomes the run's ``steps``: the schedule spans the run."""
+        return replace(self, max_steps=steps) if self.max_steps is None else self
 
 
 @register("iql")

@@ -149,3 +149,7 @@ class SAC(Algorithm):
         a, _ = self.actor.sample(x, generator=self.generator)
         a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
         return a.cpu().numpy()
+
+    def snapshot_policy(self) -> nn.Module:
+        """The squashed-Gaussian actor (what ``offrl dataset pack`` rebuilds)."""
+        return self.actor

@@ -110,5 +110,9 @@ class TD3BC(Algorithm):
         # The actor and targets update every policy_freq-th step; nothing else varies.
         return self.config.policy_freq
 
+    def update_cycle(self) -> int:
+        # Every policy_freq-th update also steps the actor and the targets.
+        return self.config.policy_freq
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offrl.train.checkpoint import atomic_write_bytes
+from offrl.io import atomic_write_bytes
 
 try:
     import fcntl
@@ -214,7 +214,7 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     Returns ``{"status": "done" | "failed" | "skipped", "final": ..., "error": ...,
     "seconds": ...}``. Module-level so that worker processes and Ray can import it.
     """
-    from offrl.cli import import_module
+    from offrl.plugins import import_module
     from offrl.train import TrainConfig, train
 
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ from offrl.bench.grid import (
     run_dirs,
     train_command,
 )
-from offrl.train.checkpoint import atomic_write_bytes
+from offrl.io import atomic_write_bytes
 from offrl.train.loggers import read_metrics
 
 __all__ = ["CellResult", "collect", "collect_external", "read_run", "aggregate", "write_report"]

@@ -162,7 +162,7 @@ def measure_speed(
     update = GraphedUpdate(algo).update if cuda_graphs else algo.update
     for _ in range(warmup):
         update(sampler.sample())
-    cycle = int(getattr(cfg, "policy_freq", 1))
+    cycle = algo.update_cycle()  # e.g. TD3+BC's delayed actor: average over its period
     with FlopCounterMode(display=False) as counter:
         for _ in range(cycle):
             algo.update(sampler.sample())

@@ -1,4 +1,5 @@
-"""Offline data: the :class:`Dataset` container and readers/writers for common formats."""
+"""Offline data: the :class:`Dataset` container, readers/writers for common formats, and the
+registry that resolves dataset names (filled by :mod:`offrl.suite`)."""
 
 from offrl.data.dataset import Dataset, DatasetError, EpisodeStats
 from offrl.data.loaders import (
@@ -11,15 +12,18 @@ from offrl.data.loaders import (
     save_minari,
     save_npz,
 )
+from offrl.data.registry import data_dir, register_dataset_resolver
 
 __all__ = [
     "Dataset",
     "DatasetError",
     "EpisodeStats",
+    "data_dir",
     "load_d4rl_hdf5",
     "load_dataset",
     "load_minari",
     "load_npz",
+    "register_dataset_resolver",
     "save_d4rl_hdf5",
     "save_dataset",
     "save_minari",

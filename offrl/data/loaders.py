@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ import h5py
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetError
+from offrl.data.registry import resolve_dataset
+from offrl.io import replace_when_done, reserve_temp
 
 __all__ = [
     "load_d4rl_hdf5",
@@ -450,7 +451,8 @@ def load_dataset(name_or_path: PathLike, env_id: str | None = None) -> Dataset:
     * an existing ``.hdf5`` / ``.h5`` file -> :func:`load_d4rl_hdf5` (or :func:`load_minari` for
       a Minari ``main_data.hdf5``, recognised by its ``episode_<i>`` groups);
     * an existing directory -> :func:`load_minari`;
-    * anything else is the name of a built-in dataset (``offrl.data.builtin.make_builtin``).
+    * anything else is a dataset name, resolved by the resolvers registered in
+      :mod:`offrl.data.registry` (the built-in datasets of :mod:`offrl.suite`).
 
     Args:
         name_or_path: a path or a built-in dataset name.
@@ -477,21 +479,17 @@ def load_dataset(name_or_path: PathLike, env_id: str | None = None) -> Dataset:
         )
     name = str(name_or_path)
     try:
-        from offrl.data.builtin import make_builtin
-    except ModuleNotFoundError as exc:
-        if exc.name != "offrl.data.builtin":
-            raise
+        dataset = resolve_dataset(name)
+    except LookupError as exc:
+        if isinstance(exc, KeyError):
+            detail = exc.args[0] if exc.args else ""
+            raise DatasetError(
+                f"name_or_path: {name!r} is neither an existing file/directory nor a known "
+                f"built-in dataset. {detail}".rstrip()
+            ) from exc
         raise DatasetError(
             f"name_or_path: {name!r} is not an existing file or directory, and built-in "
             "datasets are not available in this installation"
-        ) from exc
-    try:
-        dataset = make_builtin(name)
-    except KeyError as exc:
-        detail = exc.args[0] if exc.args else ""
-        raise DatasetError(
-            f"name_or_path: {name!r} is neither an existing file/directory nor a known built-in "
-            f"dataset. {detail}".rstrip()
         ) from exc
     if env_id is not None:
         dataset.env_id = env_id
@@ -553,25 +551,16 @@ def _open_hdf5(path: Path) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _atomic_target(path: Path) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` if the block succeeds."""
-    directory = path.parent
+    """Yield a temporary path next to ``path``; rename it over ``path`` if the block succeeds
+    (:mod:`offrl.io`), with setup problems reported as :class:`DatasetError`."""
     if path.is_dir():
         raise DatasetError(f"path: {path} is a directory, expected a file path")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # Not mkstemp: its files are private (0600); this one gets the usual umask permissions.
-        tmp = str(directory / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        tmp = reserve_temp(path)
     except OSError as exc:
-        raise DatasetError(f"path: cannot write in {directory} ({exc})") from exc
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        raise DatasetError(f"path: cannot write in {path.parent} ({exc})") from exc
+    with replace_when_done(tmp, path):
+        yield str(tmp)
 
 
 def _flatten_column(name: str, arr: np.ndarray) -> np.ndarray:

@@ -2,37 +2,21 @@
 
 A checkpoint is a dict of tensors and plain Python values saved with ``torch.save`` and read
 with ``torch.load(weights_only=True)``, which refuses anything that would need unpickling code.
-Writes go to a temporary file in the same directory, are flushed to disk and then renamed over
-the target, so a run killed mid-write leaves the previous checkpoint intact.
+Writes go through :func:`offrl.io.atomic_write_bytes` (a temporary file in the same directory,
+flushed to disk and then renamed over the target), so a run killed mid-write leaves the previous
+checkpoint intact.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "atomic_write_bytes"]
+from offrl.io import atomic_write_bytes
 
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["save_checkpoint", "load_checkpoint"]
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

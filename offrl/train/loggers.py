@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from offrl.io import atomic_write_text
+
 __all__ = ["MetricLogger", "read_metrics"]
 
 
@@ -61,9 +63,7 @@ class MetricLogger:
         self.jsonl_path = self.dir / "metrics.jsonl"
         if resume_step is not None:
             kept = [r for r in read_metrics(self.jsonl_path) if r["step"] <= resume_step]
-            tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.jsonl_path)
+            atomic_write_text(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in kept))
         elif self.jsonl_path.exists():
             self.jsonl_path.unlink()
         self._jsonl = self.jsonl_path.open("a")

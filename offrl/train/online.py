@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import offrl
+from offrl._version import __version__
 from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
 from offrl.data.replay import ReplayBuffer
+from offrl.io import atomic_write_bytes
 from offrl.rng import restore_generator
-from offrl.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from offrl.train.checkpoint import load_checkpoint, save_checkpoint
 from offrl.train.evaluation import evaluate
 from offrl.train.loggers import MetricLogger
 
@@ -47,7 +48,7 @@ class OnlineConfig:
     """One online training run (step counts are environment steps over all envs)."""
 
     algo: str = "sac"
-    """A registered algorithm with an ``explore(obs)`` method."""
+    """A registered algorithm that can explore (implements ``Algorithm.explore``)."""
     env_id: str = "Pendulum-v1"
     """Gymnasium environment id."""
     out: str = ""
@@ -112,14 +113,6 @@ def env_spec(env_id: str) -> EnvSpec:
     )
 
 
-def _explore(algo: Algorithm, obs: np.ndarray) -> np.ndarray:
-    explore = getattr(algo, "explore", None)
-    if explore is None:
-        raise TypeError(f"{algo.name} cannot explore: online training needs an explore() method")
-    out: np.ndarray = explore(obs)
-    return out
-
-
 def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) one online run; returns the final summary."""
     if cfg.threads:
@@ -130,6 +123,11 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
         raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
     spec = env_spec(cfg.env_id)
     algo_cls = get_algorithm(cfg.algo)
+    if not algo_cls.can_explore():
+        raise ValueError(
+            f"{cfg.algo} cannot explore: online training needs an algorithm that implements "
+            "Algorithm.explore() (e.g. sac)"
+        )
     algo = algo_cls(spec, algo_cls.config_class.from_dict(cfg.algo_config), cfg.seed, cfg.device)
     low = np.asarray(spec.action_low, dtype=np.float32)
     high = np.asarray(spec.action_high, dtype=np.float32)
@@ -155,7 +153,7 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
         "online": dataclasses.asdict(cfg),
         "algo": algo.config.to_dict(),
         "spec": spec.to_dict(),
-        "offrl_version": offrl.__version__,
+        "offrl_version": __version__,
         "torch_version": torch.__version__,
         "gymnasium_version": gym.__version__,
     }
@@ -209,7 +207,7 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
             actions = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
             actions = actions.astype(np.float32)
         else:
-            actions = _explore(algo, obs)
+            actions = algo.explore(obs)
         next_obs, rew, term, trunc, _ = envs.step(actions)
         keep = ~skip
         buffer.add(
@@ -294,8 +292,8 @@ def _save_snapshot(
     path: Path, algo: Algorithm, step: int, evaluation: dict[str, Any], cfg: OnlineConfig
 ) -> None:
     """Policy weights only (float32), with what is needed to rebuild and judge them."""
-    actor = getattr(algo, "actor", None)
-    if not isinstance(actor, torch.nn.Module):
+    actor = algo.snapshot_policy()
+    if actor is None:
         return
     save_checkpoint(
         path,

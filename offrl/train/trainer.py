@@ -24,20 +24,21 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import offrl
+from offrl._version import __version__
 from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
 from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.sampler import TensorSampler
-from offrl.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from offrl.io import atomic_write_bytes
+from offrl.train.checkpoint import load_checkpoint, save_checkpoint
 from offrl.train.evaluation import evaluate
 from offrl.train.graphs import GraphedUpdate
 from offrl.train.loggers import MetricLogger, read_metrics
@@ -76,8 +77,9 @@ class TrainConfig:
     0.1, 0.01...)."""
     data_seed: int = 0
     """Seed of the episode subsample (``data_fraction < 1``)."""
-    reward_mode: str | None = None
-    """``"none"`` or ``"return_range"``; ``None`` uses the algorithm's default."""
+    reward_mode: Literal["none", "return_range"] | None = None
+    """Reward transform: ``none``, or ``return_range`` (divide by the dataset's range of episode
+    returns, times 1000); unset, the algorithm's own ``reward_mode`` option decides."""
     reward_scale: float = 1.0
     """Multiply rewards by this (after ``reward_mode``)."""
     reward_shift: float = 0.0
@@ -150,10 +152,8 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
     env_id = cfg.env_id or dataset.env_id
     spec = spec_for(dataset, env_id)
     algo_cls = get_algorithm(cfg.algo)
-    algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config)
-    # Learning-rate schedules that span "the run" (IQL's actor) follow this run's length.
-    if hasattr(algo_cfg, "max_steps") and algo_cfg.max_steps is None:
-        algo_cfg.max_steps = cfg.steps
+    # Options that span "the run" (IQL's actor learning-rate schedule) take this run's length.
+    algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config).for_run(cfg.steps)
     algo = algo_cls(spec, algo_cfg, seed=cfg.seed, device=cfg.device)
     # The algorithm picks the transitions it trains on (all by default; %BC keeps its best
     # episodes) before statistics are computed. ``dataset`` stays the whole data: its returns
@@ -166,9 +166,7 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
     )
     algo.set_normalizer(normalizer)
     reward = RewardTransform(
-        cfg.reward_mode or str(getattr(algo_cfg, "reward_mode", "none")),
-        cfg.reward_scale,
-        cfg.reward_shift,
+        cfg.reward_mode or algo_cfg.reward_mode, cfg.reward_scale, cfg.reward_shift
     )
     prepared = preprocess(train_data, normalizer, reward, spec.action_low, spec.action_high)
     algo.attach_data(prepared)  # before any load_state_dict; Batch.rows index ``prepared``
@@ -221,7 +219,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "return_mean": stats.return_mean,
             "metadata": dataset.metadata,
         },
-        "offrl_version": offrl.__version__,
+        "offrl_version": __version__,
         "torch_version": torch.__version__,
     }
     run.mkdir(parents=True, exist_ok=True)

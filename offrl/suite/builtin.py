@@ -12,33 +12,29 @@
 
 Each dataset is 100 episodes of 200 steps (20,000 transitions) ending in time-limit truncations,
 generated with 10 vectorised environments seeded from the dataset's seed, so a build is
-deterministic. They are written in offrl's ``.npz`` format under :func:`data_dir` and reused.
+deterministic. They are written in offrl's ``.npz`` format under
+:func:`offrl.data.registry.data_dir` and reused.
+
+:func:`make_builtin` also resolves the MuJoCo names of :mod:`offrl.suite.factory`; importing
+:mod:`offrl.suite` registers it with :func:`offrl.data.register_dataset_resolver`, which is how
+``offrl.data.load_dataset("pendulum-medium-v0")`` finds these datasets.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset
+from offrl.data.loaders import load_npz, save_npz
+from offrl.data.registry import data_dir
+from offrl.suite.factory import MUJOCO_DATASETS, make_mujoco
+from offrl.suite.rollout import Policy, rollout_dataset
 
-__all__ = ["BUILTIN", "data_dir", "make_builtin", "pendulum_expert", "rollout_dataset"]
-
-Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-def data_dir() -> Path:
-    """Where built datasets are cached: ``$OFFRL_DATA_DIR``, else ``$XDG_DATA_HOME/offrl``,
-    else ``~/.local/share/offrl``."""
-    if "OFFRL_DATA_DIR" in os.environ:
-        return Path(os.environ["OFFRL_DATA_DIR"])
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(base) / "offrl"
+__all__ = ["BUILTIN", "BuiltinSpec", "make_builtin", "pendulum_expert"]
 
 
 def pendulum_expert(obs: np.ndarray) -> np.ndarray:
@@ -63,79 +59,6 @@ def _epsilon(policy: Callable[[np.ndarray], np.ndarray], eps: float) -> Policy:
         return np.where(rng.random((a.shape[0], 1)) < eps, rand, a)
 
     return act
-
-
-def rollout_dataset(
-    env_id: str,
-    policy: Policy,
-    episodes: int | None = None,
-    seed: int = 0,
-    num_envs: int = 10,
-    metadata: dict[str, object] | None = None,
-    transitions: int | None = None,
-) -> Dataset:
-    """Roll ``policy`` out in ``num_envs`` vectorised envs: ``episodes`` complete episodes, or
-    exactly ``transitions`` transitions.
-
-    Episodes are stored contiguously (env by env), terminations as terminals and time-limit
-    truncations as timeouts, with true ``next_observations`` (the final observation of a
-    truncated episode, not the reset observation). With ``transitions``, collection stops as soon
-    as that many are stored, and the episodes still running are stored as truncated (timeouts),
-    as D4RL's fixed-size datasets end.
-    """
-    if (episodes is None) == (transitions is None):
-        raise ValueError("give exactly one of episodes and transitions")
-    if episodes is not None and episodes % num_envs:
-        raise ValueError("episodes must be a multiple of num_envs")
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
-    rng = np.random.default_rng(seed)
-    per_env: list[list[dict[str, np.ndarray]]] = [[] for _ in range(num_envs)]
-    obs, _ = envs.reset(seed=seed)
-    done_eps = np.zeros(num_envs, dtype=int)
-    target = episodes // num_envs if episodes is not None else np.iinfo(np.int64).max
-    current: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(num_envs)]
-    stored = 0
-
-    def close(i: int) -> None:
-        o, a, r, n, t, tr = (np.array(x) for x in zip(*current[i], strict=True))
-        per_env[i].append({"o": o, "a": a, "r": r, "n": n, "t": t, "tr": tr & ~t})
-        current[i] = []
-
-    # SAME_STEP autoreset would hide the final observation; NEXT_STEP (the default) means the
-    # step after an episode end is a reset step whose transition is discarded.
-    skip = np.zeros(num_envs, dtype=bool)
-    while (done_eps < target).any() and (transitions is None or stored < transitions):
-        actions = policy(obs, rng)
-        next_obs, rew, term, trunc, _ = envs.step(actions)
-        for i in range(num_envs):
-            if skip[i]:
-                skip[i] = False
-                continue
-            if done_eps[i] >= target or (transitions is not None and stored >= transitions):
-                continue
-            current[i].append((obs[i], actions[i], rew[i], next_obs[i], term[i], trunc[i]))
-            stored += 1
-            if term[i] or trunc[i]:
-                close(i)
-                done_eps[i] += 1
-                skip[i] = True
-        obs = next_obs
-    envs.close()
-    for i in range(num_envs):
-        if current[i]:  # cut by the transition budget: a truncation
-            current[i][-1] = (*current[i][-1][:5], np.array(True))
-            close(i)
-    eps = [ep for env_eps in per_env for ep in env_eps]
-    return Dataset(
-        observations=np.concatenate([e["o"] for e in eps]).astype(np.float32),
-        actions=np.concatenate([e["a"] for e in eps]).astype(np.float32),
-        rewards=np.concatenate([e["r"] for e in eps]).astype(np.float32),
-        next_observations=np.concatenate([e["n"] for e in eps]).astype(np.float32),
-        terminals=np.concatenate([e["t"] for e in eps]).astype(bool),
-        timeouts=np.concatenate([e["tr"] for e in eps]).astype(bool),
-        env_id=env_id,
-        metadata=dict(metadata or {}),
-    )
 
 
 @dataclass(frozen=True)
@@ -194,17 +117,13 @@ def _with_meta(ds: Dataset, meta: dict[str, object]) -> Dataset:
 def make_builtin(name: str, rebuild: bool = False) -> Dataset:
     """Load the built-in dataset ``name``, building and caching it on first use.
 
-    MuJoCo names (``hopper-medium-v0``...) are built by :mod:`offrl.data.factory`.
+    MuJoCo names (``hopper-medium-v0``...) are built by :mod:`offrl.suite.factory`.
     Raises ``KeyError`` for an unknown name.
     """
-    from offrl.data.factory import MUJOCO_DATASETS, make_mujoco
-
     if name in MUJOCO_DATASETS:
         return make_mujoco(name, rebuild=rebuild)
     if name not in BUILTIN:
         raise KeyError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTIN)}")
-    from offrl.data.loaders import load_npz, save_npz
-
     path = data_dir() / "datasets" / f"{name}.npz"
     if path.exists() and not rebuild:
         return load_npz(path)

@@ -42,10 +42,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import offrl
-from offrl.data.builtin import Policy, data_dir, rollout_dataset
+from offrl._version import __version__
 from offrl.data.dataset import Dataset, DatasetError
+from offrl.data.loaders import load_d4rl_hdf5, save_d4rl_hdf5
+from offrl.data.registry import data_dir
+from offrl.data.replay import ReplayBuffer
 from offrl.nn import TanhGaussianPolicy
+from offrl.suite.rollout import Policy, rollout_dataset
+from offrl.train.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "LEVELS",
@@ -63,8 +67,9 @@ __all__ = [
 
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
 PACK_FORMAT = "offrl-behaviour-v1"
-PACK_DIR = Path(__file__).resolve().parent / "behaviour"
-"""Where the shipped behaviour packs live."""
+PACK_DIR = Path(__file__).resolve().parent.parent / "data" / "behaviour"
+"""Where the shipped behaviour packs live (``offrl/data/behaviour/``: package data, next to the
+other dataset assets; this module, which uses them, sits in the layer above ``offrl.data``)."""
 
 # Registered dataset names -> (environment id, pack file in PACK_DIR).
 _ENVS = {
@@ -154,8 +159,6 @@ class BehaviourPack:
 
     def save(self, path: str | Path) -> Path:
         """Write the pack atomically."""
-        from offrl.train.checkpoint import save_checkpoint
-
         save_checkpoint(path, self.state_dict())
         return Path(path)
 
@@ -299,7 +302,7 @@ def export_pack(
         snapshots=weights,
         returns={},
         info={
-            "offrl_version": offrl.__version__,
+            "offrl_version": __version__,
             "gymnasium_version": gym.__version__,
             "mujoco_version": _mujoco_version(),
             "snapshot_every": int(online["snapshot_every"]),
@@ -361,9 +364,6 @@ def _replay(
 
 def _run_buffer(pack: BehaviourPack, run_dir: Path, until: int) -> Dataset:
     """The first ``until`` transitions of the real replay buffer of the run in ``run_dir``."""
-    from offrl.data.replay import ReplayBuffer
-    from offrl.train.checkpoint import load_checkpoint
-
     buf_state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["buffer"]
     low, high = _bounds(pack.env_id)
     buf = ReplayBuffer(int(buf_state["size"]), (pack.obs_dim,), pack.action_dim, low, high)
@@ -490,7 +490,7 @@ def _build_level(
         "replay": _replay_kind(pack, level, run),
         "seed": seed,
         "pack_seed": pack.seed,
-        "offrl_version": offrl.__version__,
+        "offrl_version": __version__,
         "gymnasium_version": gym.__version__,
         "mujoco_version": _mujoco_version(),
     }
@@ -510,8 +510,6 @@ def make_mujoco(
 ) -> Dataset:
     """Load a registered MuJoCo dataset (e.g. ``hopper-medium-v0``), building it on first use
     from the shipped behaviour pack and caching it as D4RL-layout HDF5 under :func:`data_dir`."""
-    from offrl.data.loaders import load_d4rl_hdf5, save_d4rl_hdf5
-
     if name not in MUJOCO_DATASETS:
         raise KeyError(f"unknown MuJoCo dataset {name!r}; available: {sorted(MUJOCO_DATASETS)}")
     env_id, pack_file, level = MUJOCO_DATASETS[name]

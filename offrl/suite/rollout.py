@@ -1,0 +1,92 @@
+"""Rolling a policy out in vectorised Gymnasium environments into a :class:`Dataset`.
+
+The common ground of :mod:`offrl.suite.builtin` (scripted pendulum policies) and
+:mod:`offrl.suite.factory` (SAC behaviour policies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from offrl.data.dataset import Dataset
+
+__all__ = ["Policy", "rollout_dataset"]
+
+Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+"""``(observations [n, ...], rng) -> actions [n, action_dim]``."""
+
+
+def rollout_dataset(
+    env_id: str,
+    policy: Policy,
+    episodes: int | None = None,
+    seed: int = 0,
+    num_envs: int = 10,
+    metadata: dict[str, object] | None = None,
+    transitions: int | None = None,
+) -> Dataset:
+    """Roll ``policy`` out in ``num_envs`` vectorised envs: ``episodes`` complete episodes, or
+    exactly ``transitions`` transitions.
+
+    Episodes are stored contiguously (env by env), terminations as terminals and time-limit
+    truncations as timeouts, with true ``next_observations`` (the final observation of a
+    truncated episode, not the reset observation). With ``transitions``, collection stops as soon
+    as that many are stored, and the episodes still running are stored as truncated (timeouts),
+    as D4RL's fixed-size datasets end.
+    """
+    if (episodes is None) == (transitions is None):
+        raise ValueError("give exactly one of episodes and transitions")
+    if episodes is not None and episodes % num_envs:
+        raise ValueError("episodes must be a multiple of num_envs")
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+    rng = np.random.default_rng(seed)
+    per_env: list[list[dict[str, np.ndarray]]] = [[] for _ in range(num_envs)]
+    obs, _ = envs.reset(seed=seed)
+    done_eps = np.zeros(num_envs, dtype=int)
+    target = episodes // num_envs if episodes is not None else np.iinfo(np.int64).max
+    current: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(num_envs)]
+    stored = 0
+
+    def close(i: int) -> None:
+        o, a, r, n, t, tr = (np.array(x) for x in zip(*current[i], strict=True))
+        per_env[i].append({"o": o, "a": a, "r": r, "n": n, "t": t, "tr": tr & ~t})
+        current[i] = []
+
+    # SAME_STEP autoreset would hide the final observation; NEXT_STEP (the default) means the
+    # step after an episode end is a reset step whose transition is discarded.
+    skip = np.zeros(num_envs, dtype=bool)
+    while (done_eps < target).any() and (transitions is None or stored < transitions):
+        actions = policy(obs, rng)
+        next_obs, rew, term, trunc, _ = envs.step(actions)
+        for i in range(num_envs):
+            if skip[i]:
+                skip[i] = False
+                continue
+            if done_eps[i] >= target or (transitions is not None and stored >= transitions):
+                continue
+            current[i].append((obs[i], actions[i], rew[i], next_obs[i], term[i], trunc[i]))
+            stored += 1
+            if term[i] or trunc[i]:
+                close(i)
+                done_eps[i] += 1
+                skip[i] = True
+        obs = next_obs
+    envs.close()
+    for i in range(num_envs):
+        if current[i]:  # cut by the transition budget: a truncation
+            current[i][-1] = (*current[i][-1][:5], np.array(True))
+            close(i)
+    eps = [ep for env_eps in per_env for ep in env_eps]
+    return Dataset(
+        observations=np.concatenate([e["o"] for e in eps]).astype(np.float32),
+        actions=np.concatenate([e["a"] for e in eps]).astype(np.float32),
+        rewards=np.concatenate([e["r"] for e in eps]).astype(np.float32),
+        next_observations=np.concatenate([e["n"] for e in eps]).astype(np.float32),
+        terminals=np.concatenate([e["t"] for e in eps]).astype(bool),
+        timeouts=np.concatenate([e["tr"] for e in eps]).astype(bool),
+        env_id=env_id,
+        metadata=dict(metadata or {}),
+    )
