@@ -330,7 +330,9 @@ def test_checker_catches_upward_imports() -> None:
             "offrl.data.a": "def f():\n    from offrl.train.t import x\n",
             "offrl.train.t": "try:\n    import offrl.cli\nexcept ImportError:\n    pass\n",
             "offrl.cli": "",
-            "offrl.nn.m": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import offrl.algos.z\n",
+            "offrl.nn.m": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import offrl.algos.z\n"
+            ),
             "offrl.algos.z": "",
         }
     )

@@ -262,5 +262,9 @@ class ReBRAC(Algorithm):
         # As TD3+BC: the actor and targets update every policy_freq-th step.
         return self.config.policy_freq
 
+    def update_cycle(self) -> int:
+        # Every policy_freq-th update also steps the actor and the targets.
+        return self.config.policy_freq
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)

@@ -154,6 +154,8 @@ def grid_command(spec: GridSpec, out: Path) -> str:
         f"--eval-every {spec.eval_every}",
         f"--eval-episodes {spec.eval_episodes}",
     ]
+    if spec.threads != 1:
+        parts.append(f"--threads {spec.threads}")
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
     parts += [f"--import {t}" for t in spec.imports]

@@ -6,14 +6,13 @@ to the environment's bounds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from offrl.nn.heads import GaussianHead, TanhGaussianHead
 from offrl.nn.mlp import EnsembleMLP
 
 __all__ = [
@@ -68,27 +67,16 @@ class GaussianPolicy(nn.Module):
     ) -> None:
         super().__init__()
         self.act_dim = act_dim
-        self.state_dependent_std = state_dependent_std
-        out = 2 * act_dim if state_dependent_std else act_dim
-        self.net = EnsembleMLP(obs_dim, out, hidden)
-        # A learned state-independent log-std exists only in that mode.
-        self.log_std = None if state_dependent_std else nn.Parameter(torch.zeros(act_dim))
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.head = GaussianHead(act_dim, log_std_min, log_std_max, state_dependent_std)
+        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden)
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """The action distribution at ``obs``."""
-        out = self.net(obs)[0]
-        if self.state_dependent_std:
-            mu, log_std = out.split(self.act_dim, dim=-1)
-        else:
-            assert self.log_std is not None
-            mu, log_std = out, self.log_std.expand_as(out)
-        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        return torch.distributions.Normal(torch.tanh(mu), log_std.exp())
+        return self.head(self.net(obs)[0])
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action (deterministic acting)."""
-        return torch.tanh(self.net(obs)[0][..., : self.act_dim])
+        return self.head.mode(self.net(obs)[0])
 
 
 class EnsembleCritic(nn.Module):
@@ -157,13 +145,12 @@ class TanhGaussianPolicy(nn.Module):
         log_std_max: float = 2.0,
     ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim, 2 * act_dim, hidden)
+        self.head = TanhGaussianHead(act_dim, log_std_min, log_std_max)
+        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden)
         self.act_dim = act_dim
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_std = self.net(obs)[0].split(self.act_dim, dim=-1)
-        return mu, log_std.clamp(self.log_std_min, self.log_std_max)
+        return self.head.params(self.net(obs)[0])
 
     def sample(
         self, obs: torch.Tensor, generator: torch.Generator | None = None, n: int | None = None
@@ -177,14 +164,7 @@ class TanhGaussianPolicy(nn.Module):
         mu, log_std = self._params(obs)
         if n is not None:
             mu, log_std = mu.repeat(n, 1), log_std.repeat(n, 1)
-        std = log_std.exp()
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        u = mu + std * eps
-        a = torch.tanh(u)
-        # log N(u; mu, std) with (u - mu) / std = eps, minus log|det da/du| computed stably.
-        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
-        return a, log_prob
+        return self.head.sample_from(mu, log_std, generator)
 
     def sample_raw(
         self, obs: torch.Tensor, n: int, generator: torch.Generator | None = None
@@ -197,16 +177,11 @@ class TanhGaussianPolicy(nn.Module):
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log pi(a|s)`` of given actions in ``[-1, 1]``: ``[B]``."""
-        mu, log_std = self._params(obs)
-        a = actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
-        u = torch.atanh(a)
-        z = (u - mu) * torch.exp(-log_std)
-        log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        return log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return self.head.log_prob_of(*self._params(obs), actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action ``tanh(mu(s))``."""
-        return torch.tanh(self.net(obs)[0][..., : self.act_dim])
+        return self.head(self.net(obs)[0])
 
 
 class ValueFunction(nn.Module):
