@@ -85,6 +85,14 @@ def _attach(algo: Algorithm, data: Dataset) -> Dataset:
     return data
 
 
+def _sampler(algo: Algorithm, data: Dataset, seed: int, device: str = "cpu") -> TensorSampler:
+    """The trainer's sampler for ``algo`` (with ``Batch.next_actions`` if it needs them)."""
+    return TensorSampler(
+        data, algo.config.batch_size, seed=seed, device=device,
+        next_actions=algo.needs_next_actions,
+    )  # fmt: skip
+
+
 def _module_states(algo: Algorithm) -> dict[str, torch.Tensor]:
     """Every tensor of every network, flattened by name."""
     out = {}
@@ -132,7 +140,7 @@ def test_update_and_act(name: str, extra: dict[str, Any], spec_name: str, device
     spec = SPECS[spec_name]
     algo = _make(name, extra, spec, device=device)
     data = _attach(algo, _dataset())
-    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=1, device=device)
+    sampler = _sampler(algo, data, seed=1, device=device)
     before = _module_states(algo)
     assert before, "an algorithm must hold at least one network"
     for i in range(20):
@@ -195,7 +203,7 @@ def test_state_dict_roundtrip(
         ObsNormalizer(np.full(OBS_DIM, 0.3, np.float32), np.full(OBS_DIM, 1.7, np.float32))
     )
     data = _attach(algo, _dataset())
-    sampler = TensorSampler(data, batch_size=algo.config.batch_size, seed=2, device=device)
+    sampler = _sampler(algo, data, seed=2, device=device)
     for _ in range(5):  # odd: TD3+BC's next update is a critic-only one
         algo.update(sampler.sample())
 
@@ -246,7 +254,7 @@ def test_gpu_state_loads_on_cpu_and_back(name: str, extra: dict[str, Any]) -> No
     spec = SPECS["bounds"]
     gpu = _make(name, extra, spec, seed=3, device="cuda")
     data = _attach(gpu, _dataset())
-    gpu_sampler = TensorSampler(data, batch_size=gpu.config.batch_size, seed=2, device="cuda")
+    gpu_sampler = _sampler(gpu, data, seed=2, device="cuda")
     for _ in range(5):
         gpu.update(gpu_sampler.sample())
     buf = io.BytesIO()
@@ -259,7 +267,7 @@ def test_gpu_state_loads_on_cpu_and_back(name: str, extra: dict[str, Any]) -> No
     obs = np.random.default_rng(4).standard_normal((7, OBS_DIM)).astype(np.float32)
     if name not in SAMPLING_ACTORS:  # the others draw from a re-seeded generator (offrl.rng)
         np.testing.assert_allclose(cpu.act(obs), gpu.act(obs), rtol=1e-4, atol=1e-5)
-    cpu_sampler = TensorSampler(data, batch_size=cpu.config.batch_size, seed=2)
+    cpu_sampler = _sampler(cpu, data, seed=2)
     for _ in range(3):
         assert all(math.isfinite(v) for v in cpu.update(cpu_sampler.sample()).values())
     back = Algorithm.from_state_dict(_roundtrip(cpu.state_dict()), device="cuda")
@@ -281,7 +289,7 @@ def test_gpu_update_matches_cpu(name: str, extra: dict[str, Any]) -> None:
     gpu = _make(name, extra, SPECS["unit"], device="cuda")
     data = _attach(cpu, _dataset())
     gpu.attach_data(data)
-    sampler = TensorSampler(data, batch_size=cpu.config.batch_size, seed=1)
+    sampler = _sampler(cpu, data, seed=1)
     for _ in range(10):
         batch = sampler.sample()
         m_cpu, m_gpu = cpu.update(batch), gpu.update(batch.to("cuda"))
@@ -308,7 +316,7 @@ def test_state_holds_no_dataset_sized_tensor(name: str, extra: dict[str, Any]) -
     every tensor attribute, so an algorithm must keep them elsewhere."""
     algo = _make(name, extra, SPECS["unit"])
     full = _dataset(n=2003)  # 2003: no network has a dimension of that size
-    sampler = TensorSampler(_attach(algo, full), batch_size=algo.config.batch_size, seed=0)
+    sampler = _sampler(algo, _attach(algo, full), seed=0)
     for _ in range(3):
         algo.update(sampler.sample())
     for t in _tensors(algo.state_dict()):

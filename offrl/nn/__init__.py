@@ -1,6 +1,16 @@
-"""Networks: the vectorised ensemble MLP and the policies and critics built on it."""
+"""Networks from composable layers: the ensemble MLP (batched members, LayerNorm, dropout,
+activations), image and dict / tuple encoders, output heads, and the policies and critics built
+from them."""
 
-from offrl.nn.mlp import EnsembleMLP
+from offrl.nn.encoders import MINATAR_CNN, NATURE_CNN, CNNEncoder, DictEncoder, FlattenEncoder
+from offrl.nn.heads import (
+    CategoricalHead,
+    DeterministicHead,
+    GaussianHead,
+    ProbabilisticHead,
+    TanhGaussianHead,
+)
+from offrl.nn.mlp import ACTIVATIONS, EnsembleMLP
 from offrl.nn.policies import (
     DeterministicPolicy,
     EnsembleCritic,
@@ -12,7 +22,18 @@ from offrl.nn.policies import (
 from offrl.nn.vae import ConditionalVAE
 
 __all__ = [
+    "ACTIVATIONS",
     "EnsembleMLP",
+    "CNNEncoder",
+    "DictEncoder",
+    "FlattenEncoder",
+    "NATURE_CNN",
+    "MINATAR_CNN",
+    "DeterministicHead",
+    "GaussianHead",
+    "TanhGaussianHead",
+    "CategoricalHead",
+    "ProbabilisticHead",
     "DeterministicPolicy",
     "GaussianPolicy",
     "TanhGaussianPolicy",

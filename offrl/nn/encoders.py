@@ -104,7 +104,7 @@ class DictEncoder(nn.Module):
         unknown = sorted(set(given) - set(named))
         if unknown:
             raise ValueError(f"DictEncoder: encoders for unknown keys {unknown}")
-        self.keys = list(named)
+        self.names = list(named)
         self.parts = nn.ModuleDict(
             {k: given.get(k) or _default_encoder(shape) for k, shape in named.items()}
         )
@@ -112,12 +112,12 @@ class DictEncoder(nn.Module):
 
     def forward(self, obs: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
         if isinstance(obs, Mapping):
-            missing = [k for k in self.keys if k not in obs]
+            missing = [k for k in self.names if k not in obs]
             if missing:
                 raise KeyError(f"observation lacks the key(s) {missing}")
-            parts = [self.parts[k](obs[k]) for k in self.keys]
+            parts = [self.parts[k](obs[k]) for k in self.names]
         else:
-            if len(obs) != len(self.keys):
-                raise ValueError(f"expected a tuple of {len(self.keys)} parts, got {len(obs)}")
-            parts = [self.parts[k](o) for k, o in zip(self.keys, obs, strict=True)]
+            if len(obs) != len(self.names):
+                raise ValueError(f"expected a tuple of {len(self.names)} parts, got {len(obs)}")
+            parts = [self.parts[k](o) for k, o in zip(self.names, obs, strict=True)]
         return torch.cat(parts, dim=-1)
