@@ -32,6 +32,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ] + [
     ("bc", {"policy": "gaussian"}),
     ("td3bc", {"num_critics": 3, "policy_freq": 1}),
+    ("rebrac", {"critic_layer_norm": False, "actor_layer_norm": True, "normalize_q": False}),
+    ("rebrac", {"critic_bc_coef": 0.0, "edac_init": False, "num_critics": 3}),
     ("awac", {"num_critics": 3}),
     ("crr", {"advantage_type": "max", "weight_type": "binary", "num_critics": 2}),
     ("crr", {"target_update": "hard", "target_update_interval": 4}),

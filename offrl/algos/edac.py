@@ -37,7 +37,8 @@ from typing import Any, ClassVar
 import torch
 
 from offrl.algos.base import register
-from offrl.algos.sacn import SACN, SACNConfig
+from offrl.algos.sac import SAC
+from offrl.algos.sacn import SACNConfig
 from offrl.data.sampler import Batch
 from offrl.losses import ensemble_gradient_similarity, ensemble_td_loss
 
@@ -70,7 +71,7 @@ class EDACConfig(SACNConfig):
 
 
 @register("edac")
-class EDAC(SACN):
+class EDAC(SAC):
     """Ensemble-Diversified Actor-Critic (An et al., 2021): SAC-N plus eta * gradient diversity."""
 
     config_class = EDACConfig

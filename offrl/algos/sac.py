@@ -26,7 +26,7 @@ from torch import nn
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
-from offrl.losses import ensemble_td_loss, td_target
+from offrl.losses import ensemble_gradient_similarity, ensemble_td_loss, td_target
 from offrl.nn import EnsembleCritic, TanhGaussianPolicy
 
 Info = dict[str, torch.Tensor]
@@ -136,6 +136,18 @@ class SAC(Algorithm):
         self.optimize(self.critic_optim, critic_loss)
         soft_update(self.critic_target, self.critic, self.config.tau)
         return {**actor_info, **alpha_info, **critic_info}
+
+    def gradient_similarity(self, obs: torch.Tensor, actions: torch.Tensor) -> float:
+        """Mean pairwise cosine similarity of the critics' action-gradients at ``(obs,
+        actions)`` (normalised observations, unit-box actions): the quantity EDAC's diversity
+        term lowers (An et al., 2021, section 4). 1 when all critics' gradients point the same
+        way, 0 when they are orthogonal on average."""
+        n = self.config.num_critics
+        with torch.enable_grad():
+            a = actions.expand(n, *actions.shape).clone().requires_grad_(True)
+            q = self.critic(obs.expand(n, *obs.shape), a, detach_params=True)  # [N, B]
+            (grads,) = torch.autograd.grad(q.sum(), a)
+        return float(ensemble_gradient_similarity(grads.detach())) / n
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)

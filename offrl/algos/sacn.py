@@ -28,11 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-import torch
-
 from offrl.algos.base import register
 from offrl.algos.sac import SAC, SACConfig
-from offrl.losses import ensemble_gradient_similarity
 
 # Per-dataset N from CORL's configs (configs/offline/sac_n/<env>/<dataset>.yaml, read for the
 # entries marked "read"); the rest use CORL's default of 10, as its halfcheetah runs do.
@@ -92,14 +89,5 @@ class SACN(SAC):
     config_class = SACNConfig
     config: SACNConfig
 
-    def gradient_similarity(self, obs: torch.Tensor, actions: torch.Tensor) -> float:
-        """Mean pairwise cosine similarity of the critics' action-gradients at ``(obs,
-        actions)`` (normalised observations, unit-box actions): the quantity EDAC's diversity
-        term lowers (An et al., 2021, section 4). 1 when all critics' gradients point the same
-        way, 0 when they are orthogonal on average."""
-        n = self.config.num_critics
-        with torch.enable_grad():
-            a = actions.expand(n, *actions.shape).clone().requires_grad_(True)
-            q = self.critic(obs.expand(n, *obs.shape), a, detach_params=True)  # [N, B]
-            (grads,) = torch.autograd.grad(q.sum(), a)
-        return float(ensemble_gradient_similarity(grads.detach())) / n
+    # Everything else is SAC's: N critics, the minimum over all of them in the target and the
+    # actor's value (SAC.actor_q), and SAC.gradient_similarity as the diversity diagnostic.
