@@ -36,7 +36,7 @@ def test_cnn_encoder_torso_and_categorical_head_train_end_to_end(device: str) ->
         loss.backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
     assert head.greedy(torso(enc(frames))[0]).shape == (8,)
 
