@@ -43,6 +43,23 @@ def test_td3bc_beats_behaviour_on_medium(tmp_path: Path, device: str) -> None:
     assert final["return_mean"] > behaviour + 100, final
 
 
+def test_rebrac_beats_behaviour_on_medium(tmp_path: Path) -> None:
+    """ReBRAC (CORL defaults: three layers of 256, LayerNorm critics, lr 1e-3, BC coefficients
+    0.01 / 0.01) with a batch of 256 instead of 1024 improves on the behaviour policy."""
+    final = _train(
+        tmp_path,
+        algo="rebrac",
+        dataset="pendulum-medium-v0",
+        steps=3000,
+        seed=0,
+        algo_config={"batch_size": 256},
+    )
+    # Observed: -248 (normalised 91) in 37 s on 1 thread, from data that averages -528
+    # (seed 1: -622, no better than the data yet at 3000 steps; with BC coefficients 0.1 / 0.1:
+    # -215 and -557). With (128, 128, 128) networks: -276 at 3000 steps, -828 at 2000.
+    assert final["return_mean"] > final["behaviour_return_mean"] + 150, final
+
+
 def test_bc_reaches_expert_on_expert_data(tmp_path: Path) -> None:
     final = _train(tmp_path, algo="bc", dataset="pendulum-expert-v0", steps=1000, seed=0)
     assert final["behaviour_return_mean"] == pytest.approx(-156, abs=15)
