@@ -63,7 +63,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BEFORE = "289adf7"
@@ -248,7 +247,8 @@ class Side:
             # and reads them back through Batch.rows), as offrl.bench.speed calls them.
             data = self.algo.prepare_data(dataset)
             self.algo.attach_data(data)
-            sampler = v.TensorSampler(data, cfg.batch_size, seed=0, device=device)
+            extra = {"next_actions": True} if getattr(cls, "needs_next_actions", False) else {}
+            sampler = v.TensorSampler(data, cfg.batch_size, seed=0, device=device, **extra)
             self.pool = [sampler.sample() for _ in range(pool)]
             self.cycle = max(1, int(getattr(cfg, "policy_freq", 1) or 1))
         except Exception as exc:  # noqa: BLE001 -- reported, the other side still runs
@@ -270,10 +270,14 @@ class Side:
         return n / (time.perf_counter() - t0)
 
     def count_flops(self, start: int) -> None:
-        with FlopCounterMode(display=False) as counter:
+        # The current version's module-free counter (FlopCounterMode's module hooks cannot
+        # follow torch.autograd.grad, which EDAC calls through an nn.Module since issue 21).
+        from offrl.bench.speed import FlopCounter  # the working tree's, for both sides
+
+        with FlopCounter() as counter:
             for i in range(self.cycle):
                 self.algo.update(self.pool[(start + i) % len(self.pool)])
-        self.flops = counter.get_total_flops() / self.cycle
+        self.flops = counter.total / self.cycle
 
 
 def share_batches(a: Side, b: Side) -> bool:

@@ -5,7 +5,8 @@ action dim 6 (HalfCheetah / Walker2d), two hidden layers of 256, batch 256. A ti
 includes drawing its batch from a 100k-transition in-memory dataset, exactly as in training.
 
 * ``updates_per_s`` -- median over ``repeats`` timed windows after a warm-up.
-* ``flops_per_update`` -- counted by ``torch.utils.flop_counter.FlopCounterMode`` over a whole
+* ``flops_per_update`` -- counted with ``torch.utils.flop_counter``'s per-op formulas (see
+  :class:`FlopCounter`) over a whole
   update cycle (e.g. TD3+BC's two steps, one with an actor update), divided by its length.
 * ``matmul_gflops`` -- this machine's measured fp32 rate on a 256x256x256 matmul at the same
   thread count; ``bound_updates_per_s = matmul_gflops / flops_per_update`` is the speed if every
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from offrl.algos import get_algorithm
 from offrl.algos.base import EnvSpec
@@ -36,12 +38,34 @@ from offrl.data.sampler import Batch, TensorSampler
 from offrl.train.graphs import GraphedUpdate
 
 __all__ = [
+    "FlopCounter",
     "SpeedResult",
     "measure_speed",
     "measure_sampling",
     "matmul_gflops",
     "synthetic_dataset",
 ]
+
+
+class FlopCounter(TorchDispatchMode):
+    """FLOPs of every op run under it, by ``torch.utils.flop_counter``'s formulas.
+
+    ``FlopCounterMode`` does the same and also attributes FLOPs to modules, through autograd
+    hooks on module inputs that ``torch.autograd.grad`` cannot run (an update that
+    differentiates a gradient, EDAC's, fails under it); this counter tracks no modules.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += count(*args, **kwargs, out_val=out)
+        return out
 
 
 @dataclass
@@ -163,10 +187,10 @@ def measure_speed(
     for _ in range(warmup):
         update(sampler.sample())
     cycle = algo.update_cycle()  # e.g. TD3+BC's delayed actor: average over its period
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounter() as counter:
         for _ in range(cycle):
             algo.update(sampler.sample())
-    flops = counter.get_total_flops() / cycle
+    flops = counter.total / cycle
     rates = [updates_per_second(update, sampler, seconds / repeats) for _ in range(repeats)]
     gflops = matmul_gflops(device=device)
     bound = gflops * 1e9 / flops if flops else float("inf")

@@ -236,6 +236,60 @@ def _generic_forward(
     return h
 
 
+def _differentiable_chain_rule(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    flat: torch.Tensor,
+    net: EnsembleMLP,
+    members: slice | None,
+    need_w: bool,
+    saved: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(dL/dx, dL/dflat or None)`` of the ReLU stack from ordinary ops on graph-connected
+    tensors, for a backward that is itself differentiated (``create_graph=True``). The same
+    chain rule as :func:`_backward`, without ``out=`` buffers or in-place masks; it calls no
+    nested ``autograd.grad`` (which module hooks, e.g. ``FlopCounterMode``'s, cannot follow).
+
+    ``dL/dx`` depends on the weights and the ReLU masks only, so without ``need_w`` the masks
+    come from the forward pass's ``saved`` activations; the weight gradient needs activations
+    that are functions of the weights, so with ``need_w`` the forward pass is rebuilt."""
+    linear = _layer_views(flat, net.sizes, net.ensemble)
+    if members is not None:
+        linear = [(w[members], b[members]) for w, b in linear]
+    acts = list(saved)
+    if need_w:
+        e = linear[0][0].shape[0]
+        h = x.unsqueeze(0).expand(e, *x.shape) if x.dim() == 2 else x
+        acts = [h]
+        for w, b in linear[:-1]:
+            h = torch.relu(torch.baddbmm(b, h, w))
+            acts.append(h)
+    g = grad_out
+    grads: list[torch.Tensor] = []
+    for i in range(len(linear) - 1, -1, -1):
+        w = linear[i][0]
+        if need_w:
+            grads[:0] = [
+                torch.bmm(acts[i].transpose(1, 2), g).flatten(),  # [E, in, B] @ [E, B, out]
+                g.sum(1).flatten(),
+            ]
+        g = torch.bmm(g, w.transpose(1, 2))  # [E, B, out] @ [E, out, in]
+        if i > 0:
+            g = g * (acts[i] > 0)  # through the ReLU below this layer
+    gx = g.sum(0) if x.dim() == 2 else g
+    if not need_w:
+        return gx, None
+    if members is None:
+        return gx, torch.cat(grads)
+    full = torch.zeros_like(flat)
+    for (w_all, b_all), gw, gb in zip(
+        _layer_views(full, net.sizes, net.ensemble), grads[0::2], grads[1::2], strict=True
+    ):
+        w_all[members] = gw.view_as(w_all[members])
+        b_all[members] = gb.view_as(b_all[members])
+    return gx, full
+
+
 class _EnsembleMLPFunction(torch.autograd.Function):
     """ReLU MLP over an ensemble, ``[E, B, in] or [B, in] -> [E, B, out]``, as one autograd node."""
 
@@ -258,6 +312,7 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         # recomputation a double backward needs.
         ctx.save_for_backward(flat, x, *saved)
         ctx.meta = (net, layers, members, dropout)
+        ctx.flat_node = flat.grad_fn  # the view node EnsembleMLP.forward puts before the leaf
         return h
 
     @staticmethod
@@ -265,17 +320,20 @@ class _EnsembleMLPFunction(torch.autograd.Function):
         flat, x, *acts = ctx.saved_tensors
         net, layers, members, dropout = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if need_w and ctx.flat_node is not None:
+            # ``needs_input_grad`` only says the weights require grad; whether this backward
+            # pass wants their gradient (``autograd.grad(q, actions)`` does not) is the engine's
+            # to say, and it can say so for a non-leaf node only -- hence the view.
+            need_w = bool(torch._C._will_engine_execute_node(ctx.flat_node))
         if torch.is_grad_enabled():
             # create_graph=True: the gradient must itself be differentiable, so it is taken
             # through the same function rebuilt from ordinary autograd ops.
             if dropout > 0.0:
                 raise RuntimeError("double backward through a dropout EnsembleMLP is unsupported")
-            inputs = [t for t, need in ((x, need_x), (flat, need_w)) if need]
-            out = _generic_forward(x, flat, net, members, 0.0, None)
-            grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
-            gx = next(grads) if need_x else None
-            gflat = next(grads) if need_w else None
-            return gx, gflat, None, None, None, None, None
+            return (
+                *_differentiable_chain_rule(grad_out, x, flat, net, members, need_w, acts),
+                *[None] * 5,
+            )
         grad_flat, grad_x = _chain_rule(
             grad_out, acts, layers, net.sizes, net.ensemble, members, dropout, flat.shape,
             need_w, need_x,
@@ -453,6 +511,8 @@ class EnsembleMLP(nn.Module):
             # Nothing here will be differentiated (target networks, acting): the kernels alone,
             # without an autograd node (its set-up costs about as much as a small layer).
             return _forward(x, views, dropout, generator)[0]
+        if flat.requires_grad:
+            flat = flat.view_as(flat)  # a non-leaf node the backward can ask the engine about
         out: torch.Tensor = _EnsembleMLPFunction.apply(
             x, flat, self, views, members, dropout, generator
         )
