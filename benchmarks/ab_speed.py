@@ -272,8 +272,17 @@ class Side:
     def count_flops(self, start: int) -> None:
         # The current version's module-free counter (FlopCounterMode's module hooks cannot
         # follow torch.autograd.grad, which EDAC calls through an nn.Module since issue 21).
-        from offrl.bench.speed import FlopCounter  # the working tree's, for both sides
+        # Falls back to torch's counter where the working tree does not import (--after-ref).
+        try:
+            from offrl.bench.speed import FlopCounter  # the working tree's, for both sides
+        except Exception:  # noqa: BLE001
+            from torch.utils.flop_counter import FlopCounterMode
 
+            with FlopCounterMode(display=False) as mode:
+                for i in range(self.cycle):
+                    self.algo.update(self.pool[(start + i) % len(self.pool)])
+            self.flops = mode.get_total_flops() / self.cycle
+            return
         with FlopCounter() as counter:
             for i in range(self.cycle):
                 self.algo.update(self.pool[(start + i) % len(self.pool)])
