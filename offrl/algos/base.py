@@ -228,9 +228,10 @@ class Algorithm(ABC):
         """Updates over which the cost of :meth:`train_step` repeats: the period of the
         branches it takes every few steps (TD3+BC: ``policy_freq``, its delayed actor update).
         Benchmarks average one update's cost (FLOPs) over this many updates. Rare periodic work
-        (AWR's return recomputation every ``recompute_every`` updates) is not counted. Default 1:
-        every update does the same work."""
-        return 1
+        (AWR's return recomputation every ``recompute_every`` updates) is not counted. Default:
+        :meth:`graph_cycle`'s period where there is one, else 1 (every update does the same
+        work)."""
+        return self.graph_cycle() or 1
 
     @staticmethod
     def optimize(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:

@@ -8,7 +8,8 @@ well as in the actor's loss, LayerNorm in the critic, deeper networks, larger ba
              y = r + gamma (1 - done) [ min_i Q'_i(s', a') - beta_critic ||a' - a'_data||^2 ],
              a' = clip(pi'(s') + clip(eps, -c, c), -1, 1)
     actor:   min_pi mean( beta_actor ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)) ),
-             lambda = 1 / mean|min_i Q_i(s, pi(s))|  (a constant; 1 without ``normalize_q``)
+             lambda = alpha / mean|min_i Q_i(s, pi(s))|  (a constant; alpha = 1; alpha itself
+             without ``normalize_q``)
 
 ``a'_data`` is the dataset's next action (``Batch.next_actions``: see
 :class:`~offrl.data.sampler.Batch` for the episode's last row, which has none). The squared
@@ -31,16 +32,15 @@ counted from one (CORL counts from zero).
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.algos.base import register
+from offrl.algos.td3bc import TD3BC, TD3BCConfig
 from offrl.data.sampler import Batch
-from offrl.losses import ensemble_td_loss, td_target
 from offrl.nn import DeterministicPolicy, EnsembleCritic
 from offrl.nn.mlp import EnsembleMLP
 
@@ -110,13 +110,18 @@ def _env_and_level(name: str) -> str:
 
 
 @dataclass
-class ReBRACConfig(AlgoConfig):
-    """ReBRAC hyperparameters (CORL's ``rebrac.py``; per-task values: :meth:`for_task`)."""
+class ReBRACConfig(TD3BCConfig):
+    """ReBRAC hyperparameters (CORL's ``rebrac.py``; per-task values: :meth:`for_task`). TD3+BC's
+    options keep TD3+BC's defaults (tau, policy noise and clip, policy delay, two critics) unless
+    redefined here."""
 
     batch_size: int = 1024
     """Transitions per gradient step (CORL: 1024 on Gym-MuJoCo, 256 elsewhere)."""
     hidden: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of actor and critics (CORL: ``n_hiddens = 3`` of ``hidden_dim = 256``)."""
+    alpha: float = 1.0
+    """Weight of the actor's Q term: ``lambda = alpha / mean|Q|`` with ``normalize_q``, else
+    ``alpha`` (CORL: 1, the BC weight is ``actor_bc_coef`` instead)."""
     actor_bc_coef: float = 0.01
     """beta_actor: weight of ``||pi(s) - a||^2`` in the actor loss. Tuned per task (see
     ``PAPER_DEFAULTS``); 0.01 is the paper's most frequent Gym-MuJoCo value (CORL's script
@@ -128,16 +133,6 @@ class ReBRACConfig(AlgoConfig):
     """Actor Adam learning rate."""
     critic_lr: float = 1e-3
     """Critic Adam learning rate."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    policy_noise: float = 0.2
-    """Std of the target policy smoothing noise (in the unit action box)."""
-    noise_clip: float = 0.5
-    """Clip of the target policy smoothing noise."""
-    policy_freq: int = 2
-    """Actor and target updates happen every ``policy_freq`` critic updates."""
-    num_critics: int = 2
-    """Size of the critic ensemble; target and actor use the minimum (CORL: 2)."""
     normalize_q: bool = True
     """Scale the actor's Q term by ``1 / mean|Q|`` (a constant), as TD3+BC does."""
     actor_layer_norm: bool = False
@@ -180,20 +175,22 @@ def _edac_init(net: EnsembleMLP, out_bound: float) -> None:
 
 
 @register("rebrac")
-class ReBRAC(Algorithm):
+class ReBRAC(TD3BC):
     """ReBRAC (Tarasov et al., 2023): TD3+BC with BC in the critic target too, LayerNorm critics,
-    deeper networks and larger batches."""
+    deeper networks and larger batches. TD3+BC's update, with three pieces replaced: the
+    networks, the next-state value and the actor loss."""
 
     config_class = ReBRACConfig
     config: ReBRACConfig
     needs_next_actions = True
 
-    def build(self) -> None:
+    def networks(self) -> tuple[DeterministicPolicy, EnsembleCritic]:
+        """LayerNorm critics (``Linear -> ReLU -> LayerNorm``, as CORL), CORL's initialisation."""
         cfg, spec = self.config, self.spec
-        self.actor = DeterministicPolicy(
+        actor = DeterministicPolicy(
             spec.obs_dim, spec.action_dim, cfg.hidden, layer_norm=cfg.actor_layer_norm
         ).to(self.device)
-        self.critic = EnsembleCritic(
+        critic = EnsembleCritic(
             spec.obs_dim,
             spec.action_dim,
             cfg.hidden,
@@ -202,69 +199,30 @@ class ReBRAC(Algorithm):
             norm_after_activation=True,  # CORL: Dense -> ReLU -> LayerNorm
         ).to(self.device)
         if cfg.edac_init:
-            _edac_init(self.actor.net, 1e-3)
-            _edac_init(self.critic.net, 3e-3)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
-        self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
+            _edac_init(actor.net, 1e-3)
+            _edac_init(critic.net, 3e-3)
+        return actor, critic
 
-    @torch.no_grad()
-    def td_target(self, batch: Batch) -> torch.Tensor:
-        """``r + gamma (1 - d) [min_i Q'_i(s', a') - beta_critic ||a' - a'_data||^2]``: ``[B]``."""
+    def next_value(self, batch: Batch, next_actions: torch.Tensor) -> torch.Tensor:
+        """``min_i Q'_i(s', a') - beta_critic ||a' - a'_data||^2``: ``[B]``."""
+        next_q = super().next_value(batch, next_actions)
         cfg = self.config
-        noise = (
-            torch.randn(batch.actions.shape, generator=self.generator, device=self.device)
-            .mul_(cfg.policy_noise)
-            .clamp_(-cfg.noise_clip, cfg.noise_clip)
-        )
-        next_actions = (self.actor_target(batch.next_obs) + noise).clamp_(-1.0, 1.0)
-        next_q = self.critic_target(batch.next_obs, next_actions).amin(0)  # [N, B] -> [B]
-        if cfg.critic_bc_coef != 0.0:
-            if batch.next_actions is None:
-                raise ValueError(
-                    "ReBRAC's critic penalty needs Batch.next_actions: sample with "
-                    "TensorSampler(..., next_actions=True) (the trainer does)"
-                )
-            penalty = (next_actions - batch.next_actions).pow(2).sum(-1)
-            next_q = next_q - cfg.critic_bc_coef * penalty
-        return td_target(batch.rewards, batch.dones, next_q, cfg.gamma)
-
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Sum over critics of the mean squared TD error."""
-        target = self.td_target(batch)
-        q = self.critic(batch.obs, batch.actions)  # [N, B]
-        loss = ensemble_td_loss(q, target)
-        return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+        if cfg.critic_bc_coef == 0.0:
+            return next_q
+        if batch.next_actions is None:
+            raise ValueError(
+                "ReBRAC's critic penalty needs Batch.next_actions: sample with "
+                "TensorSampler(..., next_actions=True) (the trainer does)"
+            )
+        penalty = (next_actions - batch.next_actions).pow(2).sum(-1)
+        return next_q - cfg.critic_bc_coef * penalty
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``mean(beta_actor ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``."""
         cfg = self.config
         pi = self.actor(batch.obs)
         q = self.critic.min_q(batch.obs, pi)  # [B]; dQ/da only, the critics stay constant
-        lmbda = 1.0 / q.abs().mean().detach() if cfg.normalize_q else 1.0
+        lmbda = cfg.alpha / q.abs().mean().detach() if cfg.normalize_q else cfg.alpha
         bc = (pi - batch.actions).pow(2).sum(-1)
         loss = (cfg.actor_bc_coef * bc - lmbda * q).mean()
         return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach().mean()}
-
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        loss, info = self.critic_loss(batch)
-        self.optimize(self.critic_optim, loss)
-        if (self.num_updates + 1) % self.config.policy_freq == 0:
-            actor_loss, actor_info = self.actor_loss(batch)
-            self.optimize(self.actor_optim, actor_loss)
-            soft_update(self.actor_target, self.actor, self.config.tau)
-            soft_update(self.critic_target, self.critic, self.config.tau)
-            info.update(actor_info)
-        return dict(info)
-
-    def graph_cycle(self) -> int | None:
-        # As TD3+BC: the actor and targets update every policy_freq-th step.
-        return self.config.policy_freq
-
-    def update_cycle(self) -> int:
-        # Every policy_freq-th update also steps the actor and the targets.
-        return self.config.policy_freq
-
-    def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(obs)

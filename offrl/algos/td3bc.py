@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
 from offrl.data.sampler import Batch
-from offrl.losses import ensemble_td_loss
+from offrl.losses import ensemble_td_loss, td_target
 from offrl.nn import DeterministicPolicy, EnsembleCritic
 
 
@@ -56,14 +56,19 @@ class TD3BC(Algorithm):
     config: TD3BCConfig
 
     def build(self) -> None:
-        cfg, spec = self.config, self.spec
-        self.actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
-        self.critic.to(self.device)
+        cfg = self.config
+        self.actor, self.critic = self.networks()
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
         self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
+
+    def networks(self) -> tuple[DeterministicPolicy, EnsembleCritic]:
+        """The actor and the critic ensemble, on the algorithm's device."""
+        cfg, spec = self.config, self.spec
+        actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
+        critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        return actor, critic.to(self.device)
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
@@ -75,8 +80,13 @@ class TD3BC(Algorithm):
             .clamp_(-cfg.noise_clip, cfg.noise_clip)
         )
         next_actions = (self.actor_target(batch.next_obs) + noise).clamp_(-1.0, 1.0)
-        next_q = self.critic_target(batch.next_obs, next_actions).amin(0)  # [N, B] -> [B]
-        return batch.rewards + cfg.gamma * (1.0 - batch.dones) * next_q
+        return td_target(
+            batch.rewards, batch.dones, self.next_value(batch, next_actions), cfg.gamma
+        )
+
+    def next_value(self, batch: Batch, next_actions: torch.Tensor) -> torch.Tensor:
+        """``min_i Q'_i(s', a')`` at the smoothed target actions ``a'``: ``[B]``."""
+        return self.critic_target(batch.next_obs, next_actions).amin(0)  # [N, B] -> [B]
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sum over critics of the mean squared TD error."""
@@ -108,10 +118,6 @@ class TD3BC(Algorithm):
 
     def graph_cycle(self) -> int | None:
         # The actor and targets update every policy_freq-th step; nothing else varies.
-        return self.config.policy_freq
-
-    def update_cycle(self) -> int:
-        # Every policy_freq-th update also steps the actor and the targets.
         return self.config.policy_freq
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
