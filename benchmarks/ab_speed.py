@@ -21,8 +21,9 @@ After a warm-up, windows of the same number ``N`` of updates (``N`` chosen so a 
 A, B, A, B, ... (``--order abba`` for A B B A ...); pair ``k`` is the ``k``-th window of each
 side, on the same batches and at the same update count. The host drifts by tens of per cent, so
 the figure to read is the per-pair ratio B/A: its median and [min, max]. Once per pair the fp32
-256x256x256 matmul rate is measured (as ``offrl.bench.speed.matmul_gflops``), and with each
-version's FLOPs per update (``torch.utils.flop_counter`` over one cycle) gives that pair's bound;
+256x256x256 matmul rate is measured, and with each version's FLOPs per update over one cycle
+gives that pair's bound. The measuring tools (``offrl.bench.speed``'s matmul rate, synthetic
+data and ``FlopCounter``) are the working tree's, for both sides;
 ``%bound`` is the median over pairs of ``rate * flops / matmul rate``.
 
 Run from the repository root::
@@ -64,7 +65,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from offrl.bench.speed import FlopCounter, matmul_gflops, synthetic_dataset
+
 ROOT = Path(__file__).resolve().parent.parent
+_DATA_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 DEFAULT_BEFORE = "289adf7"
 OBS_DIM, ACT_DIM, N_TRANSITIONS = 17, 6, 100_000
 
@@ -177,46 +181,6 @@ class Version:
 # Measuring
 
 
-def synthetic_arrays(n: int = N_TRANSITIONS, seed: int = 0) -> dict[str, np.ndarray]:
-    """The arrays of ``offrl.bench.speed.synthetic_dataset`` (same seed, same numbers)."""
-    rng = np.random.default_rng(seed)
-    timeouts = np.zeros(n, dtype=bool)
-    timeouts[999::1000] = True
-    return {
-        "observations": rng.standard_normal((n, OBS_DIM), dtype=np.float32),
-        "actions": rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32),
-        "rewards": rng.standard_normal(n, dtype=np.float32),
-        "next_observations": rng.standard_normal((n, OBS_DIM), dtype=np.float32),
-        "terminals": np.zeros(n, dtype=bool),
-        "timeouts": timeouts,
-    }
-
-
-def matmul_gflops(seconds: float, size: int = 256, device: str = "cpu") -> float:
-    """fp32 GFLOP/s of a ``size^3`` matmul at the current thread count (best 50-call window)."""
-    dev = torch.device(device)
-    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
-    out = torch.empty(size, size, device=dev)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    for _ in range(20):
-        torch.mm(a, b, out=out)
-    sync()
-    best = 0.0
-    end = time.perf_counter() + seconds
-    while True:
-        t = time.perf_counter()
-        for _ in range(50):
-            torch.mm(a, b, out=out)
-        sync()
-        best = max(best, 50 * 2 * size**3 / (time.perf_counter() - t) / 1e9)
-        if time.perf_counter() >= end:
-            return best
-
-
 @dataclass
 class Side:
     """One version's built algorithm, its batch pool and its figures."""
@@ -270,19 +234,8 @@ class Side:
         return n / (time.perf_counter() - t0)
 
     def count_flops(self, start: int) -> None:
-        # The current version's module-free counter (FlopCounterMode's module hooks cannot
-        # follow torch.autograd.grad, which EDAC calls through an nn.Module since issue 21).
-        # Falls back to torch's counter where the working tree does not import (--after-ref).
-        try:
-            from offrl.bench.speed import FlopCounter  # the working tree's, for both sides
-        except Exception:  # noqa: BLE001
-            from torch.utils.flop_counter import FlopCounterMode
-
-            with FlopCounterMode(display=False) as mode:
-                for i in range(self.cycle):
-                    self.algo.update(self.pool[(start + i) % len(self.pool)])
-            self.flops = mode.get_total_flops() / self.cycle
-            return
+        # The working tree's module-free counter, for both sides (FlopCounterMode's module
+        # hooks cannot follow torch.autograd.grad, which EDAC calls through an nn.Module).
         with FlopCounter() as counter:
             for i in range(self.cycle):
                 self.algo.update(self.pool[(start + i) % len(self.pool)])
@@ -365,7 +318,7 @@ def bench_algo(name: str, a: Side, b: Side, args: argparse.Namespace) -> dict[st
                 r = guarded(s, s.run, start, n)
                 if r is not None:
                     s.rates.append(r)
-        g = matmul_gflops(args.matmul_s, device=args.device)
+        g = matmul_gflops(seconds=args.matmul_s, device=args.device)
         gflops.append(g)
         for s in order:
             if s.ok and len(s.fractions) < len(s.rates):
@@ -513,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         for leak in leaks:
             print(f"ab_speed: warning: {leak}", file=sys.stderr)
         names = args.algos.split(",") if args.algos else list(after.list_algorithms())
-        arrays = synthetic_arrays()
+        data = synthetic_dataset(N_TRANSITIONS, OBS_DIM, ACT_DIM)  # speed.py's numbers
+        arrays = {f: getattr(data, f) for f in _DATA_FIELDS}
         results = []
         for name in names:
             name = name.strip()
