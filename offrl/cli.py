@@ -383,6 +383,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_import(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--import MODULE`` (repeatable): modules or ``.py`` files to import first."""
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE", help=help
+    )
+
+
 def _add_set(parser: argparse.ArgumentParser, metavar: str) -> None:
     """``--set`` algorithm options: ``--set a=1 b=2`` and ``--set a=1 --set b=2`` are the same."""
     parser.add_argument(
@@ -431,14 +438,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         flags={"env_id": ["--env"]},
         required=["algo", "dataset"],
     )
-    t.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import a module or .py file first (it registers your algorithm; repeatable)",
-    )
+    _add_import(t, "import a module or .py file first (it registers your algorithm; repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_set(t, "KEY=VALUE")
     t.set_defaults(func=cmd_train)
@@ -458,28 +458,14 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         flags={"env_id": ["--env"]},
         required=["env_id"],
     )
-    o.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import a module or .py file first (it registers your algorithm; repeatable)",
-    )
+    _add_import(o, "import a module or .py file first (it registers your algorithm; repeatable)")
     o.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_set(o, "KEY=VALUE")
     o.set_defaults(func=cmd_online)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
     e.add_argument("checkpoint")
-    e.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import a module or .py file first (for a checkpoint of your own algorithm)",
-    )
+    _add_import(e, "import a module or .py file first (for a checkpoint of your own algorithm)")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=10_000)
     e.add_argument("--env")
@@ -554,14 +540,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         action="store_true",
         help="write the grid's manifest and list the cells that would run; run nothing",
     )
-    br.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help=help_text(field_docs(GridSpec)["imports"]) + " (repeatable)",
-    )
+    _add_import(br, help_text(field_docs(GridSpec)["imports"]) + " (repeatable)")
     _add_set(br, "ALGO.KEY=VALUE")
     br.set_defaults(func=cmd_bench_run)
     bp = bsub.add_parser("report", help="table, curves and IQM/CI for a grid directory")
