@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offrl.bench.speed import FlopCounter, matmul_gflops, synthetic_dataset
+from offrl.bench.speed import FlopCounter, _cpu_name, matmul_gflops, synthetic_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 _DATA_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
@@ -393,17 +393,6 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {_fmt_frac(b)} | {_fmt_frac(a)} |"
         )
     return "\n".join(lines)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _git(*cmd: str) -> str | None:
