@@ -13,13 +13,13 @@ default two of 256) and batch (256):
 * **offrl** -- ``sac_n`` from the registry: the N critics are one :class:`~offrl.nn.EnsembleMLP`
   (one flat parameter, one batched matmul per layer, hand-written backward, one fused Adam), and
   the actor's ``min_i Q_i`` back-propagates only through each row's minimising critic
-  (:meth:`~offrl.nn.EnsembleMLP.forward_min`: the same gradient, less work, so its FLOPs per
+  (:meth:`~offrl.nn.EnsembleMLP.min`: the same gradient, less work, so its FLOPs per
   update depend on how the critics disagree; counted after 50 warm-up updates);
 * **loop** -- :class:`LoopSACN` below, the straightforward implementation: N separate
   ``nn.Sequential`` critics evaluated in a Python loop, ``torch.optim.Adam``, a per-tensor Polyak
   update. Same actor (offrl's ``TanhGaussianPolicy``), same losses and update order;
 * **amin** (only with ``--amin``) -- offrl with the actor's minimum taken by ``amin`` over all
-  critics' outputs, as before ``forward_min``: the in-process A/B of that one change.
+  critics' outputs, as before ``EnsembleMLP.min``: the in-process A/B of that one change.
 
 One timed update includes drawing its batch, as in training. For each it reports updates/s, the
 cost relative to its own N = 2 (``ups(2) / ups(N)``), FLOPs per update (counted by
@@ -50,10 +50,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from offrl.algos import EnvSpec, get_algorithm
-from offrl.bench.speed import _cpu_name, matmul_gflops, synthetic_dataset, updates_per_second
+from offrl.bench.speed import (
+    FlopCounter,
+    _cpu_name,
+    matmul_gflops,
+    synthetic_dataset,
+    updates_per_second,
+)
 from offrl.data.sampler import Batch, TensorSampler
 from offrl.nn import TanhGaussianPolicy
 
@@ -116,7 +121,7 @@ def _step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 def _amin_actor_q(self: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    # The actor's value before EnsembleMLP.forward_min: the backward pass runs through every
+    # The actor's value before EnsembleMLP.min: the backward pass runs through every
     # critic, the minimisers and the N - 1 zero gradients alike.
     return self.critic(obs, actions, detach_params=True).amin(0)
 
@@ -135,9 +140,9 @@ def _make(variant: str, n: int, hidden: Sequence[int], batch: int) -> Callable[[
 
 
 def _flops(update: Callable[[Batch], Any], sampler: TensorSampler) -> float:
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounter() as counter:
         update(sampler.sample())
-    return float(counter.get_total_flops())
+    return float(counter.total)
 
 
 def run(
@@ -161,7 +166,7 @@ def run(
     flops = {}
     for key, update in updates.items():
         # 50 updates, not a handful: offrl's actor step back-propagates only through each row's
-        # minimising critic (EnsembleMLP.forward_min), which is cheap once the critics disagree
+        # minimising critic (EnsembleMLP.min), which is cheap once the critics disagree
         # about which of them is lowest -- after ~20-50 updates, as in any real training run.
         for _ in range(warmup):
             update(samplers[key].sample())
