@@ -130,6 +130,18 @@ def test_registry() -> None:
         get_algorithm("no-such-algo")
 
 
+def test_at_most_one_level_of_inheritance_below_sac() -> None:
+    """An algorithm derives from :class:`Algorithm` or from one subclass of it (SAC, TD3+BC,
+    BC), never deeper: what two siblings share is a part of the core (BEAR and UWAC: the
+    support constraint), not a chain of subclasses."""
+    from offrl.algos import Algorithm
+
+    for name in list_algorithms():
+        cls = get_algorithm(name)
+        chain = [c for c in cls.__mro__ if issubclass(c, Algorithm) and c is not Algorithm]
+        assert len(chain) <= 2, f"{name}: {[c.__name__ for c in chain]}"
+
+
 def test_unknown_config_option_rejected() -> None:
     with pytest.raises(ValueError, match="unknown option"):
         get_algorithm("td3bc").config_class.from_dict({"alpah": 2.5})

@@ -211,14 +211,35 @@ def test_bear_warmup_trains_the_actor_on_mmd_only() -> None:
     # During the warm-up the actor loss is alpha (MMD - epsilon) alone.
     assert m0["actor_loss"] == pytest.approx(-m0["lagrange_loss"], rel=1e-5)
     algo.update(batch)
-    loss, info = algo.actor_loss(batch)  # step 2: the SAC term is on
+    loss, info = algo.support.actor_loss(algo, batch)  # step 2: the SAC term is on
     assert float(loss.detach()) != pytest.approx(
-        -float(algo.lagrange_loss(info["_mmd"])[0].detach())
+        -float(algo.support.lagrange_loss(info["_mmd"])[0].detach())
     )
     # The multiplier's log stays in [-5, 10] however far the constraint is violated.
     for start, threshold in ((10.0, -100.0), (-5.0, 100.0)):
         fresh = BEAR(EnvSpec((3,), 2), BEARConfig(hidden=(8,), vae_hidden=(8,)))
-        fresh.log_lagrange.value.data.fill_(start)
+        fresh.support.log_lagrange.value.data.fill_(start)
         fresh.config.mmd_threshold = threshold  # violated / slack: the step pushes past the bound
         fresh.update(batch)
-        assert float(fresh.log_lagrange.value.detach()) == start
+        assert float(fresh.support.log_lagrange.value.detach()) == start
+
+
+def test_bear_and_uwac_share_the_support_constraint_as_siblings_of_sac() -> None:
+    """UWAC is SAC with BEAR's support constraint, not a subclass of BEAR; the part's networks
+    and optimisers are saved under their own names and restored into the part."""
+    from offrl.algos import SAC, UWAC, UWACConfig
+    from offrl.algos.support import SupportConstraint
+
+    assert UWAC.__bases__ == (SAC,) and BEAR.__bases__ == (SAC,)
+    algo = UWAC(EnvSpec((3,), 2), UWACConfig(hidden=(8,), vae_hidden=(8,), num_dropout_samples=2))
+    assert isinstance(algo.support, SupportConstraint)
+    algo.update(_tiny_batch())
+    state = algo.state_dict()
+    assert {"vae", "vae_optim", "log_lagrange", "lagrange_optim"} <= set(state)
+    fresh = UWAC(EnvSpec((3,), 2), algo.config, seed=5)
+    fresh.load_state_dict(state)
+    for p, q in zip(fresh.support.vae.parameters(), algo.support.vae.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert (
+        fresh.support.vae_optim.state_dict()["state"].keys() == state["vae_optim"]["state"].keys()
+    )

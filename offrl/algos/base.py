@@ -110,8 +110,10 @@ class AlgoConfig:
 def _document_options(cls: type[AlgoConfig]) -> None:
     """Collect ``cls``'s option docs (a redefined field keeps its place, as in a dataclass) and
     append them to its docstring, so that ``help(TD3BCConfig)`` shows every option."""
-    options = dict(getattr(cls.__base__, "option_docs", {}))
-    options.update(declared_options(cls))
+    options: dict[str, tuple[str, str]] = {}
+    for klass in reversed(cls.__mro__):  # mix-ins of options too (BEAR's SupportConfig)
+        if dataclasses.is_dataclass(klass):
+            options.update(declared_options(klass))
     cls.option_docs = options
     if not options:
         return
@@ -160,6 +162,17 @@ class EnvSpec:
 
 
 C = TypeVar("C", bound=AlgoConfig)
+
+
+class Component:
+    """A part of an algorithm that owns networks and optimisers of its own, shared by
+    algorithms that are siblings rather than one derived from the other (BEAR's support
+    constraint, :mod:`offrl.algos.support`).
+
+    An algorithm holds it as an attribute; its modules, optimisers and tensors are saved in the
+    algorithm's checkpoints under their own attribute names, exactly as if the algorithm held
+    them itself.
+    """
 
 
 class Algorithm(ABC):
@@ -336,20 +349,23 @@ class Algorithm(ABC):
         return ObsNormalizer(self.obs_mean.cpu().numpy(), self.obs_std.cpu().numpy())
 
     # ------------------------------------------------------------------ state
-    def _stateful(self) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in vars(self).items()
-            if isinstance(
-                v,
-                (
-                    nn.Module,
-                    torch.optim.Optimizer,
-                    torch.optim.lr_scheduler.LRScheduler,
-                    torch.Tensor,
-                ),
-            )
-        }
+    def _stateful(self) -> dict[str, tuple[Any, Any]]:
+        """``{name: (owner, value)}`` for every module, optimiser, scheduler and tensor of the
+        algorithm and of its :class:`Component` parts (saved under their own names)."""
+        kinds = (
+            nn.Module,
+            torch.optim.Optimizer,
+            torch.optim.lr_scheduler.LRScheduler,
+            torch.Tensor,
+        )
+        found: dict[str, tuple[Any, Any]] = {}
+        for owner in (self, *(v for v in vars(self).values() if isinstance(v, Component))):
+            for key, value in vars(owner).items():
+                if isinstance(value, kinds):
+                    if key in found and found[key][1] is not value:
+                        raise ValueError(f"two parts of {type(self).__name__} save {key!r}")
+                    found[key] = (owner, value)
+        return found
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training or to act: tensors and plain values only."""
@@ -362,7 +378,7 @@ class Algorithm(ABC):
             "num_updates": self.num_updates,
             "generator": self.generator.get_state(),
         }
-        for key, value in self._stateful().items():
+        for key, (_, value) in self._stateful().items():
             state[key] = value.state_dict() if not isinstance(value, torch.Tensor) else value
         return state
 
@@ -374,11 +390,11 @@ class Algorithm(ABC):
         self.num_updates = int(state["num_updates"])
         # Exact on the device type the checkpoint came from; re-seeded on another (offrl.rng).
         restore_generator(self.generator, state["generator"], self.seed, self.num_updates)
-        for key, value in self._stateful().items():
+        for key, (owner, value) in self._stateful().items():
             if key not in state:
                 raise KeyError(f"checkpoint lacks {key!r}")
             if isinstance(value, torch.Tensor):
-                setattr(self, key, state[key].to(self.device))
+                setattr(owner, key, state[key].to(self.device))
             else:
                 value.load_state_dict(state[key])
 

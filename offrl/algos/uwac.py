@@ -1,11 +1,12 @@
 """UWAC -- Wu, Zhai, Srivastava, Susskind, Zhang, Salakhutdinov & Goh, "Uncertainty Weighted
 Actor-Critic for Offline Reinforcement Learning", ICML 2021.
 
-BEAR (:mod:`offrl.algos.bear`) with its critics' and actor's losses down-weighted where the
-critics are uncertain. The uncertainty is epistemic, estimated by Monte-Carlo dropout (Gal &
-Ghahramani, 2016): the critics carry dropout on their hidden layers, and ``T`` stochastic passes
-give a mean and a variance of each Q-value. Out-of-distribution actions have high variance, so
-their bootstrapped targets and their pull on the policy are shrunk:
+BEAR (:mod:`offrl.algos.bear`) with its critics' and actor's losses down-weighted where the critics
+are uncertain: SAC with BEAR's support constraint (:class:`~offrl.algos.support.SupportConstraint`,
+the part BEAR owns too) and weighted losses. The uncertainty is epistemic, estimated by Monte-Carlo
+dropout (Gal & Ghahramani, 2016): the critics carry dropout on their hidden layers, and ``T``
+stochastic passes give a mean and a variance of each Q-value. Out-of-distribution actions have high
+variance, so their bootstrapped targets and their pull on the policy are shrunk:
 
     Q'_i(s', a'), Var_i(s', a')  = mean, variance over T dropout passes of target critic i
     y   = r + gamma (1 - done) [ max_j ( lambda min_i Q'_i(s', a_j) + (1 - lambda) max_i ... )
@@ -45,7 +46,9 @@ from dataclasses import dataclass
 import torch
 
 from offrl.algos.base import register
-from offrl.algos.bear import BEAR, BEARConfig
+from offrl.algos.bear import BEARConfig
+from offrl.algos.sac import SAC
+from offrl.algos.support import SupportConstraint, sampled_backup
 from offrl.data.sampler import Batch
 from offrl.losses import td_target
 
@@ -76,11 +79,16 @@ class UWACConfig(BEARConfig):
 
 
 @register("uwac")
-class UWAC(BEAR):
-    """Uncertainty Weighted Actor-Critic (Wu et al., 2021) on offrl's BEAR, MC-dropout critics."""
+class UWAC(SAC):
+    """Uncertainty Weighted Actor-Critic (Wu et al., 2021): BEAR's support-constrained SAC with
+    MC-dropout critics whose variance down-weights the critic and actor losses."""
 
     config_class = UWACConfig
     config: UWACConfig
+
+    def build(self) -> None:
+        super().build()
+        self.support = SupportConstraint(self.spec, self.config, self.generator, self.device)
 
     def uncertainty_weight(self, variance: torch.Tensor) -> torch.Tensor:
         """``clip(exp(-beta Var))`` or ``clip(beta / Var)``: ``[B]``, no gradient."""
@@ -112,17 +120,14 @@ class UWAC(BEAR):
     @torch.no_grad()
     def weighted_target(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """BEAR's target on the dropout-mean target critics, and its weight: ``([B], [B])``."""
-        cfg, n, b = self.config, self.config.num_target_samples, batch.obs.shape[0]
-        next_obs = batch.next_obs.repeat(n, 1)  # [n*B, obs], sample-major rows
+        cfg, n = self.config, self.config.num_target_samples
         next_a, next_logp = self.actor.sample(batch.next_obs, self.generator, n=n)
-        q, var = self.mc_dropout(self.critic_target, next_obs, next_a)  # [N, n*B] each
-        q = (cfg.lmbda * q.amin(0) + (1.0 - cfg.lmbda) * q.amax(0)).view(n, b)
-        q_next, best = q.max(0)  # [B]
+        q, var = self.mc_dropout(self.critic_target, batch.next_obs.repeat(n, 1), next_a)
+        q_next, logp = sampled_backup(q, next_logp, n, cfg.lmbda)  # q, var: [N, n*B]
         if cfg.backup_entropy:
-            logp = next_logp.view(n, b).gather(0, best.unsqueeze(0)).squeeze(0)
             q_next = q_next - self.alpha() * logp
         # Variance summed over critics, maxed over the n samples (official code).
-        var_next = var.sum(0).view(n, b).amax(0)
+        var_next = var.sum(0).view(n, -1).amax(0)
         target = td_target(batch.rewards, batch.dones, q_next, cfg.gamma)
         return target, self.uncertainty_weight(var_next)
 
@@ -150,3 +155,10 @@ class UWAC(BEAR):
         if not self.config.weight_actor:
             return q_min
         return self.uncertainty_weight(var.detach().sum(0)) * q_min
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        return self.support.train_step(self, batch)
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """BEAR's highest-Q_1 of ``num_action_samples`` policy samples, dropout off."""
+        return self.support.act(self, obs)
