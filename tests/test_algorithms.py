@@ -14,6 +14,7 @@ import torch
 from _devices import DEVICES, needs_cuda
 
 from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
+from offrl.algos.base import Component
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
 from offrl.data import Dataset
 from offrl.data.normalization import ObsNormalizer
@@ -96,9 +97,10 @@ def _sampler(algo: Algorithm, data: Dataset, seed: int, device: str = "cpu") -> 
 
 
 def _module_states(algo: Algorithm) -> dict[str, torch.Tensor]:
-    """Every tensor of every network, flattened by name."""
+    """Every tensor of every network (the algorithm's and its parts'), flattened by name."""
     out = {}
-    for key, value in vars(algo).items():
+    parts = [vars(v) for v in vars(algo).values() if isinstance(v, Component)]
+    for key, value in [*vars(algo).items(), *(kv for part in parts for kv in part.items())]:
         if isinstance(value, torch.nn.Module):
             for k, t in value.state_dict().items():
                 out[f"{key}.{k}"] = t.detach().clone()
@@ -140,6 +142,29 @@ def test_at_most_one_level_of_inheritance_below_sac() -> None:
         cls = get_algorithm(name)
         chain = [c for c in cls.__mro__ if issubclass(c, Algorithm) and c is not Algorithm]
         assert len(chain) <= 2, f"{name}: {[c.__name__ for c in chain]}"
+
+
+@pytest.mark.parametrize("name", list_algorithms())
+def test_any_layer_stack_in_any_algorithm(name: str) -> None:
+    """``activation``, ``actor_layer_norm`` and ``critic_layer_norm`` reach every policy and
+    value network of every algorithm (not the behaviour VAEs), and the updates stay finite."""
+    from offrl.nn import ConditionalVAE, EnsembleMLP
+
+    extra = {"activation": "tanh", "actor_layer_norm": True, "critic_layer_norm": True}
+    algo = _make(name, {**CONTRACT_DEFAULTS.get(name, {}), **extra}, SPECS["unit"])
+    nets = [
+        m
+        for v in vars(algo).values()
+        if isinstance(v, torch.nn.Module) and not isinstance(v, ConditionalVAE)
+        for m in v.modules()
+        if isinstance(m, EnsembleMLP)
+    ]
+    assert nets
+    for net in nets:
+        assert net.activation == "tanh" and net.layer_norm and not net.fused
+    sampler = _sampler(algo, _attach(algo, _dataset()), seed=1)
+    for _ in range(5):
+        assert all(math.isfinite(v) for v in algo.update(sampler.sample()).values())
 
 
 def test_unknown_config_option_rejected() -> None:
@@ -570,7 +595,7 @@ def test_redefined_option_keeps_its_place_and_takes_the_new_doc() -> None:
     from offrl.algos.cql import CQLConfig
     from offrl.algos.sac import SACConfig
 
-    assert list(CQLConfig.option_docs)[:3] == ["batch_size", "hidden", "gamma"]
+    assert list(CQLConfig.option_docs)[:3] == ["batch_size", "hidden", "activation"]
     names = list(CQLConfig.option_docs)
     assert names.index("actor_lr") == list(SACConfig.option_docs).index("actor_lr")
     assert CQLConfig.option_docs["actor_lr"][0] == "3e-05"

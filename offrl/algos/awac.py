@@ -60,9 +60,11 @@ class AWAC(Algorithm):
     def build(self) -> None:
         cfg, spec = self.config, self.spec
         self.actor = GaussianPolicy(
-            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False
+            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False, **cfg.actor_net()
         ).to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.critic = EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)

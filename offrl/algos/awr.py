@@ -93,9 +93,9 @@ class AWR(Algorithm):
         if cfg.recompute_every < 1:
             raise ValueError(f"recompute_every: must be >= 1, got {cfg.recompute_every}")
         self.actor = GaussianPolicy(
-            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False
+            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False, **cfg.actor_net()
         ).to(self.device)
-        self.value = ValueFunction(spec.obs_dim, cfg.hidden).to(self.device)
+        self.value = ValueFunction(spec.obs_dim, cfg.hidden, **cfg.critic_net()).to(self.device)
         # V at the last recomputation: saved, so that a resumed run recomputes the same returns.
         self.value_snapshot = copy.deepcopy(self.value).requires_grad_(False)
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)

@@ -67,6 +67,14 @@ class AlgoConfig:
     """Transitions per gradient step."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of every network."""
+    activation: str = "relu"
+    """Hidden-layer activation of the policy and value networks: ``relu``, ``tanh``, ``elu``,
+    ``silu`` (``swish``), ``gelu`` or ``leaky_relu`` (ReLU runs a fused kernel; the others run
+    through autograd)."""
+    actor_layer_norm: bool = False
+    """LayerNorm in every hidden layer of the policy (CORL's ReBRAC ``actor_ln``; off)."""
+    critic_layer_norm: bool = False
+    """LayerNorm in every hidden layer of the Q and value networks (ReBRAC, LB-SAC, SAC-RND)."""
     gamma: float = 0.99
     """Discount factor."""
     reward_mode: str = "none"
@@ -77,6 +85,16 @@ class AlgoConfig:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _document_options(cls)
+
+    def actor_net(self) -> dict[str, Any]:
+        """The options of the policy's layers (``activation``, ``actor_layer_norm``) as
+        keyword arguments of :mod:`offrl.nn`'s policies."""
+        return {"activation": self.activation, "layer_norm": self.actor_layer_norm}
+
+    def critic_net(self) -> dict[str, Any]:
+        """The options of the Q and value networks' layers (``activation``,
+        ``critic_layer_norm``) as keyword arguments of :mod:`offrl.nn`'s critics."""
+        return {"activation": self.activation, "layer_norm": self.critic_layer_norm}
 
     def for_run(self, steps: int) -> AlgoConfig:
         """This config resolved for a training run of ``steps`` updates.

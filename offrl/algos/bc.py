@@ -37,10 +37,12 @@ class BC(Algorithm):
         cfg, spec = self.config, self.spec
         if cfg.policy == "deterministic":
             self.actor: DeterministicPolicy | GaussianPolicy = DeterministicPolicy(
-                spec.obs_dim, spec.action_dim, cfg.hidden
+                spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net()
             )
         elif cfg.policy == "gaussian":
-            self.actor = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden)
+            self.actor = GaussianPolicy(
+                spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net()
+            )
         else:
             raise ValueError(f"policy: unknown {cfg.policy!r} (deterministic or gaussian)")
         self.actor.to(self.device)

@@ -30,6 +30,7 @@ import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,9 +92,11 @@ class BCQConfig(AlgoConfig):
 class PerturbationActor(nn.Module):
     """``xi_phi(s, a) = Phi * tanh(MLP(s, a))``; :meth:`forward` returns ``clip(a + xi, -1, 1)``."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], phi: float) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int], phi: float, **mlp: Any
+    ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim + act_dim, act_dim, hidden)
+        self.net = EnsembleMLP(obs_dim + act_dim, act_dim, hidden, **mlp)
         self.phi = phi
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -112,9 +115,13 @@ class BCQ(Algorithm):
     def build(self) -> None:
         cfg, spec = self.config, self.spec
         self.vae = ConditionalVAE(spec.obs_dim, spec.action_dim, cfg.vae_hidden).to(self.device)
-        self.actor = PerturbationActor(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.phi)
+        self.actor = PerturbationActor(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.phi, **cfg.actor_net()
+        )
         self.actor.to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.critic = EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
         self.critic.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)

@@ -76,8 +76,12 @@ class CRR(Algorithm):
         cfg, spec = self.config, self.spec
         if cfg.target_update not in ("hard", "soft"):
             raise ValueError(f"target_update must be 'hard' or 'soft', not {cfg.target_update!r}")
-        self.actor = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.actor = GaussianPolicy(
+            spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net()
+        ).to(self.device)
+        self.critic = EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
         self.critic.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)

@@ -69,12 +69,14 @@ class IQL(Algorithm):
     def build(self) -> None:
         cfg, spec = self.config, self.spec
         self.actor = GaussianPolicy(
-            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False
+            spec.obs_dim, spec.action_dim, cfg.hidden, state_dependent_std=False, **cfg.actor_net()
         ).to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.critic = EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = ValueFunction(spec.obs_dim, cfg.hidden).to(self.device)
+        self.value = ValueFunction(spec.obs_dim, cfg.hidden, **cfg.critic_net()).to(self.device)
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
         self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
         self.value_optim = make_optimizer(self.value.parameters(), cfg.value_lr)

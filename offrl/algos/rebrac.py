@@ -135,8 +135,6 @@ class ReBRACConfig(TD3BCConfig):
     """Critic Adam learning rate."""
     normalize_q: bool = True
     """Scale the actor's Q term by ``1 / mean|Q|`` (a constant), as TD3+BC does."""
-    actor_layer_norm: bool = False
-    """LayerNorm after every hidden activation of the actor (CORL ``actor_ln``: off)."""
     critic_layer_norm: bool = True
     """LayerNorm after every hidden activation of the critics (CORL ``critic_ln``: on)."""
     edac_init: bool = True
@@ -187,17 +185,17 @@ class ReBRAC(TD3BC):
     def networks(self) -> tuple[DeterministicPolicy, EnsembleCritic]:
         """LayerNorm critics (``Linear -> ReLU -> LayerNorm``, as CORL), CORL's initialisation."""
         cfg, spec = self.config, self.spec
-        actor = DeterministicPolicy(
-            spec.obs_dim, spec.action_dim, cfg.hidden, layer_norm=cfg.actor_layer_norm
-        ).to(self.device)
+        actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net())
         critic = EnsembleCritic(
             spec.obs_dim,
             spec.action_dim,
             cfg.hidden,
             cfg.num_critics,
-            layer_norm=cfg.critic_layer_norm,
             norm_after_activation=True,  # CORL: Dense -> ReLU -> LayerNorm
-        ).to(self.device)
+            **cfg.critic_net(),
+        )
+        actor.to(self.device)
+        critic.to(self.device)
         if cfg.edac_init:
             _edac_init(actor.net, 1e-3)
             _edac_init(critic.net, 3e-3)

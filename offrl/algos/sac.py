@@ -75,8 +75,12 @@ class SAC(Algorithm):
 
     def build(self) -> None:
         cfg, spec = self.config, self.spec
-        self.actor = TanhGaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
-        self.critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        self.actor = TanhGaussianPolicy(
+            spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net()
+        ).to(self.device)
+        self.critic = EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = Scalar(cfg.init_log_alpha).to(self.device)

@@ -66,8 +66,11 @@ class TD3BC(Algorithm):
     def networks(self) -> tuple[DeterministicPolicy, EnsembleCritic]:
         """The actor and the critic ensemble, on the algorithm's device."""
         cfg, spec = self.config, self.spec
-        actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, cfg.hidden).to(self.device)
-        critic = EnsembleCritic(spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics)
+        actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net())
+        actor.to(self.device)
+        critic = EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
         return actor, critic.to(self.device)
 
     @torch.no_grad()

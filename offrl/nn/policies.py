@@ -64,11 +64,13 @@ class GaussianPolicy(nn.Module):
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
         state_dependent_std: bool = True,
+        layer_norm: bool = False,
+        **mlp: Any,
     ) -> None:
         super().__init__()
         self.act_dim = act_dim
         self.head = GaussianHead(act_dim, log_std_min, log_std_max, state_dependent_std)
-        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden)
+        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden, layer_norm=layer_norm, **mlp)
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """The action distribution at ``obs``."""
@@ -143,10 +145,12 @@ class TanhGaussianPolicy(nn.Module):
         hidden: Sequence[int] = (256, 256),
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
+        layer_norm: bool = False,
+        **mlp: Any,
     ) -> None:
         super().__init__()
         self.head = TanhGaussianHead(act_dim, log_std_min, log_std_max)
-        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden)
+        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden, layer_norm=layer_norm, **mlp)
         self.act_dim = act_dim
 
     def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,11 +189,19 @@ class TanhGaussianPolicy(nn.Module):
 
 
 class ValueFunction(nn.Module):
-    """State values ``V(s)``, optionally an ensemble: ``[B, obs] -> [N, B]``."""
+    """State values ``V(s)``, optionally an ensemble: ``[B, obs] -> [N, B]`` (``layer_norm`` and
+    ``**mlp`` as :class:`EnsembleCritic`'s)."""
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), num: int = 1) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        num: int = 1,
+        layer_norm: bool = False,
+        **mlp: Any,
+    ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim, 1, hidden, ensemble=num)
+        self.net = EnsembleMLP(obs_dim, 1, hidden, ensemble=num, layer_norm=layer_norm, **mlp)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
