@@ -21,12 +21,15 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
 import re
 import textwrap
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from offrl.errors import ConfigError
 
 __all__ = [
     "declared_options",
@@ -255,3 +258,116 @@ def from_namespace(cls: type[T], namespace: argparse.Namespace, **overrides: Any
         elif hasattr(namespace, f.name):
             values[f.name] = getattr(namespace, f.name)
     return cls(**values)
+
+
+# ---------------------------------------------------------------------- validation
+# (field-name pattern, low, high, low inclusive, high inclusive): the ranges every option of that
+# name takes, in one place. A pattern is a name, ``*_suffix`` or ``prefix_*``; the first match
+# wins. Sizes and learning rates must be positive; rates and fractions lie in the unit interval;
+# ``*_every`` may be 0 (off) except where a loop divides by it.
+RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
+    ("log_every", 1, math.inf, True, False),
+    ("checkpoint_every", 1, math.inf, True, False),
+    ("recompute_every", 1, math.inf, True, False),
+    ("lr", 0.0, math.inf, False, False),
+    ("*_lr", 0.0, math.inf, False, False),
+    ("batch_size", 1, math.inf, True, False),
+    ("hidden", 1, math.inf, True, False),
+    ("*_hidden", 1, math.inf, True, False),
+    ("num_*", 1, math.inf, True, False),
+    ("n_*", 1, math.inf, True, False),
+    ("*_freq", 1, math.inf, True, False),
+    ("*_every", 0, math.inf, True, False),
+    ("*_size", 1, math.inf, True, False),
+    ("*_interval", 1, math.inf, True, False),
+    ("max_steps", 1, math.inf, True, False),
+    ("*_steps", 0, math.inf, True, False),
+    ("steps", 1, math.inf, True, False),
+    ("eval_episodes", 1, math.inf, True, False),
+    ("threads", 1, math.inf, True, False),
+    ("gamma", 0.0, 1.0, False, True),
+    ("tau", 0.0, 1.0, False, True),
+    ("expectile", 0.0, 1.0, False, False),
+    ("dropout", 0.0, 1.0, True, False),
+    ("frac", 0.0, 1.0, False, True),
+    ("data_fraction", 0.0, 1.0, False, True),
+    ("lam", 0.0, 1.0, True, True),
+    ("lmbda", 0.0, 1.0, True, True),
+    ("*_coef", 0.0, math.inf, True, False),
+    ("*_sigma", 0.0, math.inf, False, False),
+    ("policy_noise", 0.0, math.inf, True, False),
+    ("noise_clip", 0.0, math.inf, True, False),
+)
+
+
+def _range_of(name: str) -> tuple[float, float, bool, bool] | None:
+    for pattern, *bounds in RANGES:
+        if (
+            pattern == name
+            or (pattern.startswith("*") and name.endswith(pattern[1:]))
+            or (pattern.endswith("*") and name.startswith(pattern[:-1]))
+        ):
+            low, high, low_in, high_in = bounds
+            return float(low), float(high), bool(low_in), bool(high_in)
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp).replace("typing.", "")
+    )
+
+
+def _type_ok(value: Any, tp: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``tp``; ``None`` for annotations not checked."""
+    if tp is Any:
+        return None
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        results = [_type_ok(value, a) for a in args]
+        return None if None in results and True not in results else any(results)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is Literal:
+        return value in args
+    if origin in (tuple, list) and args and (len(args) == 1 or args[-1] is ...):
+        return isinstance(value, tuple | list) and all(_type_ok(v, args[0]) for v in value)
+    return None
+
+
+def check_options(obj: Any) -> None:
+    """Check every field of the dataclass instance ``obj`` against its annotation (type) and
+    :data:`RANGES` (by field name); raise :class:`~offrl.errors.ConfigError` naming the first
+    bad one and what it takes."""
+    cls = type(obj)
+    hints = _resolved_types(cls)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        tp = hints.get(f.name)
+        where = f"{cls.__name__}.{f.name}"
+        if tp is not None and _type_ok(value, tp) is False:
+            raise ConfigError(
+                f"option {f.name}: expected {_type_name(_without_none(tp))}, got {value!r} "
+                f"({where})"
+            )
+        bounds = _range_of(f.name)
+        if bounds is None or value is None or isinstance(value, bool | str):
+            continue
+        low, high, low_in, high_in = bounds
+        for v in value if isinstance(value, tuple | list) else (value,):
+            if not isinstance(v, int | float):
+                continue
+            ok_low = v >= low if low_in else v > low
+            ok_high = v <= high if high_in else v < high
+            if not (ok_low and ok_high and not (isinstance(v, float) and math.isnan(v))):
+                lo, hi = "[" if low_in else "(", "]" if high_in else ")"
+                span = f"{lo}{low:g}, {high:g}{hi}" if high != math.inf else f"{lo}{low:g}, inf)"
+                raise ConfigError(f"option {f.name}: {v!r} is outside {span} ({where})")

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from offrl.config import declared_options
+from offrl.config import check_options, declared_options
 from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.sampler import Batch
+from offrl.errors import IncompatibleDataError
 from offrl.optim import FlatAdam
 from offrl.rng import restore_generator
 from offrl.runtime import tune_allocator
@@ -85,6 +86,10 @@ class AlgoConfig:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _document_options(cls)
+
+    def __post_init__(self) -> None:
+        # Every option's type and range (offrl.config.RANGES), with a message naming it.
+        check_options(self)
 
     def actor_net(self) -> dict[str, Any]:
         """The options of the policy's layers (``activation``, ``actor_layer_norm``) as
@@ -201,9 +206,35 @@ class Algorithm(ABC):
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
     """The algorithm's config dataclass."""
 
+    action_kinds: ClassVar[tuple[str, ...]] = ("continuous",)
+    """The action kinds the algorithm handles: ``"continuous"`` (a box) and/or
+    ``"discrete"``."""
+    observation_kinds: ClassVar[tuple[str, ...]] = ("vector",)
+    """The observation kinds it handles: ``"vector"`` (``[obs_dim]``) and/or ``"image"``
+    (``[C, H, W]`` frames)."""
+
+    @classmethod
+    def check_spec(cls, spec: EnvSpec) -> None:
+        """Raise :class:`~offrl.errors.IncompatibleDataError` if the algorithm cannot handle
+        ``spec``'s actions or observations (called when it is built, before any update)."""
+        action = "discrete" if spec.discrete else "continuous"
+        observation = "vector" if len(spec.obs_shape) == 1 else "image"
+        name = cls.name or cls.__name__
+        if action not in cls.action_kinds:
+            raise IncompatibleDataError(
+                f"actions: {name} handles {' and '.join(cls.action_kinds)} actions, and this "
+                f"data's are {action} ({spec.action_dim} {'actions' if spec.discrete else 'dims'})"
+            )
+        if observation not in cls.observation_kinds:
+            raise IncompatibleDataError(
+                f"observations: {name} handles {' and '.join(cls.observation_kinds)} "
+                f"observations, and this data's have shape {tuple(spec.obs_shape)}"
+            )
+
     def __init__(
         self, spec: EnvSpec, config: AlgoConfig | None = None, seed: int = 0, device: str = "cpu"
     ) -> None:
+        type(self).check_spec(spec)
         self.spec = spec
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
@@ -384,6 +415,11 @@ class Algorithm(ABC):
                         raise ValueError(f"two parts of {type(self).__name__} save {key!r}")
                     found[key] = (owner, value)
         return found
+
+    def modules_by_name(self) -> dict[str, nn.Module]:
+        """Every network of the algorithm and of its :class:`Component` parts, by attribute
+        name (what the divergence guard checks, what checkpoints save)."""
+        return {k: v for k, (_, v) in self._stateful().items() if isinstance(v, nn.Module)}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training or to act: tensors and plain values only."""

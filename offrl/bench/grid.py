@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offrl.config import check_options
 from offrl.io import atomic_write_bytes
 
 try:
@@ -88,6 +89,9 @@ class GridSpec:
     (0.25 packs four cells on a GPU; small networks leave most of one idle)."""
     imports: list[str] = field(default_factory=list)
     """Modules or ``.py`` files registering user algorithms, imported in every worker."""
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and ranges, with a message naming the option
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (what ``grid.json`` stores)."""

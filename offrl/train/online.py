@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from offrl._version import __version__
 from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
+from offrl.config import check_options
 from offrl.data.replay import ReplayBuffer
 from offrl.io import atomic_write_bytes
 from offrl.rng import restore_generator
@@ -91,6 +92,9 @@ class OnlineConfig:
     """Show a progress bar."""
     algo_config: dict[str, Any] = field(default_factory=dict)
     """Overrides of the algorithm's config fields."""
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and ranges, with a message naming the option
 
     def run_dir(self) -> Path:
         """The run directory."""

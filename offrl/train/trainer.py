@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from offrl._version import __version__
 from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
+from offrl.config import check_options
 from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
@@ -101,6 +102,9 @@ class TrainConfig:
     """Show a progress bar with live metrics."""
     algo_config: dict[str, Any] = field(default_factory=dict)
     """Overrides of the algorithm's config fields (e.g. ``{"alpha": 2.5}``)."""
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and ranges, with a message naming the option
 
     def run_dir(self) -> Path:
         """The run directory."""
