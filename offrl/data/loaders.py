@@ -29,7 +29,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -444,7 +444,11 @@ def _load_plain_npz(p: Path, contents: dict[str, np.ndarray], env_id: str | None
 
 
 # ====================================================================== dispatch
-def load_dataset(name_or_path: PathLike, env_id: str | None = None) -> Dataset:
+def load_dataset(
+    name_or_path: PathLike,
+    env_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Dataset:
     """Load a dataset from a file, a directory or a built-in name.
 
     * an existing ``.npz`` file -> :func:`load_npz`;
@@ -457,6 +461,7 @@ def load_dataset(name_or_path: PathLike, env_id: str | None = None) -> Dataset:
     Args:
         name_or_path: a path or a built-in dataset name.
         env_id: Gymnasium id that overrides the one stored with the data.
+        progress: receives what a built-in dataset's resolver reports (a first-use build).
 
     Raises:
         DatasetError: the file cannot be read, its type is unknown, or the name is neither an
@@ -479,7 +484,7 @@ def load_dataset(name_or_path: PathLike, env_id: str | None = None) -> Dataset:
         )
     name = str(name_or_path)
     try:
-        dataset = resolve_dataset(name)
+        dataset = resolve_dataset(name, progress)
     except LookupError as exc:
         if isinstance(exc, KeyError):
             detail = exc.args[0] if exc.args else ""

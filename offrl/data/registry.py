@@ -10,6 +10,7 @@ resolve ``"pendulum-medium-v0"`` without importing upwards.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "data_dir",
     "dataset_resolvers",
     "register_dataset_resolver",
+    "report_progress",
     "resolve_dataset",
 ]
 
@@ -29,6 +31,18 @@ DatasetResolver = Callable[[str], Dataset]
 it does not know."""
 
 _RESOLVERS: list[DatasetResolver] = []
+_PROGRESS: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "offrl_dataset_progress", default=None
+)
+
+
+def report_progress(message: str) -> None:
+    """Tell whoever is resolving a dataset name what a resolver is doing (a first-use build
+    that takes minutes, say). Resolvers call it; :func:`resolve_dataset`'s ``progress`` receives
+    it; without one it goes nowhere."""
+    callback = _PROGRESS.get()
+    if callback is not None:
+        callback(message)
 
 
 def data_dir() -> Path:
@@ -56,8 +70,9 @@ def dataset_resolvers() -> tuple[DatasetResolver, ...]:
     return tuple(_RESOLVERS)
 
 
-def resolve_dataset(name: str) -> Dataset:
-    """The dataset called ``name`` by the first resolver that knows it.
+def resolve_dataset(name: str, progress: Callable[[str], None] | None = None) -> Dataset:
+    """The dataset called ``name`` by the first resolver that knows it; ``progress`` receives
+    the messages resolvers send with :func:`report_progress` (e.g. "building ... (first use)").
 
     Raises:
         LookupError: no resolver is registered (built-in datasets are not available).
@@ -66,9 +81,13 @@ def resolve_dataset(name: str) -> Dataset:
     if not _RESOLVERS:
         raise LookupError("no dataset resolver is registered")
     details = []
-    for resolver in _RESOLVERS:
-        try:
-            return resolver(name)
-        except KeyError as exc:
-            details.append(str(exc.args[0]) if exc.args else "")
+    token = _PROGRESS.set(progress)
+    try:
+        for resolver in _RESOLVERS:
+            try:
+                return resolver(name)
+            except KeyError as exc:
+                details.append(str(exc.args[0]) if exc.args else "")
+    finally:
+        _PROGRESS.reset(token)
     raise KeyError("; ".join(d for d in details if d))

@@ -30,7 +30,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_npz, save_npz
-from offrl.data.registry import data_dir
+from offrl.data.registry import data_dir, report_progress
 from offrl.suite.factory import MUJOCO_DATASETS, make_mujoco
 from offrl.suite.rollout import Policy, rollout_dataset
 
@@ -123,10 +123,12 @@ def make_builtin(name: str, rebuild: bool = False) -> Dataset:
     if name in MUJOCO_DATASETS:
         return make_mujoco(name, rebuild=rebuild)
     if name not in BUILTIN:
-        raise KeyError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTIN)}")
+        known = sorted(BUILTIN) + sorted(MUJOCO_DATASETS)
+        raise KeyError(f"unknown built-in dataset {name!r}; available: {known}")
     path = data_dir() / "datasets" / f"{name}.npz"
     if path.exists() and not rebuild:
         return load_npz(path)
+    report_progress(f"building {name} (first use; cached in {path})")
     ds = _build(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npz(ds, path)

@@ -45,7 +45,7 @@ import torch
 from offrl._version import __version__
 from offrl.data.dataset import Dataset, DatasetError
 from offrl.data.loaders import load_d4rl_hdf5, save_d4rl_hdf5
-from offrl.data.registry import data_dir
+from offrl.data.registry import data_dir, report_progress
 from offrl.data.replay import ReplayBuffer
 from offrl.nn import TanhGaussianPolicy
 from offrl.suite.rollout import Policy, rollout_dataset
@@ -522,8 +522,11 @@ def make_mujoco(
             f"dataset: the behaviour pack for {env_id} ({pack_file}) is not shipped with this "
             "version of offrl; train one with `offrl online` and build with `offrl dataset make`"
         )
+    message = f"building {name} from {pack_file} (first use; cached in {path})"
     if progress is not None:
-        progress(f"building {name} from {pack_file} (first use; cached in {path})")
+        progress(message)
+    else:
+        report_progress(message)
     ds = build_level(load_pack(pack_path), level)
     ds.metadata["name"] = name
     path.parent.mkdir(parents=True, exist_ok=True)
