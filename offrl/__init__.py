@@ -13,7 +13,8 @@ import offrl.suite  # noqa: F401  (registers the built-in dataset names with off
 from offrl._version import __version__
 from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
 from offrl.data import Dataset, DatasetError, load_dataset
-from offrl.train import TrainConfig, evaluate, train
+from offrl.errors import OfflineRLError
+from offrl.train import TrainConfig, evaluate, load_algorithm, train
 
 __all__ = [
     "__version__",
@@ -23,8 +24,10 @@ __all__ = [
     "list_algorithms",
     "Dataset",
     "DatasetError",
+    "OfflineRLError",
     "load_dataset",
     "TrainConfig",
     "train",
     "evaluate",
+    "load_algorithm",
 ]

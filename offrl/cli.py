@@ -22,7 +22,9 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from offrl._version import __version__
 from offrl.config import add_options, field_docs, from_namespace, help_text
+from offrl.errors import OfflineRLError
 from offrl.plugins import import_module
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _import_all(args.imports)
     cfg = from_namespace(TrainConfig, args, algo_config=_parse_sets(args.set))
-    final = train(cfg, resume=args.resume)
+    final = train(cfg, resume=args.resume, allow_changes=args.allow_change)
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
@@ -159,15 +161,18 @@ def cmd_bench_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from offrl.algos.base import Algorithm
     from offrl.train import evaluate, load_checkpoint
+    from offrl.train.checkpoint import restore_algorithm
 
     _import_all(args.imports)
     state = load_checkpoint(args.checkpoint, args.device)
-    algo = Algorithm.from_state_dict(state["algo"], args.device)
+    inner = state.get("algo")
+    algo = restore_algorithm(
+        inner if isinstance(inner, dict) else state, args.device, str(args.checkpoint)
+    )
     env_id = args.env or state.get("env_id")
     if not env_id:
-        raise SystemExit("the checkpoint names no environment: pass --env")
+        raise OfflineRLError(f"{args.checkpoint}: the checkpoint names no environment: pass --env")
     result = evaluate(algo, env_id, args.episodes, seed=args.seed)
     out = {"checkpoint": str(args.checkpoint), "env_id": env_id, "step": state.get("step")}
     out.update(result.as_dict())
@@ -378,6 +383,9 @@ def cmd_bench_sample(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from offrl.train import plot_curves
 
+    for run in args.runs:
+        if not (Path(run) / "metrics.jsonl").is_file():
+            raise OfflineRLError(f"{run}: not a run directory (it has no metrics.jsonl)")
     out = plot_curves([Path(r) for r in args.runs], Path(args.out), title=args.title)
     print(f"wrote {out}")
     return 0
@@ -412,6 +420,10 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     :class:`~offrl.bench.grid.GridSpec` (:func:`offrl.config.add_options`): their types,
     defaults and docstrings are the flags' types, defaults and help."""
     p = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning.")
+    p.add_argument("--version", action="version", version=f"offrl {__version__}")
+    p.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (anywhere)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("algos", help="list the registered algorithms")
@@ -440,6 +452,15 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     )
     _add_import(t, "import a module or .py file first (it registers your algorithm; repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="with --resume: let OPTION differ from the run's (steps, eval_every, eval_episodes, "
+        "log_every, checkpoint_every, threads, tensorboard, wandb; recorded in config.json); "
+        "repeatable",
+    )
     _add_set(t, "KEY=VALUE")
     t.set_defaults(func=cmd_train)
 
@@ -608,18 +629,55 @@ def _algo_help(argv: list[str]) -> dict[str, str]:
     return {argv[0]: "\n".join([head, *_algo_options(cls)])}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``offrl`` command."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_algo_help(argv)).parse_args(argv)
-    from offrl.data.dataset import DatasetError
+_USER_ERRORS = (
+    OfflineRLError,
+    FileExistsError,
+    FileNotFoundError,
+    KeyError,
+    ValueError,
+    ImportError,
+)
+"""What a user's input can cause: reported in a line or two, exit status 2 (a diverged run: 3)."""
 
+
+def _error_text(exc: BaseException) -> str:
+    """One or two lines: the exception's message (a ``KeyError``'s without its quotes)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) > 2:
+        lines = [lines[0], lines[-1]]
+    return "\n  ".join(lines) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``offrl`` command.
+
+    Every failure is reported in one or two lines naming the file, field or option, with exit
+    status 2 for bad input, 3 for a diverged run, 1 for an internal error (a bug in offrl);
+    ``--debug`` (anywhere on the line) shows the traceback instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser(_algo_help(argv)).parse_args(argv)
     try:
         return int(args.func(args))
-    except (DatasetError, FileExistsError, KeyError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"offrl: error: {msg}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("offrl: interrupted", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"offrl: error: {_error_text(exc)}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, OfflineRLError) else 2
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"offrl: internal error ({type(exc).__name__}: {_error_text(exc)}); this is a bug "
+            "in offrl: please report it with the output of the same command with --debug",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

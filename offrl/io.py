@@ -8,11 +8,14 @@ and renames it over the target, so a process killed mid-write leaves the previou
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "atomic_path",
@@ -20,6 +23,8 @@ __all__ = [
     "atomic_write_text",
     "reserve_temp",
     "replace_when_done",
+    "json_safe",
+    "write_json",
 ]
 
 
@@ -80,3 +85,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = reserve_temp(path)
     with replace_when_done(tmp, path):
         yield tmp
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by ``None``, recursively
+    through dicts, lists and tuples, so that ``json.dumps(..., allow_nan=False)`` accepts it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Write ``value`` as indented, strictly valid JSON (non-finite numbers become ``null``),
+    atomically."""
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")

@@ -1,36 +1,141 @@
-"""Checkpoints: written atomically, loaded without executing code.
+"""Checkpoints: written atomically, loaded without executing code, damage reported clearly.
 
 A checkpoint is a dict of tensors and plain Python values saved with ``torch.save`` and read
 with ``torch.load(weights_only=True)``, which refuses anything that would need unpickling code.
 Writes go through :func:`offrl.io.atomic_write_bytes` (a temporary file in the same directory,
 flushed to disk and then renamed over the target), so a run killed mid-write leaves the previous
-checkpoint intact.
+checkpoint intact; :func:`remove_stale_temps` deletes what such a kill left behind. Reading a
+file that is not an intact offrl checkpoint raises :class:`~offrl.errors.CheckpointError`
+naming the file, whatever the damage.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from offrl.algos.base import Algorithm
+from offrl.errors import CheckpointError
 from offrl.io import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_algorithm",
+    "load_latest",
+    "remove_stale_temps",
+]
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Save ``state`` (tensors and plain values only) atomically."""
-    import io
-
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for a failed load, without torch's advice to unpickle untrusted data."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = next((ln for ln in lines if "weights_only" not in ln), "")
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no code execution)."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``weights_only=True`` (no code execution).
+
+    Raises:
+        CheckpointError: the file is missing, damaged, truncated, would need code to load, or
+            does not hold a dict.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many kinds for damaged files
+        raise CheckpointError(
+            f"{p}: not a readable offrl checkpoint (damaged, truncated, or not written by "
+            f"offrl; {_reason(exc)})"
+        ) from exc
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: not an offrl checkpoint")
+        raise CheckpointError(f"{p}: not an offrl checkpoint (holds a {type(state).__name__})")
     return state
+
+
+def load_algorithm(path: str | os.PathLike[str], device: str = "cpu") -> Algorithm:
+    """The trained algorithm in a checkpoint, ready to ``act``: ``load_algorithm(path).act(obs)``
+    takes raw observations and returns actions in the environment's bounds.
+
+    Accepts a training checkpoint (``checkpoints/latest.pt``, ``step_N.pt``) or a bare
+    ``Algorithm.state_dict()``. Raises :class:`~offrl.errors.CheckpointError` for anything that
+    does not restore.
+    """
+    state = load_checkpoint(path, device)
+    inner = state.get("algo")
+    return restore_algorithm(inner if isinstance(inner, dict) else state, device, str(path))
+
+
+def restore_algorithm(state: dict[str, Any], device: str = "cpu", where: str = "") -> Algorithm:
+    """:meth:`Algorithm.from_state_dict` with any failure reported as a
+    :class:`~offrl.errors.CheckpointError` naming ``where``."""
+    try:
+        return Algorithm.from_state_dict(state, device)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # missing keys, wrong shapes, wrong types, unknown algorithm...
+        raise CheckpointError(
+            f"{where or 'checkpoint'}: does not restore an offrl algorithm ({_reason(exc)})"
+        ) from exc
+
+
+def load_latest(ckpt_dir: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
+    """The newest intact checkpoint of a run: ``latest.pt``, or, if that is damaged or missing,
+    the ``step_<N>.pt`` with the largest N that loads (with a warning naming what was skipped).
+
+    Raises:
+        CheckpointError: no checkpoint of the directory loads.
+    """
+    d = Path(ckpt_dir)
+    steps = sorted(
+        (p for p in d.glob("step_*.pt") if re.fullmatch(r"step_\d+\.pt", p.name)),
+        key=lambda p: int(p.stem.split("_")[1]),
+        reverse=True,
+    )
+    skipped: list[str] = []
+    for candidate in [d / "latest.pt", *steps]:
+        if not candidate.exists():
+            continue
+        try:
+            state = load_checkpoint(candidate, map_location)
+            if "step" not in state or "algo" not in state:
+                raise CheckpointError(f"{candidate}: not a training checkpoint (no step)")
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+            continue
+        if skipped:
+            warnings.warn(
+                f"resuming from {candidate.name}: " + "; ".join(skipped), RuntimeWarning, 2
+            )
+        return state
+    if skipped:
+        raise CheckpointError(f"{d}: no intact checkpoint to resume from: " + "; ".join(skipped))
+    raise CheckpointError(f"{d}: no checkpoint to resume from")
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that a killed atomic write left in
+    ``directory``; returns them. Call it only on a directory no other process is writing."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    stale = [p for p in d.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

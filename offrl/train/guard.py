@@ -54,6 +54,7 @@ class DivergenceGuard:
             if reward_bound is not None and reward_bound > 0
             else None
         )
+        self.reward_bound = reward_bound
         self.run_options = dict(run_options or {})
         self.warnings: list[str] = []
 
@@ -110,13 +111,15 @@ class DivergenceGuard:
         causes = [
             "learning rates too high: " + ", ".join(f"{k}={v:g}" for k, v in sorted(lrs.items()))
         ]
-        scale = self.run_options.get("reward_scale")
-        if scale is not None:
-            causes.append(f"rewards too large: reward_scale={scale:g} (try --reward-mode)")
+        if self.reward_bound is not None and (_is_q(quantity) or "critic" in quantity):
+            scale = self.run_options.get("reward_scale", 1.0)
+            causes.append(
+                f"large rewards with a long horizon: max |r| = {self.reward_bound:.3g} after "
+                f"the reward transform (reward_scale={scale:g}), gamma={cfg.gamma:g} "
+                "(try --reward-mode return_range or a smaller --reward-scale)"
+            )
         if self.run_options.get("norm_obs") is False:
-            causes.append("observations not normalised: norm_obs=False")
-        if _is_q(quantity) or "critic" in quantity:
-            causes.append(f"a discount close to 1 with large rewards: gamma={cfg.gamma:g}")
+            causes.append("observations not normalised (norm_obs off)")
         return causes
 
     def _diverged(self, quantity: str, step: int, value: float, cause: str | None = None) -> None:

@@ -1,7 +1,9 @@
 """Metric sinks: JSONL and CSV always; TensorBoard and Weights & Biases when asked.
 
 Each record is ``{"step": int, "kind": "train" | "eval", **metrics}``. ``metrics.jsonl`` is the
-source of truth (append-only, one JSON object per line); ``metrics.csv`` is regenerated from it.
+source of truth (append-only, one strictly valid JSON object per line: a non-finite number is
+``null``); ``metrics.csv`` is rewritten atomically after every record, so both files are
+consistent at every moment, a kill included (a line cut by a kill is ignored on reading).
 W&B runs in offline mode unless ``WANDB_MODE`` says otherwise, so no network is needed;
 ``wandb sync`` uploads later.
 """
@@ -9,12 +11,13 @@ W&B runs in offline mode unless ``WANDB_MODE`` says otherwise, so no network is 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from offrl.io import atomic_write_text
+from offrl.io import atomic_write_text, json_safe
 
 __all__ = ["MetricLogger", "read_metrics"]
 
@@ -35,6 +38,10 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 break  # a line cut by a kill: everything after it is suspect too
     return records
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, allow_nan=False) + "\n"
 
 
 class MetricLogger:
@@ -61,11 +68,13 @@ class MetricLogger:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = self.dir / "metrics.jsonl"
+        self._records: list[dict[str, Any]] = []
         if resume_step is not None:
-            kept = [r for r in read_metrics(self.jsonl_path) if r["step"] <= resume_step]
-            atomic_write_text(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in kept))
+            self._records = [r for r in read_metrics(self.jsonl_path) if r["step"] <= resume_step]
+            atomic_write_text(self.jsonl_path, "".join(_line(r) for r in self._records))
         elif self.jsonl_path.exists():
             self.jsonl_path.unlink()
+        self.write_csv()
         self._jsonl = self.jsonl_path.open("a")
         self._tb: Any = None
         self._wandb: Any = None
@@ -89,9 +98,11 @@ class MetricLogger:
 
     def log(self, step: int, kind: str, metrics: dict[str, Any]) -> None:
         """Record ``metrics`` at ``step`` (``None`` values go to JSONL/CSV only)."""
-        record = {"step": step, "kind": kind, **metrics}
-        self._jsonl.write(json.dumps(record) + "\n")
+        record = json_safe({"step": step, "kind": kind, **metrics})
+        self._jsonl.write(_line(record))
         self._jsonl.flush()
+        self._records.append(record)
+        self.write_csv()
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         if self._tb is not None:
             for k, v in scalars.items():
@@ -102,16 +113,16 @@ class MetricLogger:
             )
 
     def write_csv(self) -> Path:
-        """Regenerate ``metrics.csv`` from ``metrics.jsonl`` (union of all columns)."""
-        records = read_metrics(self.jsonl_path)
+        """Rewrite ``metrics.csv`` (atomically) from the records so far, union of all columns."""
         columns: list[str] = []
-        for r in records:
+        for r in self._records:
             columns += [k for k in r if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self._records)
         path = self.dir / "metrics.csv"
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(records)
+        atomic_write_text(path, buf.getvalue())
         return path
 
     def close(self) -> None:

@@ -11,8 +11,17 @@
     RUN/final.json         the final evaluation: return, normalised score, steps, seed
 
 A killed run continues with ``resume=True``: the algorithm, optimiser and sampler states come
-back from ``latest.pt``, so the resumed run draws the same batches and ends with the same
-parameters as an uninterrupted one.
+back from ``latest.pt`` (or, if that is damaged, the newest intact ``step_<N>.pt``), so the
+resumed run draws the same batches and ends with the same parameters as an uninterrupted one.
+Resuming with other options or other data than the run was trained with is refused
+(:class:`~offrl.errors.ResumeError` lists the differences); ``allow_changes`` admits the safe
+ones (:data:`SAFE_RESUME_CHANGES`), and ``config.json`` records them under ``"resumes"``.
+
+Before the first update the dataset is checked against the evaluation environment and the
+algorithm; during training :class:`~offrl.train.guard.DivergenceGuard` stops a run whose
+losses, Q-values or parameters become non-finite (``final.json`` then has ``"status":
+"diverged"`` and a diagnosis, and :class:`~offrl.errors.TrainingDiverged` is raised). A
+checkpoint is written before each evaluation, so a failing evaluation loses no training.
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +49,29 @@ from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.sampler import TensorSampler
-from offrl.io import atomic_write_bytes
-from offrl.train.checkpoint import load_checkpoint, save_checkpoint
+from offrl.errors import ConfigError, IncompatibleDataError, ResumeError, TrainingDiverged
+from offrl.io import write_json
+from offrl.train.checkpoint import load_latest, remove_stale_temps, save_checkpoint
 from offrl.train.evaluation import evaluate
 from offrl.train.graphs import GraphedUpdate
+from offrl.train.guard import DivergenceGuard
 from offrl.train.loggers import MetricLogger, read_metrics
 
-__all__ = ["TrainConfig", "train", "spec_for", "plot_curves"]
+__all__ = ["TrainConfig", "train", "spec_for", "plot_curves", "SAFE_RESUME_CHANGES"]
+
+SAFE_RESUME_CHANGES = (
+    "steps",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_every",
+    "threads",
+    "tensorboard",
+    "wandb",
+)
+"""Options that ``--resume --allow-change KEY`` may change (recorded in ``config.json``): how
+long the run goes on and how it is observed, not what it learns from. ``progress`` may always
+change."""
 
 
 @dataclass
@@ -115,19 +142,42 @@ class TrainConfig:
 def spec_for(dataset: Dataset, env_id: str | None) -> EnvSpec:
     """Observation/action spec from the environment when known, else from the data.
 
-    With an environment, the dataset's actions are checked against its action space (a clear
-    error names the offending row and dimension).
+    With an environment, the dataset's observation shape, action kind and width, and action
+    values are checked against its spaces (a clear error names the field, and for values the
+    offending row and dimension).
     """
     if env_id is not None:
         import gymnasium as gym
 
-        env = gym.make(env_id)
-        space = env.action_space
+        try:
+            env = gym.make(env_id)
+        except Exception as exc:  # gymnasium's errors for unknown ids, missing extras...
+            raise ConfigError(f"env_id: cannot make the environment {env_id!r} ({exc})") from exc
+        space, obs_space = env.action_space, env.observation_space
         env.close()
+        obs_env = tuple(getattr(obs_space, "shape", None) or ())
+        if obs_env and tuple(dataset.obs_shape) != obs_env:
+            raise IncompatibleDataError(
+                f"observations: the dataset's have shape {tuple(dataset.obs_shape)}, and "
+                f"{env_id}'s {obs_env}: the data does not come from this environment"
+            )
         if isinstance(space, gym.spaces.Discrete):
+            if not dataset.discrete:
+                raise IncompatibleDataError(
+                    f"actions: {env_id} has {int(space.n)} discrete actions, and the dataset's "
+                    f"actions are continuous vectors of width {dataset.action_dim}"
+                )
             dataset.check_action_space(0, int(space.n))
             return EnvSpec(dataset.obs_shape, int(space.n), discrete=True)
-        assert isinstance(space, gym.spaces.Box)
+        if not isinstance(space, gym.spaces.Box):
+            raise IncompatibleDataError(f"actions: {env_id}'s action space {space} is unsupported")
+        width = int(np.prod(space.shape))
+        if dataset.discrete or dataset.action_dim != width:
+            kind = "integer indices" if dataset.discrete else f"width {dataset.action_dim}"
+            raise IncompatibleDataError(
+                f"actions: the dataset's actions have {kind}, and {env_id}'s are continuous "
+                f"of width {width}"
+            )
         dataset.check_action_space(space.low, space.high)
         return EnvSpec(
             dataset.obs_shape,
@@ -149,8 +199,13 @@ def spec_for(dataset: Dataset, env_id: str | None) -> EnvSpec:
     )
 
 
-def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | None]:
-    dataset = load_dataset(cfg.dataset)
+def _say(message: str) -> None:
+    print(f"offrl: {message}", file=sys.stderr, flush=True)
+
+
+def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset, str | None]:
+    """The algorithm, its sampler, the whole dataset, the prepared training data, the env id."""
+    dataset = load_dataset(cfg.dataset, progress=_say if cfg.progress else None)
     if cfg.data_fraction < 1.0:
         dataset = dataset.subsample_episodes(cfg.data_fraction, cfg.data_seed)
     env_id = cfg.env_id or dataset.env_id
@@ -181,24 +236,101 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, str | N
         device=cfg.device,
         next_actions=algo.needs_next_actions,
     )
-    return algo, sampler, dataset, env_id
+    return algo, sampler, dataset, prepared, env_id
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or, with ``resume``, continue) one training run; returns the final summary."""
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{option: [saved, current]}`` for the options whose values differ (as JSON)."""
+
+    def canon(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, default=str)
+
+    return {
+        k: [saved[k], v] for k, v in current.items() if k in saved and canon(saved[k]) != canon(v)
+    }
+
+
+def _check_resume(
+    run: Path, saved: dict[str, Any], cfg: TrainConfig, allow: Iterable[str]
+) -> dict[str, list[Any]]:
+    """The option changes of this resume (allowed ones only); a :class:`ResumeError` listing
+    every other difference."""
+    allow = set(allow)
+    unsafe = sorted(allow - set(SAFE_RESUME_CHANGES))
+    if unsafe:
+        raise ResumeError(
+            f"--allow-change {', '.join(unsafe)}: cannot change on resume (only "
+            f"{', '.join(SAFE_RESUME_CHANGES)} can); train a new run with another --out"
+        )
+    diffs = _differences(saved, dataclasses.asdict(cfg))
+    diffs.pop("progress", None)
+    refused = {k: v for k, v in diffs.items() if k not in allow}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        safe = [k for k in refused if k in SAFE_RESUME_CHANGES]
+        hint = (
+            f" To change {', '.join(safe)}, add --allow-change {' --allow-change '.join(safe)}."
+            if safe
+            else ""
+        )
+        raise ResumeError(
+            f"--resume: {run} was trained with other options ({listed}). Resume with the "
+            f"original options, or start a new run with another --out.{hint}"
+        )
+    return diffs
+
+
+def _eval_due(cfg: TrainConfig, step: int) -> bool:
+    return bool(cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
+
+
+def _checkpoint_due(cfg: TrainConfig, step: int) -> bool:
+    return step % cfg.checkpoint_every == 0 or step == cfg.steps
+
+
+def train(
+    cfg: TrainConfig, resume: bool = False, allow_changes: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) one training run; returns the final summary.
+
+    Args:
+        cfg: the run.
+        resume: continue the run in ``cfg.run_dir()`` from its newest intact checkpoint.
+        allow_changes: options of :data:`SAFE_RESUME_CHANGES` that may differ from the run's
+            (``steps`` to train longer, say); any other difference is refused.
+
+    Raises:
+        TrainingDiverged: a loss, Q-value or parameter became non-finite (``final.json`` has
+            the diagnosis; the last checkpoint before it is kept).
+        ResumeError: ``resume`` with other options or other data than the run's.
+        FileExistsError: the run directory already holds a run and ``resume`` is off.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = cfg.run_dir()
     ckpt_dir = run / "checkpoints"
-    latest = ckpt_dir / "latest.pt"
-    if not resume and latest.exists():
+    has_run = (ckpt_dir / "latest.pt").exists() or any(ckpt_dir.glob("step_*.pt"))
+    if not resume and has_run:
         raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
-    algo, sampler, dataset, env_id = _build(cfg)
+    for d in (run, ckpt_dir):  # what a kill in the middle of an atomic write left behind
+        remove_stale_temps(d)
+    state: dict[str, Any] | None = None
+    changes: dict[str, list[Any]] = {}
+    if resume and has_run:
+        state = load_latest(ckpt_dir, cfg.device)
+        changes = _check_resume(run, state.get("train_config", {}), cfg, allow_changes)
+    algo, sampler, dataset, prepared, env_id = _build(cfg)
+    fingerprint = dataset.fingerprint()
     # Captures lazily, after any checkpoint below is loaded (offrl.train.graphs).
     update = GraphedUpdate(algo).update if cfg.cuda_graphs else algo.update
     start = 0
-    if resume and latest.exists():
-        state = load_checkpoint(latest, cfg.device)
+    if state is not None:
+        saved_fp = state.get("dataset_fingerprint")
+        if saved_fp is not None and saved_fp != fingerprint:
+            raise ResumeError(
+                f"--resume: {run} was trained on other data (dataset fingerprint {saved_fp}, "
+                f"now {fingerprint} for {cfg.dataset!r}); resume with the run's dataset"
+            )
         saved_on = torch.device(state.get("train_config", {}).get("device", "cpu")).type
         if saved_on != torch.device(cfg.device).type:
             warnings.warn(
@@ -210,6 +342,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         sampler.load_state_dict(state["sampler"])
         start = int(state["step"])
     stats = dataset.stats()
+    resumes = _previous_resumes(run) if state is not None else []
+    if state is not None:
+        resumes.append({"step": start, "changed": changes})
     resolved = {
         "train": dataclasses.asdict(cfg),
         "algo": algo.config.to_dict(),
@@ -217,23 +352,31 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "env_id": env_id,
         "dataset": {
             "name": cfg.dataset,
+            "fingerprint": fingerprint,
             "transitions": stats.num_transitions,
             "transitions_trained_on": sampler.size,  # after the algorithm's prepare_data
             "episodes": stats.num_episodes,
             "return_mean": stats.return_mean,
             "metadata": dataset.metadata,
         },
+        "resumes": resumes,
         "offrl_version": __version__,
         "torch_version": torch.__version__,
     }
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run / "config.json", json.dumps(resolved, indent=2).encode())
+    write_json(run / "config.json", resolved)
     logger = MetricLogger(
         run,
         tensorboard=cfg.tensorboard,
         wandb=cfg.wandb,
         config=resolved,
-        resume_step=start if resume else None,
+        resume_step=start if state is not None else None,
+    )
+    rewards = np.abs(prepared.rewards)
+    guard = DivergenceGuard(
+        algo,
+        reward_bound=float(rewards.max()) if rewards.size else None,
+        run_options={"reward_scale": cfg.reward_scale, "norm_obs": cfg.norm_obs},
     )
 
     def do_eval(step: int) -> dict[str, Any]:
@@ -244,67 +387,118 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         logger.log(step, "eval", metrics)
         return metrics
 
+    last_checkpoint = start if state is not None else None
+
     def checkpoint(step: int) -> None:
-        state = {
+        nonlocal last_checkpoint
+        guard.check_parameters(step)  # never save a diverged network
+        ckpt = {
             "algo": algo.state_dict(),
             "sampler": sampler.state_dict(),
             "step": step,
             "env_id": env_id,
             "train_config": dataclasses.asdict(cfg),
+            "dataset_fingerprint": fingerprint,
         }
-        save_checkpoint(ckpt_dir / f"step_{step}.pt", state)
-        save_checkpoint(latest, state)
+        save_checkpoint(ckpt_dir / f"step_{step}.pt", ckpt)
+        save_checkpoint(ckpt_dir / "latest.pt", ckpt)
+        last_checkpoint = step
 
-    sums: dict[str, float] = {}
-    count = 0
-    last_eval: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True)
-    for step in range(start + 1, cfg.steps + 1):
-        metrics = update(sampler.sample())
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + v
-        count += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            means = {k: v / count for k, v in sums.items()}
-            means["updates_per_s"] = count / (time.perf_counter() - t0)
-            logger.log(step, "train", means)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
-            sums, count, t0 = {}, 0, time.perf_counter()
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-            last_eval = do_eval(step)
-            if last_eval.get("eval/normalized_score") is not None:
-                bar.set_description(f"score {last_eval['eval/normalized_score']:.1f}")
-            t0 = time.perf_counter()  # evaluation time is not update time
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint(step)
-        bar.update(1)
-    bar.close()
-    if not last_eval:  # resumed a finished run: report its final evaluation again
-        # It was logged before the final checkpoint; evaluating again would log it twice.
-        logged = [
-            r
-            for r in read_metrics(logger.jsonl_path)
-            if r["kind"] == "eval" and r["step"] == cfg.steps
+    def logged_eval(step: int) -> dict[str, Any] | None:
+        found = [
+            r for r in read_metrics(logger.jsonl_path) if r["kind"] == "eval" and r["step"] == step
         ]
-        last_eval = logged[-1] if logged else do_eval(cfg.steps)
-    logger.close()
-    final = {
+        return found[-1] if found else None
+
+    summary = {
         "algo": cfg.algo,
         "dataset": cfg.dataset,
         "env_id": env_id,
         "seed": cfg.seed,
         "steps": cfg.steps,
+    }
+    sums: dict[str, float] = {}
+    count = 0
+    last_eval: dict[str, Any] = {}
+    step = start
+    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        # A run killed during an evaluation resumes from the checkpoint just before it.
+        if 0 < start < cfg.steps and _eval_due(cfg, start) and logged_eval(start) is None:
+            last_eval = do_eval(start)
+        t0 = time.perf_counter()
+        for step in range(start + 1, cfg.steps + 1):
+            metrics = guard.update(step, sampler.sample(), update)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                means = {k: v / count for k, v in sums.items()}
+                means["updates_per_s"] = count / (time.perf_counter() - t0)
+                logger.log(step, "train", means)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                sums, count, t0 = {}, 0, time.perf_counter()
+            if _checkpoint_due(cfg, step):
+                checkpoint(step)  # before the evaluation: a failing one loses no training
+            if _eval_due(cfg, step):
+                last_eval = do_eval(step)
+                if last_eval.get("eval/normalized_score") is not None:
+                    bar.set_description(f"score {last_eval['eval/normalized_score']:.1f}")
+                t0 = time.perf_counter()  # evaluation time is not update time
+            bar.update(1)
+    except TrainingDiverged as exc:
+        bar.close()
+        logger.log(step, "diverged", {"quantity": exc.diagnosis.get("quantity")})
+        logger.close()
+        write_json(
+            run / "final.json",
+            {
+                **summary,
+                "status": "diverged",
+                "diverged_at_step": exc.diagnosis.get("step"),
+                "diagnosis": exc.diagnosis,
+                "last_checkpoint_step": last_checkpoint,
+                "warnings": guard.warnings,
+            },
+        )
+        kept = (
+            f"its last good checkpoint is step {last_checkpoint}"
+            if last_checkpoint
+            else "no checkpoint was written before it"
+        )
+        raise TrainingDiverged(
+            f"{exc} The run stopped: {run / 'final.json'} has the diagnosis; {kept}.",
+            exc.diagnosis,
+        ) from None
+    bar.close()
+    if not last_eval:  # resumed a finished run: report its final evaluation again
+        # It was logged before the kill; evaluating again would log it twice.
+        last_eval = logged_eval(cfg.steps) or do_eval(cfg.steps)
+    logger.close()
+    final = {
+        **summary,
+        "status": "completed",
         "return_mean": last_eval.get("eval/return_mean"),
         "return_std": last_eval.get("eval/return_std"),
         "normalized_score": last_eval.get("eval/normalized_score"),
         "normalized_score_std": last_eval.get("eval/normalized_score_std"),
         "eval_episodes": cfg.eval_episodes,
         "behaviour_return_mean": stats.return_mean,
+        "warnings": guard.warnings,
     }
-    atomic_write_bytes(run / "final.json", json.dumps(final, indent=2).encode())
+    write_json(run / "final.json", final)
     plot_curves([run], run / "curve.png")
     return final
+
+
+def _previous_resumes(run: Path) -> list[dict[str, Any]]:
+    """The ``"resumes"`` record of the run's existing ``config.json`` (empty if unreadable)."""
+    try:
+        previous = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    resumes = previous.get("resumes") if isinstance(previous, dict) else None
+    return list(resumes) if isinstance(resumes, list) else []
 
 
 def plot_curves(runs: list[Path], out: Path, title: str | None = None) -> Path:
