@@ -19,6 +19,7 @@ import dataclasses
 import json
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -640,6 +641,10 @@ _USER_ERRORS = (
 """What a user's input can cause: reported in a line or two, exit status 2 (a diverged run: 3)."""
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
+    print(f"offrl: warning: {message}", file=sys.stderr)
+
+
 def _error_text(exc: BaseException) -> str:
     """One or two lines: the exception's message (a ``KeyError``'s without its quotes)."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -659,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     args = build_parser(_algo_help(argv)).parse_args(argv)
+    if not debug:  # "offrl: warning: ..." instead of Python's file:line: Category: ...
+        warnings.showwarning = _show_warning
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ def _reason(exc: BaseException) -> str:
     """A one-line reason for a failed load, without torch's advice to unpickle untrusted data."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = next((ln for ln in lines if "weights_only" not in ln), "")
+    text = text.split(". ")[0].rstrip(".")  # the first sentence: torch's go on with advice
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
@@ -58,7 +59,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: our error says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many kinds for damaged files
         raise CheckpointError(
             f"{p}: not a readable offrl checkpoint (damaged, truncated, or not written by "
