@@ -101,7 +101,7 @@ def cmd_online(args: argparse.Namespace) -> int:
 
     _import_all(args.imports)
     cfg = from_namespace(OnlineConfig, args, algo_config=_parse_sets(args.set))
-    final = train_online(cfg, resume=args.resume)
+    final = train_online(cfg, resume=args.resume, allow_changes=args.allow_change)
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
@@ -399,6 +399,18 @@ def _add_import(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+def _add_allow_change(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="with --resume: let OPTION differ from the run's (steps, eval_every, eval_episodes, "
+        "log_every, checkpoint_every, threads, tensorboard, wandb; recorded in config.json); "
+        "repeatable",
+    )
+
+
 def _add_set(parser: argparse.ArgumentParser, metavar: str) -> None:
     """``--set`` algorithm options: ``--set a=1 b=2`` and ``--set a=1 --set b=2`` are the same."""
     parser.add_argument(
@@ -453,15 +465,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     )
     _add_import(t, "import a module or .py file first (it registers your algorithm; repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument(
-        "--allow-change",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="with --resume: let OPTION differ from the run's (steps, eval_every, eval_episodes, "
-        "log_every, checkpoint_every, threads, tensorboard, wandb; recorded in config.json); "
-        "repeatable",
-    )
+    _add_allow_change(t)
     _add_set(t, "KEY=VALUE")
     t.set_defaults(func=cmd_train)
 
@@ -482,6 +486,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     )
     _add_import(o, "import a module or .py file first (it registers your algorithm; repeatable)")
     o.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_allow_change(o)
     _add_set(o, "KEY=VALUE")
     o.set_defaults(func=cmd_online)
 

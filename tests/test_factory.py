@@ -290,7 +290,7 @@ def test_online_resume_continues(tmp_path: Path, device: str) -> None:
     train_online(OnlineConfig(steps=300, **base))  # type: ignore[arg-type]
     with pytest.raises(FileExistsError):
         train_online(OnlineConfig(steps=450, **base))  # type: ignore[arg-type]
-    train_online(OnlineConfig(steps=450, **base), resume=True)  # type: ignore[arg-type]
+    train_online(OnlineConfig(steps=450, **base), resume=True, allow_changes=["steps"])  # type: ignore[arg-type]
     from offrl.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")

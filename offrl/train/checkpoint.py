@@ -12,19 +12,24 @@ naming the file, whatever the damage.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from offrl.algos.base import Algorithm
-from offrl.errors import CheckpointError
+from offrl.errors import CheckpointError, ResumeError
 from offrl.io import atomic_write_bytes
 
 __all__ = [
+    "SAFE_RESUME_CHANGES",
+    "resume_changes",
+    "previous_resumes",
     "save_checkpoint",
     "load_checkpoint",
     "load_algorithm",
@@ -142,3 +147,86 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+SAFE_RESUME_CHANGES = (
+    "steps",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_every",
+    "threads",
+    "tensorboard",
+    "wandb",
+)
+"""Options that ``--resume --allow-change KEY`` may change (recorded in ``config.json``): how
+long the run goes on and how it is observed, not what it learns from. ``progress`` may always
+change."""
+
+
+_FREE_CHANGES = ("progress", "out")
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{option: [saved, current]}`` for the options whose values differ (as JSON)."""
+
+    def canon(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, default=str)
+
+    return {
+        k: [saved[k], v] for k, v in current.items() if k in saved and canon(saved[k]) != canon(v)
+    }
+
+
+def resume_changes(
+    run: str | os.PathLike[str],
+    saved: dict[str, Any],
+    current: dict[str, Any],
+    allow: Iterable[str],
+    safe: Iterable[str] = SAFE_RESUME_CHANGES,
+) -> dict[str, list[Any]]:
+    """The option changes of a resume, ``{option: [saved, current]}``, if all are allowed.
+
+    ``saved`` is the run's recorded options (its checkpoint's), ``current`` those of the resume;
+    ``progress`` and ``out`` (a run directory moved or copied) may always differ; options in
+    ``allow`` may differ if they are in ``safe``.
+
+    Raises:
+        ResumeError: listing every other difference and how to allow the safe ones.
+    """
+    allow, safe = set(allow), tuple(safe)
+    unsafe = sorted(allow - set(safe))
+    if unsafe:
+        raise ResumeError(
+            f"--allow-change {', '.join(unsafe)}: cannot change on resume (only "
+            f"{', '.join(safe)} can); train a new run with another --out"
+        )
+    diffs = _differences(saved, current)
+    for free in _FREE_CHANGES:
+        diffs.pop(free, None)
+    refused = {k: v for k, v in diffs.items() if k not in allow}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        fixable = [k for k in refused if k in safe]
+        hint = (
+            f" To change {', '.join(fixable)}, add "
+            + " ".join(f"--allow-change {k}" for k in fixable)
+            + "."
+            if fixable
+            else ""
+        )
+        raise ResumeError(
+            f"--resume: {run} was trained with other options ({listed}). Resume with the "
+            f"original options, or start a new run with another --out.{hint}"
+        )
+    return diffs
+
+
+def previous_resumes(run: Path) -> list[dict[str, Any]]:
+    """The ``"resumes"`` record of the run's existing ``config.json`` (empty if unreadable)."""
+    try:
+        previous = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    resumes = previous.get("resumes") if isinstance(previous, dict) else None
+    return list(resumes) if isinstance(resumes, list) else []

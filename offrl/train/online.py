@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,19 @@ from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
 from offrl.config import check_options
 from offrl.data.replay import ReplayBuffer
-from offrl.io import atomic_write_bytes
+from offrl.errors import TrainingDiverged
+from offrl.io import write_json
 from offrl.rng import restore_generator
-from offrl.train.checkpoint import load_checkpoint, save_checkpoint
+from offrl.train.checkpoint import (
+    SAFE_RESUME_CHANGES,
+    load_latest,
+    previous_resumes,
+    remove_stale_temps,
+    resume_changes,
+    save_checkpoint,
+)
 from offrl.train.evaluation import evaluate
+from offrl.train.guard import DivergenceGuard
 from offrl.train.loggers import MetricLogger
 
 __all__ = ["OnlineConfig", "train_online", "env_spec"]
@@ -117,14 +127,27 @@ def env_spec(env_id: str) -> EnvSpec:
     )
 
 
-def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or, with ``resume``, continue) one online run; returns the final summary."""
+ONLINE_SAFE_CHANGES = (*SAFE_RESUME_CHANGES, "snapshot_every")
+"""Options of :class:`OnlineConfig` that ``allow_changes`` may let a resume change."""
+
+
+def train_online(
+    cfg: OnlineConfig, resume: bool = False, allow_changes: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) one online run; returns the final summary.
+
+    As :func:`offrl.train.train`: a resume with other options is refused unless
+    ``allow_changes`` names them (:data:`ONLINE_SAFE_CHANGES`); a non-finite loss or parameter
+    stops the run with :class:`~offrl.errors.TrainingDiverged` and ``"status": "diverged"``.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = cfg.run_dir()
     latest = run / "checkpoints" / "latest.pt"
     if not resume and latest.exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
+    for d in (run, latest.parent, run / "snapshots"):
+        remove_stale_temps(d)
     spec = env_spec(cfg.env_id)
     algo_cls = get_algorithm(cfg.algo)
     if not algo_cls.can_explore():
@@ -139,8 +162,17 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed)  # the uniform warm-up actions
     sample_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, next_episode, restarts = 0, 0, 0
+    resumes: list[dict[str, Any]] = []
     if resume and latest.exists():
-        state = load_checkpoint(latest)  # the buffer stays in host memory; the algorithm
+        state = load_latest(latest.parent)  # the buffer stays in host memory; the algorithm
+        changes = resume_changes(
+            run,
+            state.get("online_config", {}),
+            dataclasses.asdict(cfg),
+            allow_changes,
+            ONLINE_SAFE_CHANGES,
+        )
+        resumes = [*previous_resumes(run), {"step": int(state["step"]), "changed": changes}]
         algo.load_state_dict(state["algo"])  # moves its own state to its device
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])
@@ -160,8 +192,9 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
         "offrl_version": __version__,
         "torch_version": torch.__version__,
         "gymnasium_version": gym.__version__,
+        "resumes": resumes,
     }
-    atomic_write_bytes(run / "config.json", json.dumps(resolved, indent=2).encode())
+    write_json(run / "config.json", resolved)
     logger = MetricLogger(
         run,
         tensorboard=cfg.tensorboard,
@@ -170,6 +203,7 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
         resume_step=step if resume else None,
     )
 
+    guard = DivergenceGuard(algo, run_options={})
     envs = gym.make_vec(cfg.env_id, num_envs=cfg.num_envs, vectorization_mode="sync")
     # Each (re)start seeds the environments differently, so a resumed run does not replay the
     # episodes it already collected.
@@ -181,6 +215,7 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
     skip = np.zeros(cfg.num_envs, dtype=bool)
 
     def checkpoint() -> None:
+        guard.check_parameters(step)  # never save a diverged network
         save_checkpoint(
             latest,
             {
@@ -206,60 +241,76 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
     last_eval: dict[str, Any] = {}
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
-    while step < cfg.steps:
-        if step < cfg.start_steps:
-            actions = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
-            actions = actions.astype(np.float32)
-        else:
-            actions = algo.explore(obs)
-        next_obs, rew, term, trunc, _ = envs.step(actions)
-        keep = ~skip
-        buffer.add(
-            obs[keep],
-            actions[keep],
-            rew[keep],
-            next_obs[keep],
-            term[keep],
-            (trunc & ~term)[keep],
-            episode[keep],
+    try:
+        while step < cfg.steps:
+            if step < cfg.start_steps:
+                actions = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
+                actions = actions.astype(np.float32)
+            else:
+                actions = algo.explore(obs)
+            next_obs, rew, term, trunc, _ = envs.step(actions)
+            keep = ~skip
+            buffer.add(
+                obs[keep],
+                actions[keep],
+                rew[keep],
+                next_obs[keep],
+                term[keep],
+                (trunc & ~term)[keep],
+                episode[keep],
+            )
+            ep_return += np.where(keep, rew, 0.0)
+            ended = (term | trunc) & keep
+            for i in np.flatnonzero(ended):
+                returns.append(float(ep_return[i]))
+                ep_return[i] = 0.0
+                episode[i] = next_episode
+                next_episode += 1
+            skip = ended
+            obs = next_obs
+            prev, step = step, step + int(keep.sum())
+            bar.update(step - prev)
+            if step >= cfg.start_steps:
+                for _ in range(cfg.updates_per_step * int(keep.sum())):
+                    batch = buffer.sample(algo.config.batch_size, sample_gen)
+                    metrics = guard.update(step, batch.to(algo.device), algo.update)
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+            if _crossed(prev, step, cfg.log_every):
+                record: dict[str, Any] = {k: v / max(count, 1) for k, v in sums.items()}
+                record["env_steps_per_s"] = (step - logged_at) / (time.perf_counter() - t0)
+                if returns:
+                    record["rollout/return_mean"] = float(np.mean(returns))
+                    record["rollout/episodes"] = len(returns)
+                logger.log(step, "train", record)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()}, refresh=False)
+                sums, count, returns, logged_at, t0 = {}, 0, [], step, time.perf_counter()
+            if _crossed(prev, step, cfg.checkpoint_every) or step >= cfg.steps:
+                checkpoint()  # before the evaluation: a failing one loses no training
+            snapshot = cfg.snapshot_every > 0 and _crossed(prev, step, cfg.snapshot_every)
+            if _crossed(prev, step, cfg.eval_every) or step >= cfg.steps or snapshot:
+                e0 = time.perf_counter()
+                last_eval = do_eval()  # every snapshot is saved with its own evaluation
+                bar.set_description(f"return {last_eval['eval/return_mean']:.1f}")
+                t0 += time.perf_counter() - e0  # evaluation time is not collection time
+            if snapshot:
+                _save_snapshot(run / "snapshots" / f"step_{step}.pt", algo, step, last_eval, cfg)
+    except TrainingDiverged as exc:
+        bar.close()
+        envs.close()
+        logger.log(step, "diverged", {"quantity": exc.diagnosis.get("quantity")})
+        logger.close()
+        summary = {"algo": cfg.algo, "env_id": cfg.env_id, "seed": cfg.seed, "steps": cfg.steps}
+        write_json(
+            run / "final.json",
+            {**summary, "status": "diverged", "diagnosis": exc.diagnosis},
         )
-        ep_return += np.where(keep, rew, 0.0)
-        ended = (term | trunc) & keep
-        for i in np.flatnonzero(ended):
-            returns.append(float(ep_return[i]))
-            ep_return[i] = 0.0
-            episode[i] = next_episode
-            next_episode += 1
-        skip = ended
-        obs = next_obs
-        prev, step = step, step + int(keep.sum())
-        bar.update(step - prev)
-        if step >= cfg.start_steps:
-            for _ in range(cfg.updates_per_step * int(keep.sum())):
-                batch = buffer.sample(algo.config.batch_size, sample_gen)
-                metrics = algo.update(batch.to(algo.device))
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
-        if _crossed(prev, step, cfg.log_every):
-            record: dict[str, Any] = {k: v / max(count, 1) for k, v in sums.items()}
-            record["env_steps_per_s"] = (step - logged_at) / (time.perf_counter() - t0)
-            if returns:
-                record["rollout/return_mean"] = float(np.mean(returns))
-                record["rollout/episodes"] = len(returns)
-            logger.log(step, "train", record)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()}, refresh=False)
-            sums, count, returns, logged_at, t0 = {}, 0, [], step, time.perf_counter()
-        snapshot = cfg.snapshot_every > 0 and _crossed(prev, step, cfg.snapshot_every)
-        if _crossed(prev, step, cfg.eval_every) or step >= cfg.steps or snapshot:
-            e0 = time.perf_counter()
-            last_eval = do_eval()  # every snapshot is saved with its own evaluation
-            bar.set_description(f"return {last_eval['eval/return_mean']:.1f}")
-            t0 += time.perf_counter() - e0  # evaluation time is not collection time
-        if snapshot:
-            _save_snapshot(run / "snapshots" / f"step_{step}.pt", algo, step, last_eval, cfg)
-        if _crossed(prev, step, cfg.checkpoint_every) or step >= cfg.steps:
-            checkpoint()
+        raise TrainingDiverged(
+            f"{exc} The run stopped: {run / 'final.json'} has the diagnosis; "
+            + (f"{latest} holds the last good state." if latest.exists() else "no checkpoint."),
+            exc.diagnosis,
+        ) from None
     bar.close()
     envs.close()
     if not last_eval:
@@ -270,12 +321,13 @@ def train_online(cfg: OnlineConfig, resume: bool = False) -> dict[str, Any]:
         "env_id": cfg.env_id,
         "seed": cfg.seed,
         "steps": cfg.steps,
+        "status": "completed",
         "return_mean": last_eval.get("eval/return_mean"),
         "return_std": last_eval.get("eval/return_std"),
         "normalized_score": last_eval.get("eval/normalized_score"),
         "eval_episodes": cfg.eval_episodes,
     }
-    atomic_write_bytes(run / "final.json", json.dumps(final, indent=2).encode())
+    write_json(run / "final.json", final)
     return final
 
 

@@ -27,7 +27,6 @@ checkpoint is written before each evaluation, so a failing evaluation loses no t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -51,27 +50,20 @@ from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.sampler import TensorSampler
 from offrl.errors import ConfigError, IncompatibleDataError, ResumeError, TrainingDiverged
 from offrl.io import write_json
-from offrl.train.checkpoint import load_latest, remove_stale_temps, save_checkpoint
+from offrl.train.checkpoint import (
+    SAFE_RESUME_CHANGES,
+    load_latest,
+    previous_resumes,
+    remove_stale_temps,
+    resume_changes,
+    save_checkpoint,
+)
 from offrl.train.evaluation import evaluate
 from offrl.train.graphs import GraphedUpdate
 from offrl.train.guard import DivergenceGuard
 from offrl.train.loggers import MetricLogger, read_metrics
 
 __all__ = ["TrainConfig", "train", "spec_for", "plot_curves", "SAFE_RESUME_CHANGES"]
-
-SAFE_RESUME_CHANGES = (
-    "steps",
-    "eval_every",
-    "eval_episodes",
-    "log_every",
-    "checkpoint_every",
-    "threads",
-    "tensorboard",
-    "wandb",
-)
-"""Options that ``--resume --allow-change KEY`` may change (recorded in ``config.json``): how
-long the run goes on and how it is observed, not what it learns from. ``progress`` may always
-change."""
 
 
 @dataclass
@@ -239,47 +231,6 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset
     return algo, sampler, dataset, prepared, env_id
 
 
-def _differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{option: [saved, current]}`` for the options whose values differ (as JSON)."""
-
-    def canon(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, default=str)
-
-    return {
-        k: [saved[k], v] for k, v in current.items() if k in saved and canon(saved[k]) != canon(v)
-    }
-
-
-def _check_resume(
-    run: Path, saved: dict[str, Any], cfg: TrainConfig, allow: Iterable[str]
-) -> dict[str, list[Any]]:
-    """The option changes of this resume (allowed ones only); a :class:`ResumeError` listing
-    every other difference."""
-    allow = set(allow)
-    unsafe = sorted(allow - set(SAFE_RESUME_CHANGES))
-    if unsafe:
-        raise ResumeError(
-            f"--allow-change {', '.join(unsafe)}: cannot change on resume (only "
-            f"{', '.join(SAFE_RESUME_CHANGES)} can); train a new run with another --out"
-        )
-    diffs = _differences(saved, dataclasses.asdict(cfg))
-    diffs.pop("progress", None)
-    refused = {k: v for k, v in diffs.items() if k not in allow}
-    if refused:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
-        safe = [k for k in refused if k in SAFE_RESUME_CHANGES]
-        hint = (
-            f" To change {', '.join(safe)}, add --allow-change {' --allow-change '.join(safe)}."
-            if safe
-            else ""
-        )
-        raise ResumeError(
-            f"--resume: {run} was trained with other options ({listed}). Resume with the "
-            f"original options, or start a new run with another --out.{hint}"
-        )
-    return diffs
-
-
 def _eval_due(cfg: TrainConfig, step: int) -> bool:
     return bool(cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
 
@@ -318,7 +269,9 @@ def train(
     changes: dict[str, list[Any]] = {}
     if resume and has_run:
         state = load_latest(ckpt_dir, cfg.device)
-        changes = _check_resume(run, state.get("train_config", {}), cfg, allow_changes)
+        changes = resume_changes(
+            run, state.get("train_config", {}), dataclasses.asdict(cfg), allow_changes
+        )
     algo, sampler, dataset, prepared, env_id = _build(cfg)
     fingerprint = dataset.fingerprint()
     # Captures lazily, after any checkpoint below is loaded (offrl.train.graphs).
@@ -342,7 +295,7 @@ def train(
         sampler.load_state_dict(state["sampler"])
         start = int(state["step"])
     stats = dataset.stats()
-    resumes = _previous_resumes(run) if state is not None else []
+    resumes = previous_resumes(run) if state is not None else []
     if state is not None:
         resumes.append({"step": start, "changed": changes})
     resolved = {
@@ -489,16 +442,6 @@ def train(
     write_json(run / "final.json", final)
     plot_curves([run], run / "curve.png")
     return final
-
-
-def _previous_resumes(run: Path) -> list[dict[str, Any]]:
-    """The ``"resumes"`` record of the run's existing ``config.json`` (empty if unreadable)."""
-    try:
-        previous = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError):
-        return []
-    resumes = previous.get("resumes") if isinstance(previous, dict) else None
-    return list(resumes) if isinstance(resumes, list) else []
 
 
 def plot_curves(runs: list[Path], out: Path, title: str | None = None) -> Path:
