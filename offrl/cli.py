@@ -172,6 +172,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         inner if isinstance(inner, dict) else state, args.device, str(args.checkpoint)
     )
     env_id = args.env or state.get("env_id")
+    if env_id is not None and not isinstance(env_id, str):
+        raise OfflineRLError(f"{args.checkpoint}: damaged checkpoint (env_id {env_id!r})")
     if not env_id:
         raise OfflineRLError(f"{args.checkpoint}: the checkpoint names no environment: pass --env")
     result = evaluate(algo, env_id, args.episodes, seed=args.seed)

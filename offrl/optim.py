@@ -80,6 +80,16 @@ class FlatAdam(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output onto the parameters' device, wherever it was saved."""
         super().load_state_dict(state_dict)
+        for p, state in self.state.items():  # a damaged state would only fail at the next step
+            for name in ("exp_avg", "exp_avg_sq"):
+                moment = state.get(name)
+                if moment is not None and (
+                    not isinstance(moment, torch.Tensor) or moment.shape != p.shape
+                ):
+                    raise ValueError(
+                        f"optimiser state {name!r}: expected a tensor of shape "
+                        f"{tuple(p.shape)}, got {getattr(moment, 'shape', type(moment))}"
+                    )
         # torch.optim leaves a loaded ``step`` where it was saved unless the group is flagged
         # fused or capturable; the fused kernel wants it beside its parameter (a CPU checkpoint
         # resumed on a GPU).

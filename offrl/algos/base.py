@@ -448,7 +448,14 @@ class Algorithm(ABC):
             if key not in state:
                 raise KeyError(f"checkpoint lacks {key!r}")
             if isinstance(value, torch.Tensor):
-                setattr(owner, key, state[key].to(self.device))
+                saved = state[key]
+                if not isinstance(saved, torch.Tensor) or saved.shape != value.shape:
+                    got = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved)
+                    raise ValueError(
+                        f"checkpoint entry {key!r}: expected a tensor of shape "
+                        f"{tuple(value.shape)}, got {got}"
+                    )
+                setattr(owner, key, saved.to(self.device, value.dtype))
             else:
                 value.load_state_dict(state[key])
 

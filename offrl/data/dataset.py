@@ -211,8 +211,8 @@ class Dataset:
             )
         if self.rewards.ndim != 1:
             raise DatasetError(f"rewards: expected shape [N], got {self.rewards.shape}")
-        if not np.issubdtype(self.rewards.dtype, np.number):
-            raise DatasetError(f"rewards: expected a numeric dtype, got {self.rewards.dtype}")
+        if not np.issubdtype(self.rewards.dtype, np.number) or np.iscomplexobj(self.rewards):
+            raise DatasetError(f"rewards: expected a real numeric dtype, got {self.rewards.dtype}")
         self.rewards = self.rewards.astype(np.float32, copy=False)
         for name in ("terminals", "timeouts"):
             arr = getattr(self, name)

@@ -26,12 +26,13 @@ renamed over the target, so an interrupted save never leaves a half-written file
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -63,7 +64,35 @@ _MINARI_FILE = "main_data.hdf5"
 _MINARI_METADATA = "metadata.json"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _damage_reported(kind: str) -> Callable[[F], F]:
+    """Decorator of a loader ``(path, ...)``: any failure other than a :class:`DatasetError`
+    (a damaged, truncated or foreign file makes h5py, zipfile and numpy raise many kinds)
+    becomes a :class:`DatasetError` naming the file, so nothing else escapes a loader."""
+
+    def deco(load: F) -> F:
+        @functools.wraps(load)
+        def wrapper(path: PathLike, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return load(path, *args, **kwargs)
+            except DatasetError:
+                raise
+            except Exception as exc:
+                first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+                raise DatasetError(
+                    f"path: {path} is not a readable {kind} (damaged, truncated or of another "
+                    f"layout; {type(exc).__name__}: {first[:160]})"
+                ) from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
 # ====================================================================== D4RL HDF5
+@_damage_reported("D4RL HDF5 file")
 def load_d4rl_hdf5(path: PathLike, env_id: str | None = None) -> Dataset:
     """Load a D4RL-layout HDF5 file.
 
@@ -157,6 +186,7 @@ def save_d4rl_hdf5(dataset: Dataset, path: PathLike) -> Path:
 
 
 # ====================================================================== Minari
+@_damage_reported("Minari dataset")
 def load_minari(path: PathLike, env_id: str | None = None) -> Dataset:
     """Load a Minari dataset stored with the HDF5 back end (no ``minari`` package needed).
 
@@ -372,6 +402,7 @@ def save_npz(dataset: Dataset, path: PathLike) -> Path:
     return p
 
 
+@_damage_reported(".npz dataset")
 def load_npz(path: PathLike, env_id: str | None = None) -> Dataset:
     """Load a ``.npz`` written by :func:`save_npz` (or a plain ``.npz`` of transition arrays).
 
@@ -721,6 +752,7 @@ def _minari_file(p: Path) -> Path:
     raise DatasetError(f"path: not found: {p}")
 
 
+@_damage_reported("HDF5 file")
 def _looks_like_minari(path: Path) -> bool:
     with _open_hdf5(path) as f:
         if "observations" in f:

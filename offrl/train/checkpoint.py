@@ -122,8 +122,13 @@ def load_latest(ckpt_dir: str | os.PathLike[str], map_location: str = "cpu") -> 
             continue
         try:
             state = load_checkpoint(candidate, map_location)
-            if "step" not in state or "algo" not in state:
-                raise CheckpointError(f"{candidate}: not a training checkpoint (no step)")
+            step, env_id = state.get("step"), state.get("env_id")
+            if not isinstance(state.get("algo"), dict):
+                raise CheckpointError(f"{candidate}: not a training checkpoint (no algorithm)")
+            if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+                raise CheckpointError(f"{candidate}: not a training checkpoint (step {step!r})")
+            if env_id is not None and not isinstance(env_id, str):
+                raise CheckpointError(f"{candidate}: damaged (env_id {env_id!r})")
         except CheckpointError as exc:
             skipped.append(str(exc))
             continue
