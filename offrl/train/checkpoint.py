@@ -129,6 +129,14 @@ def load_latest(ckpt_dir: str | os.PathLike[str], map_location: str = "cpu") -> 
                 raise CheckpointError(f"{candidate}: not a training checkpoint (step {step!r})")
             if env_id is not None and not isinstance(env_id, str):
                 raise CheckpointError(f"{candidate}: damaged (env_id {env_id!r})")
+            acc = state.get("log_accumulator", {})
+            if not (
+                isinstance(acc, dict)
+                and isinstance(acc.get("sums", {}), dict)
+                and all(isinstance(v, int | float) for v in acc.get("sums", {}).values())
+                and isinstance(acc.get("count", 0), int)
+            ):
+                raise CheckpointError(f"{candidate}: damaged (log_accumulator {acc!r})")
         except CheckpointError as exc:
             skipped.append(str(exc))
             continue

@@ -352,6 +352,9 @@ def train(
             "env_id": env_id,
             "train_config": dataclasses.asdict(cfg),
             "dataset_fingerprint": fingerprint,
+            # The metrics of the steps since the last log: a run resumed between two logs
+            # averages the same steps into its next record as an uninterrupted one.
+            "log_accumulator": {"sums": dict(sums), "count": count},
         }
         save_checkpoint(ckpt_dir / f"step_{step}.pt", ckpt)
         save_checkpoint(ckpt_dir / "latest.pt", ckpt)
@@ -370,8 +373,9 @@ def train(
         "seed": cfg.seed,
         "steps": cfg.steps,
     }
-    sums: dict[str, float] = {}
-    count = 0
+    accumulated = state.get("log_accumulator", {}) if state is not None else {}
+    sums: dict[str, float] = {k: float(v) for k, v in accumulated.get("sums", {}).items()}
+    count = int(accumulated.get("count", 0))
     last_eval: dict[str, Any] = {}
     step = start
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True)
