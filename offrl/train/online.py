@@ -11,9 +11,11 @@ which takes hours on a 2-core machine, so everything needed to continue is check
                                  candidates for the dataset factory's behaviour levels
     RUN/final.json               the final evaluation
 
-``resume=True`` continues from ``latest.pt``. Networks, optimisers, replay buffer and random
-streams continue exactly; the episodes that were running when the process died are stored as
-truncated (timeouts) and fresh ones start, since a simulator's internal state is not saved.
+``resume=True`` continues from ``latest.pt``. Networks, optimisers, replay buffer, random
+streams and, for MuJoCo and classic-control environments, the simulators themselves
+(:mod:`offrl.train.envstate`) continue exactly, so a killed run resumes to the same result as
+an uninterrupted one. For other environments, whose state cannot be saved, the episodes that
+were running when the process died are stored as truncated (timeouts) and fresh ones start.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ from offrl.train.checkpoint import (
     resume_changes,
     save_checkpoint,
 )
+from offrl.train.envstate import restore_env_state, save_env_state
 from offrl.train.evaluation import evaluate
 from offrl.train.guard import DivergenceGuard
-from offrl.train.loggers import MetricLogger
+from offrl.train.loggers import MetricLogger, read_metrics
 
 __all__ = ["OnlineConfig", "train_online", "env_spec"]
 
@@ -163,6 +166,8 @@ def train_online(
     sample_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, next_episode, restarts = 0, 0, 0
     resumes: list[dict[str, Any]] = []
+    saved_envs: dict[str, Any] | None = None  # the simulators, where they could be saved
+    loop: dict[str, Any] = {}
     if resume and latest.exists():
         state = load_latest(latest.parent)  # the buffer stays in host memory; the algorithm
         changes = resume_changes(
@@ -178,12 +183,14 @@ def train_online(
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         restore_generator(sample_gen, state["sample_generator"], cfg.seed + 1)
         step, next_episode = int(state["step"]), int(state["next_episode"])
-        restarts = int(state["restarts"]) + 1
-        # The episodes in flight died with the process: they end here, truncated.
-        open_eps = np.unique(buffer.episode[: buffer.size][~_ended(buffer)])
-        for e in open_eps:
-            where = np.flatnonzero(buffer.episode[: buffer.size] == e)
-            buffer.timeouts[where[-1]] = True
+        saved_envs, loop = state.get("env_state"), dict(state.get("loop") or {})
+        restarts = int(state["restarts"]) + (saved_envs is None)
+        if saved_envs is None:
+            # The episodes in flight died with the process: they end here, truncated.
+            open_eps = np.unique(buffer.episode[: buffer.size][~_ended(buffer)])
+            for e in open_eps:
+                where = np.flatnonzero(buffer.episode[: buffer.size] == e)
+                buffer.timeouts[where[-1]] = True
     run.mkdir(parents=True, exist_ok=True)
     resolved = {
         "online": dataclasses.asdict(cfg),
@@ -208,13 +215,21 @@ def train_online(
     # Each (re)start seeds the environments differently, so a resumed run does not replay the
     # episodes it already collected.
     obs, _ = envs.reset(seed=cfg.seed + 1_000_003 * restarts)
-    episode = next_episode + np.arange(cfg.num_envs)
-    next_episode += cfg.num_envs
-    ep_return = np.zeros(cfg.num_envs)
-    # NEXT_STEP autoreset: the step after an episode ends is a reset whose transition is void.
-    skip = np.zeros(cfg.num_envs, dtype=bool)
+    if saved_envs is not None:  # the simulators, and the loop's view of them, as they were
+        restore_env_state(envs, saved_envs)
+        obs = loop["obs"].numpy().copy()
+        episode = loop["episode"].numpy().copy()
+        ep_return = loop["ep_return"].numpy().copy()
+        skip = loop["skip"].numpy().copy()
+    else:
+        episode = next_episode + np.arange(cfg.num_envs)
+        next_episode += cfg.num_envs
+        ep_return = np.zeros(cfg.num_envs)
+        # NEXT_STEP autoreset: the step after an episode ends is a reset whose transition is
+        # void.
+        skip = np.zeros(cfg.num_envs, dtype=bool)
 
-    def checkpoint() -> None:
+    def checkpoint(pending_eval: bool, pending_snapshot: bool) -> None:
         guard.check_parameters(step)  # never save a diverged network
         save_checkpoint(
             latest,
@@ -228,6 +243,20 @@ def train_online(
                 "restarts": restarts,
                 "env_id": cfg.env_id,
                 "online_config": dataclasses.asdict(cfg),
+                "env_state": save_env_state(envs),
+                "loop": {
+                    "obs": torch.from_numpy(np.array(obs)),
+                    "episode": torch.from_numpy(np.array(episode)),
+                    "ep_return": torch.from_numpy(np.array(ep_return, dtype=np.float64)),
+                    "skip": torch.from_numpy(np.array(skip, dtype=bool)),
+                    # What the next log record averages, and what was due after the checkpoint.
+                    "sums": dict(sums),
+                    "count": count,
+                    "returns": list(returns),
+                    "logged_at": logged_at,
+                    "pending_eval": pending_eval,
+                    "pending_snapshot": pending_snapshot,
+                },
             },
         )
 
@@ -236,9 +265,22 @@ def train_online(
         logger.log(step, "eval", metrics)
         return metrics
 
-    sums: dict[str, float] = {}
-    count, returns, logged_at = 0, [], step
+    sums: dict[str, float] = {k: float(v) for k, v in loop.get("sums", {}).items()}
+    count, logged_at = int(loop.get("count", 0)), int(loop.get("logged_at", step))
+    returns: list[float] = [float(r) for r in loop.get("returns", [])]
     last_eval: dict[str, Any] = {}
+
+    def logged_eval() -> dict[str, Any] | None:
+        found = [
+            r for r in read_metrics(logger.jsonl_path) if r["kind"] == "eval" and r["step"] == step
+        ]
+        return found[-1] if found else None
+
+    # A run killed between its checkpoint and the evaluation due then does that evaluation now.
+    if loop.get("pending_eval") and logged_eval() is None:
+        last_eval = do_eval()
+        if loop.get("pending_snapshot"):
+            _save_snapshot(run / "snapshots" / f"step_{step}.pt", algo, step, last_eval, cfg)
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
     try:
@@ -286,10 +328,11 @@ def train_online(
                 logger.log(step, "train", record)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()}, refresh=False)
                 sums, count, returns, logged_at, t0 = {}, 0, [], step, time.perf_counter()
-            if _crossed(prev, step, cfg.checkpoint_every) or step >= cfg.steps:
-                checkpoint()  # before the evaluation: a failing one loses no training
             snapshot = cfg.snapshot_every > 0 and _crossed(prev, step, cfg.snapshot_every)
-            if _crossed(prev, step, cfg.eval_every) or step >= cfg.steps or snapshot:
+            eval_due = _crossed(prev, step, cfg.eval_every) or step >= cfg.steps or snapshot
+            if _crossed(prev, step, cfg.checkpoint_every) or step >= cfg.steps:
+                checkpoint(eval_due, snapshot)  # before the evaluation: a failing one loses none
+            if eval_due:
                 e0 = time.perf_counter()
                 last_eval = do_eval()  # every snapshot is saved with its own evaluation
                 bar.set_description(f"return {last_eval['eval/return_mean']:.1f}")
@@ -313,8 +356,8 @@ def train_online(
         ) from None
     bar.close()
     envs.close()
-    if not last_eval:
-        last_eval = do_eval()
+    if not last_eval:  # resumed a finished run: its final evaluation is logged already
+        last_eval = logged_eval() or do_eval()
     logger.close()
     final = {
         "algo": cfg.algo,
