@@ -347,3 +347,23 @@ def test_readme_deployment_line_works(tmp_path: Path, capsys: pytest.CaptureFixt
     algo = load_algorithm(out / "checkpoints" / "latest.pt")
     action = algo.act(np.zeros(3, np.float32))
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
+
+
+def test_a_diverged_grid_cell_is_reported_as_failed_with_its_diagnosis(tmp_path: Path) -> None:
+    from offrl.bench.grid import GridSpec, run_grid
+    from offrl.bench.report import collect
+
+    spec = GridSpec(
+        algos=["td3bc"],
+        datasets=["pendulum-medium-v0"],
+        seeds=[0],
+        steps=50,
+        eval_every=50,
+        eval_episodes=1,
+        checkpoint_every=10,
+        algo_config={"td3bc": {"actor_lr": 1e6, "critic_lr": 1e6}},
+    )
+    result = run_grid(spec, tmp_path / "grid", executor="local", workers=1, log=lambda _: None)
+    assert result["failed"]
+    (cell,) = collect(tmp_path / "grid")
+    assert cell.status == "failed" and cell.error and "diverged at step" in cell.error

@@ -73,6 +73,10 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
     if not final_path.exists():
         return None
     final = json.loads(final_path.read_text())
+    if final.get("status") == "diverged":  # a result too: the same seed diverges again
+        diag = final.get("diagnosis") or {}
+        why = f"diverged at step {diag.get('step')}: {diag.get('quantity')} became non-finite"
+        return CellResult(algo, dataset, seed, "failed", error=why)
     normalised = final.get("normalized_score") is not None
     key = "eval/normalized_score" if normalised else "eval/return_mean"
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
