@@ -183,7 +183,7 @@ def test_awr_resume_is_exact(tmp_path: Path) -> None:
             progress=False,
             algo_config={"recompute_every": 30, "hidden": (32, 32)},
         )
-        train(cfg, resume=resume)
+        train(cfg, resume=resume, allow_changes=["steps"] if resume else ())
         return load_checkpoint(out / "checkpoints" / "latest.pt")["algo"]  # type: ignore[no-any-return]
 
     whole = run(tmp_path / "a", 120)

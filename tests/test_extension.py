@@ -171,8 +171,8 @@ def test_training_loops_ask_declared_members_with_defaults() -> None:
     assert iql_cfg.reward_mode == "return_range"
     resolved: Any = iql_cfg.for_run(500)
     assert resolved.max_steps == 500 and iql_cfg.max_steps is None  # a new config
-    fixed: Any = get_algorithm("iql").config_class.from_dict({"max_steps": 0})
-    assert fixed.for_run(500).max_steps == 0  # an explicit value stays
+    fixed: Any = get_algorithm("iql").config_class.from_dict({"max_steps": 1000})
+    assert fixed.for_run(500).max_steps == 1000  # an explicit value stays
 
     td3bc = get_algorithm("td3bc")(SPEC, get_algorithm("td3bc").config_class(**SMALL))
     assert td3bc.update_cycle() == td3bc.config.policy_freq == 2  # type: ignore[attr-defined]

@@ -272,8 +272,17 @@ def test_sac_learns_pendulum_online(tmp_path: Path) -> None:
     assert final["return_mean"] > -500, final
 
 
+@pytest.mark.parametrize("saved_env", [True, False], ids=["env-saved", "env-unsaveable"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_online_resume_continues(tmp_path: Path, device: str) -> None:
+def test_online_resume_continues(
+    tmp_path: Path, device: str, saved_env: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the simulator saved, the episode in flight goes on; for an environment whose state
+    cannot be saved, it ends as a truncation and the environments are re-seeded."""
+    if not saved_env:
+        import offrl.train.online as online
+
+        monkeypatch.setattr(online, "save_env_state", lambda envs: None)
     base = dict(
         env_id="Pendulum-v1",
         device=device,
@@ -294,11 +303,11 @@ def test_online_resume_continues(tmp_path: Path, device: str) -> None:
     from offrl.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
-    assert state["step"] == 450 and state["restarts"] == 1
+    assert state["step"] == 450 and state["restarts"] == int(not saved_env)
     assert state["algo"]["num_updates"] == 450 - 99  # from the 100th transition on
     assert state["buffer"]["size"] == 450
-    # The episode cut by the interruption ends as a truncation at step 300.
-    assert bool(state["buffer"]["timeouts"][299])
+    # Pendulum's episodes are 200 steps long: the one in flight at step 300 went on, or was cut.
+    assert bool(state["buffer"]["timeouts"][299]) == (not saved_env)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [r["step"] for r in records if r["kind"] == "eval"] == [300, 450]
 

@@ -195,7 +195,7 @@ def test_trainer_asks_for_next_actions(tmp_path: Any) -> None:
         out=str(tmp_path),
         algo_config={"hidden": (16, 16), "batch_size": 8},
     )
-    algo, sampler, _, _ = _build(cfg)
+    algo, sampler, _, _, _ = _build(cfg)
     assert ReBRAC.needs_next_actions and not TD3BC.needs_next_actions
     batch = sampler.sample()
     assert batch.next_actions is not None and batch.next_actions.shape == batch.actions.shape
