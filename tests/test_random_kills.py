@@ -60,15 +60,18 @@ def _progress(out: Path) -> int:
     return steps + logged
 
 
-def _kill_and_resume(cmd: list[str], out: Path, seed: int) -> dict[str, int]:
+def _kill_and_resume(cmd: list[str], out: Path, seed: int, runs: int = 1) -> dict[str, int]:
     """Run ``cmd`` (which resumes what is in ``out``) up to :data:`KILLS` times, each killed
     with SIGKILL (its whole process group) at a random moment after it has made progress past
-    the previous kill; then once to completion. Returns how many kills landed, and how many
-    left a temporary file behind (killed inside an atomic write)."""
+    the previous kill, until the ``runs`` run directories under ``out`` are finished; then once
+    more (a finished run resumes to itself). Returns how many kills landed, and how many left
+    a temporary file behind (killed inside an atomic write)."""
     rng = random.Random(seed)
     stats = {"kills": 0, "kills_inside_a_write": 0, "finished_before_the_kill": 0}
     full = [sys.executable, "-m", "offrl.cli", *cmd]
     for _ in range(KILLS):
+        if len(list(out.rglob("final.json"))) >= runs:
+            break
         before = _progress(out) if out.exists() else 0
         proc = subprocess.Popen(
             full, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -145,7 +148,7 @@ def test_offline_runs_killed_at_random_resume_to_the_same_result(tmp_path: Path)
 def test_a_bench_grid_killed_at_random_resumes_to_the_same_cells(tmp_path: Path) -> None:
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert main([*GRID, "--out", str(reference)]) == 0
-    stats = _kill_and_resume([*GRID, "--out", str(out)], out, seed=1)
+    stats = _kill_and_resume([*GRID, "--out", str(out)], out, seed=1, runs=2)
     _record("grid", stats)
     assert stats["kills"] >= 1, stats
     cells = sorted(p.parent for p in reference.rglob("final.json"))
