@@ -30,6 +30,8 @@ import functools
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -573,10 +575,52 @@ def save_dataset(dataset: Dataset, path: PathLike, format: str | None = None) ->
 
 
 # ====================================================================== helpers
+# Read every attribute and the shape of every dataset of an HDF5 file, nothing else.
+_PROBE = """
+import sys, h5py
+def visit(name, node):
+    for key in node.attrs:
+        node.attrs[key]
+    if isinstance(node, h5py.Dataset):
+        node.shape, node.dtype
+with h5py.File(sys.argv[1], "r") as f:
+    visit("/", f)
+    f.visititems(visit)
+"""
+_PROBE_TIMEOUT_S = 60.0
+_PROBED: set[tuple[str, int, int]] = set()
+
+
+def _probe_hdf5(path: Path) -> None:
+    """Read the file's HDF5 structure in a subprocess first (once per file version): some
+    damaged files make the HDF5 library spin forever, holding the GIL, when an attribute is
+    read (a variable-length string whose heap block is destroyed), and only another process can
+    be abandoned. A probe that does not finish in :data:`_PROBE_TIMEOUT_S` is a
+    :class:`DatasetError`; one that fails leaves the error to the in-process read."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _PROBED:
+        return
+    try:
+        subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path)],
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DatasetError(
+            f"path: {path} is damaged: reading its HDF5 structure did not finish in "
+            f"{_PROBE_TIMEOUT_S:.0f} s"
+        ) from exc
+    _PROBED.add(key)
+
+
 @contextlib.contextmanager
 def _open_hdf5(path: Path) -> Iterator[Any]:
     if not path.is_file():
         raise DatasetError(f"path: file not found: {path}")
+    _probe_hdf5(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
