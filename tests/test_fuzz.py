@@ -296,3 +296,20 @@ def test_originals_load(originals: dict[str, Path]) -> None:
     """The unmutated files load: the properties above are not vacuous."""
     for kind, path in originals.items():
         _load(kind, path)
+
+
+def test_the_hdf5_that_made_the_library_spin_is_a_dataset_error(
+    originals: dict[str, Path], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case the fuzzer found at 1000 examples: 3229 bytes zeroed at 5.36 % of the Minari
+    file destroy the heap of a string attribute, and h5py's read of it never returns. The
+    subprocess probe turns it into a DatasetError (its time limit shortened here)."""
+    import sys
+
+    loaders = sys.modules["offrl.data.loaders"]
+    monkeypatch.setattr(loaders, "_PROBE_TIMEOUT_S", 5.0)
+    path = _copy(originals["minari"], workdir)
+    raw_file = _minari_file(path)
+    raw_file.write_bytes(_mutate_bytes(raw_file.read_bytes(), ("zero", 0.05355345966331472, 3229)))
+    with pytest.raises(OfflineRLError, match="damaged"):
+        load_dataset(path)
