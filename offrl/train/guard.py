@@ -48,9 +48,8 @@ class DivergenceGuard:
     ) -> None:
         self.algo = algo
         self.history: dict[str, deque[tuple[int, float]]] = {}
-        gamma = float(getattr(algo.config, "gamma", 0.99))
         self.q_limit = (
-            q_warn_factor * reward_bound / max(1.0 - gamma, 1e-6)
+            q_warn_factor * reward_bound / max(1.0 - algo.config.gamma, 1e-6)
             if reward_bound is not None and reward_bound > 0
             else None
         )
@@ -71,18 +70,20 @@ class DivergenceGuard:
     def check_parameters(self, step: int) -> None:
         """Raise if any network parameter is non-finite (called before each checkpoint, so a
         checkpoint never holds a diverged network)."""
-        for name, param in self._parameters():
-            if not bool(torch.isfinite(param).all()):
-                self._diverged(f"parameters of {name}", step, float("nan"))
+        bad = self._nonfinite_networks()
+        if bad:
+            self._diverged(f"parameters of {bad[0]}", step, float("nan"))
 
-    def update(self, step: int, batch: Any, update: Callable[[Any], dict[str, float]]) -> dict:
+    def update(
+        self, step: int, batch: Any, update: Callable[[Any], dict[str, float]]
+    ) -> dict[str, float]:
         """``update(batch)``, checked: its metrics go through :meth:`check_metrics`; an error
         raised by the update on non-finite parameters (a distribution with a NaN mean, say)
         becomes a divergence, any other error passes through."""
         try:
             metrics = update(batch)
         except (ValueError, RuntimeError) as exc:
-            bad = [name for name, p in self._parameters() if not bool(torch.isfinite(p).all())]
+            bad = self._nonfinite_networks()
             if not bad:
                 raise
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc)
@@ -94,8 +95,7 @@ class DivergenceGuard:
     def diagnosis(self, quantity: str, step: int, value: float) -> dict[str, Any]:
         """What a user needs to fix the run: the quantity, step, recent values, trend and the
         options that usually cause it."""
-        key = quantity if quantity in self.history else None
-        recent = list(self.history.get(key, ())) if key else []
+        recent = list(self.history.get(quantity, ()))
         return {
             "quantity": quantity,
             "step": step,
@@ -137,9 +137,12 @@ class DivergenceGuard:
         self.warnings.append(text)
         warnings.warn(text, RuntimeWarning, stacklevel=3)
 
-    def _parameters(self) -> list[tuple[str, torch.Tensor]]:
+    def _nonfinite_networks(self) -> list[str]:
+        """The names of the networks with a non-finite parameter."""
         return [
-            (name, p) for name, net in self.algo.modules_by_name().items() for p in net.parameters()
+            name
+            for name, net in self.algo.modules_by_name().items()
+            if any(not bool(torch.isfinite(p).all()) for p in net.parameters())
         ]
 
 

@@ -112,6 +112,12 @@ class MetricLogger:
                 {k if "/" in k else f"{kind}/{k}": v for k, v in scalars.items()}, step=step
             )
 
+    def logged(self, step: int, kind: str) -> dict[str, Any] | None:
+        """The last record of ``kind`` logged at ``step`` (this run's, a resumed one's kept
+        records included), or ``None``."""
+        found = [r for r in self._records if r["step"] == step and r["kind"] == kind]
+        return found[-1] if found else None
+
     def write_csv(self) -> Path:
         """Rewrite ``metrics.csv`` (atomically) from the records so far, union of all columns."""
         columns: list[str] = []

@@ -52,7 +52,7 @@ from offrl.train.checkpoint import (
 from offrl.train.envstate import restore_env_state, save_env_state
 from offrl.train.evaluation import evaluate
 from offrl.train.guard import DivergenceGuard
-from offrl.train.loggers import MetricLogger, read_metrics
+from offrl.train.loggers import MetricLogger
 
 __all__ = ["OnlineConfig", "train_online", "env_spec"]
 
@@ -270,14 +270,8 @@ def train_online(
     returns: list[float] = [float(r) for r in loop.get("returns", [])]
     last_eval: dict[str, Any] = {}
 
-    def logged_eval() -> dict[str, Any] | None:
-        found = [
-            r for r in read_metrics(logger.jsonl_path) if r["kind"] == "eval" and r["step"] == step
-        ]
-        return found[-1] if found else None
-
     # A run killed between its checkpoint and the evaluation due then does that evaluation now.
-    if loop.get("pending_eval") and logged_eval() is None:
+    if loop.get("pending_eval") and logger.logged(step, "eval") is None:
         last_eval = do_eval()
         if loop.get("pending_snapshot"):
             _save_snapshot(run / "snapshots" / f"step_{step}.pt", algo, step, last_eval, cfg)
@@ -357,7 +351,7 @@ def train_online(
     bar.close()
     envs.close()
     if not last_eval:  # resumed a finished run: its final evaluation is logged already
-        last_eval = logged_eval() or do_eval()
+        last_eval = logger.logged(step, "eval") or do_eval()
     logger.close()
     final = {
         "algo": cfg.algo,

@@ -325,10 +325,10 @@ def train(
         config=resolved,
         resume_step=start if state is not None else None,
     )
-    rewards = np.abs(prepared.rewards)
+    r = prepared.rewards
     guard = DivergenceGuard(
         algo,
-        reward_bound=float(rewards.max()) if rewards.size else None,
+        reward_bound=float(max(-r.min(), r.max())) if r.size else None,  # max |r|, no copy
         run_options={"reward_scale": cfg.reward_scale, "norm_obs": cfg.norm_obs},
     )
 
@@ -360,12 +360,6 @@ def train(
         save_checkpoint(ckpt_dir / "latest.pt", ckpt)
         last_checkpoint = step
 
-    def logged_eval(step: int) -> dict[str, Any] | None:
-        found = [
-            r for r in read_metrics(logger.jsonl_path) if r["kind"] == "eval" and r["step"] == step
-        ]
-        return found[-1] if found else None
-
     summary = {
         "algo": cfg.algo,
         "dataset": cfg.dataset,
@@ -381,7 +375,7 @@ def train(
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True)
     try:
         # A run killed during an evaluation resumes from the checkpoint just before it.
-        if 0 < start < cfg.steps and _eval_due(cfg, start) and logged_eval(start) is None:
+        if 0 < start < cfg.steps and _eval_due(cfg, start) and logger.logged(start, "eval") is None:
             last_eval = do_eval(start)
         t0 = time.perf_counter()
         for step in range(start + 1, cfg.steps + 1):
@@ -430,7 +424,7 @@ def train(
     bar.close()
     if not last_eval:  # resumed a finished run: report its final evaluation again
         # It was logged before the kill; evaluating again would log it twice.
-        last_eval = logged_eval(cfg.steps) or do_eval(cfg.steps)
+        last_eval = logger.logged(cfg.steps, "eval") or do_eval(cfg.steps)
     logger.close()
     final = {
         **summary,
