@@ -167,10 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _import_all(args.imports)
     state = load_checkpoint(args.checkpoint, args.device)
-    inner = state.get("algo")
-    algo = restore_algorithm(
-        inner if isinstance(inner, dict) else state, args.device, str(args.checkpoint)
-    )
+    algo = restore_algorithm(state, args.device, str(args.checkpoint))
     env_id = args.env or state.get("env_id")
     if env_id is not None and not isinstance(env_id, str):
         raise OfflineRLError(f"{args.checkpoint}: damaged checkpoint (env_id {env_id!r})")

@@ -85,16 +85,16 @@ def load_algorithm(path: str | os.PathLike[str], device: str = "cpu") -> Algorit
     ``Algorithm.state_dict()``. Raises :class:`~offrl.errors.CheckpointError` for anything that
     does not restore.
     """
-    state = load_checkpoint(path, device)
-    inner = state.get("algo")
-    return restore_algorithm(inner if isinstance(inner, dict) else state, device, str(path))
+    return restore_algorithm(load_checkpoint(path, device), device, str(path))
 
 
 def restore_algorithm(state: dict[str, Any], device: str = "cpu", where: str = "") -> Algorithm:
-    """:meth:`Algorithm.from_state_dict` with any failure reported as a
+    """:meth:`Algorithm.from_state_dict` of a training checkpoint's ``"algo"`` entry (or of a
+    bare ``Algorithm.state_dict()``), with any failure reported as a
     :class:`~offrl.errors.CheckpointError` naming ``where``."""
+    inner = state.get("algo")
     try:
-        return Algorithm.from_state_dict(state, device)
+        return Algorithm.from_state_dict(inner if isinstance(inner, dict) else state, device)
     except CheckpointError:
         raise
     except Exception as exc:  # missing keys, wrong shapes, wrong types, unknown algorithm...
