@@ -5,7 +5,8 @@ Each ends bit-identical to an uninterrupted run: parameters, optimiser, sampler 
 buffer and random states, every metric but wall-clock speed, ``final.json``. (Online runs
 replay exactly because the simulators' state is checkpointed too, :mod:`offrl.train.envstate`.)
 ``OFFRL_KILLS`` sets the kills per harness (default 3; ``benchmarks/results/ROBUSTNESS.md``
-records a run with more), ``OFFRL_KILLS_RECORD=path`` appends the counts as JSON.
+records a run with more), ``OFFRL_KILLS_LENGTH`` multiplies the runs' lengths (default 1; a
+longer run leaves room for more kills), ``OFFRL_KILLS_RECORD=path`` appends the counts as JSON.
 """
 
 from __future__ import annotations
@@ -28,21 +29,23 @@ from offrl.data import load_dataset
 from offrl.train import load_checkpoint, read_metrics
 
 KILLS = int(os.environ.get("OFFRL_KILLS", "3"))
+LENGTH = int(os.environ.get("OFFRL_KILLS_LENGTH", "1"))
 OFFLINE = [
-    "train", "--algo", "bc", "--dataset", "pendulum-medium-v0", "--steps", "300", "--seed", "1",
-    "--checkpoint-every", "1", "--eval-every", "100", "--eval-episodes", "1", "--log-every", "20",
-    "--threads", "1", "--no-progress", "--set", "hidden=[128,128]", "--set", "batch_size=64",
+    "train", "--algo", "bc", "--dataset", "pendulum-medium-v0", "--steps", str(300 * LENGTH),
+    "--seed", "1", "--checkpoint-every", "1", "--eval-every", "100", "--eval-episodes", "1",
+    "--log-every", "20", "--threads", "1", "--no-progress", "--set", "hidden=[128,128]",
+    "--set", "batch_size=64",
 ]  # fmt: skip
 GRID = [
     "bench", "run", "--algos", "bc", "--datasets", "pendulum-medium-v0", "--seeds", "0,1",
-    "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "10",
-    "--workers", "1", "--set", "bc.hidden=[32,32]",
+    "--steps", str(200 * LENGTH), "--eval-every", "100", "--eval-episodes", "1",
+    "--checkpoint-every", "10", "--workers", "1", "--set", "bc.hidden=[32,32]",
 ]  # fmt: skip
 ONLINE = [
-    "online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "600", "--start-steps", "200",
-    "--eval-every", "300", "--eval-episodes", "1", "--checkpoint-every", "50",
-    "--snapshot-every", "0", "--threads", "1", "--no-progress", "--set", "hidden=[32,32]",
-    "--set", "batch_size=64",
+    "online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", str(600 * LENGTH),
+    "--start-steps", "200", "--eval-every", "300", "--eval-episodes", "1",
+    "--checkpoint-every", "50", "--snapshot-every", "0", "--threads", "1", "--no-progress",
+    "--set", "hidden=[32,32]", "--set", "batch_size=64",
 ]  # fmt: skip
 
 
