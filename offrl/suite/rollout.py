@@ -16,7 +16,8 @@ from offrl.data.dataset import Dataset
 __all__ = ["Policy", "rollout_dataset"]
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-"""``(observations [n, ...], rng) -> actions [n, action_dim]``."""
+"""``(observations [n, ...], rng) -> actions [n, action_dim]`` (a discrete space: integer
+indices ``[n]``)."""
 
 
 def rollout_dataset(
@@ -80,9 +81,11 @@ def rollout_dataset(
             current[i][-1] = (*current[i][-1][:5], np.array(True))
             close(i)
     eps = [ep for env_eps in per_env for ep in env_eps]
+    actions = np.concatenate([e["a"] for e in eps])
+    discrete = np.issubdtype(actions.dtype, np.integer)  # a Discrete space's indices stay [N]
     return Dataset(
         observations=np.concatenate([e["o"] for e in eps]).astype(np.float32),
-        actions=np.concatenate([e["a"] for e in eps]).astype(np.float32),
+        actions=actions.astype(np.int64 if discrete else np.float32),
         rewards=np.concatenate([e["r"] for e in eps]).astype(np.float32),
         next_observations=np.concatenate([e["n"] for e in eps]).astype(np.float32),
         terminals=np.concatenate([e["t"] for e in eps]).astype(bool),
