@@ -180,6 +180,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ope_fqe(args: argparse.Namespace) -> int:
+    from offrl.data import load_dataset
+    from offrl.errors import ConfigError
+    from offrl.io import write_json
+    from offrl.ope import FQEConfig, evaluate_policies
+    from offrl.train.checkpoint import load_algorithm
+
+    _import_all(args.imports)
+    known = {f.name for f in dataclasses.fields(FQEConfig)}
+    options = _parse_sets(args.set)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"--set: unknown FQE option(s) {unknown}; known: {sorted(known)}")
+    for flag in ("steps", "gamma"):
+        if getattr(args, flag) is not None:
+            options[flag] = getattr(args, flag)
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    config = FQEConfig(**values)
+    dataset = load_dataset(args.dataset, progress=print)
+    policies = {str(path): load_algorithm(path) for path in args.checkpoints}
+    report = evaluate_policies(
+        policies,
+        dataset,
+        config,
+        env_id=args.env,
+        episodes=args.episodes,
+        seed=args.seed,
+        true_return=not args.no_true_return,
+        progress=print,
+    )
+    out = {"dataset": args.dataset, **report.as_dict()}
+    if args.out:
+        write_json(Path(args.out), out)
+    rho = report.rank_correlation
+    if rho is not None:
+        print(f"rank correlation (Spearman) of FQE estimates and true returns: {rho:.3f}")
+    print(f"highest FQE estimate: {report.best().name}")
+    return 0
+
+
 def cmd_dataset_info(args: argparse.Namespace) -> int:
     from offrl.data import load_dataset
 
@@ -499,6 +539,37 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         "--device", default="cpu", help="torch device to act on (any, whatever trained it)"
     )
     e.set_defaults(func=cmd_evaluate)
+
+    op = sub.add_parser("ope", help="off-policy evaluation of trained policies")
+    opsub = op.add_subparsers(dest="ope_command", required=True)
+    of = opsub.add_parser(
+        "fqe",
+        help="Fitted Q Evaluation: each checkpoint's value estimated from a dataset",
+        description="Fit FQE (Le et al., 2019; d3rlpy's defaults) for each checkpoint on the "
+        "dataset and print its initial-state value estimate; where the environment exists, "
+        "beside the true discounted return of rollouts, and their rank correlation.",
+    )
+    of.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    of.add_argument("--dataset", required=True, help="dataset name or file the FQE is fit on")
+    of.add_argument("--env", help="Gymnasium id (default: the dataset's)")
+    of.add_argument("--steps", type=int, help="FQE updates per checkpoint (default 50000)")
+    of.add_argument("--gamma", type=float, help="discount (default 0.99)")
+    of.add_argument("--episodes", type=int, default=10, help="rollouts per true return")
+    of.add_argument("--seed", type=int, default=0)
+    of.add_argument(
+        "--no-true-return", action="store_true", help="skip the rollouts in the environment"
+    )
+    of.add_argument("--out", help="write the report as JSON here")
+    _add_import(of, "import a module or .py file first (for a checkpoint of your own algorithm)")
+    of.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="FQE option (help(offrl.ope.FQEConfig) lists them: lr, batch_size, hidden, ...)",
+    )
+    of.set_defaults(func=cmd_ope_fqe)
 
     d = sub.add_parser("dataset", help="inspect and convert datasets")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
