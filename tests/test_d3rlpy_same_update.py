@@ -1,67 +1,35 @@
 """offrl's TD3+BC update is d3rlpy 2.8.1's TD3PlusBC update: from the same weights, batches and
 target-smoothing noise, both of offrl's paths (hand-derived and autograd) end at d3rlpy's weights
 after eight updates, up to float32 rounding. Needs d3rlpy's virtual environment
-(``bash benchmarks/d3rlpy/setup.sh``), which CI does not have."""
+(``bash benchmarks/d3rlpy/setup.sh``; CI builds it)."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+from _d3rlpy import load_layers, max_diff, needs_d3rlpy, run_d3rlpy
 
 from offrl.algos import EnvSpec
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
 from offrl.data.sampler import Batch
-from offrl.nn.mlp import EnsembleMLP
 
-ROOT = Path(__file__).resolve().parents[1]
-D3RLPY_PYTHON = ROOT / "benchmarks" / ".venv-d3rlpy" / "bin" / "python"
-
-pytestmark = pytest.mark.skipif(
-    not D3RLPY_PYTHON.exists(), reason="run benchmarks/d3rlpy/setup.sh first"
-)
+pytestmark = needs_d3rlpy
 
 
 @pytest.fixture(scope="module")
 def d3rlpy_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("d3rlpy") / "same_update.pt"
-    script = ROOT / "benchmarks" / "d3rlpy" / "same_update.py"
-    cmd = [str(D3RLPY_PYTHON), str(script), "--out", str(out), "--updates", "8"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    run: dict[str, Any] = torch.load(out, weights_only=True)
-    return run
-
-
-def _load(net: EnsembleMLP, members: list[list[list[torch.Tensor]]]) -> None:
-    """d3rlpy's ``nn.Linear`` layers (``W [out, in]``) into offrl's ``W [E, in, out]`` views."""
-    with torch.no_grad():
-        for i, (w, b) in enumerate(net.layers()):
-            for e, layers in enumerate(members):
-                w[e].copy_(layers[i][0].t())
-                b[e, 0].copy_(layers[i][1])
-
-
-def _max_diff(net: EnsembleMLP, members: list[list[list[torch.Tensor]]]) -> float:
-    return max(
-        max(
-            float((w[e].detach() - layers[i][0].t()).abs().max()),
-            float((b[e, 0].detach() - layers[i][1]).abs().max()),
-        )
-        for i, (w, b) in enumerate(net.layers())
-        for e, layers in enumerate(members)
-    )
+    return run_d3rlpy("same_update.py", out, "--updates", "8")
 
 
 def _replay(run: dict[str, Any], noise_offset: int = 0) -> tuple[TD3BC, list[dict[str, float]]]:
     """offrl's TD3+BC from d3rlpy's initial weights through d3rlpy's batches and noise."""
     algo = TD3BC(EnvSpec((17,), 6), TD3BCConfig(), seed=0)
-    _load(algo.actor.net, [run["initial"]["actor"]])
-    _load(algo.critic.net, run["initial"]["critics"])
-    _load(algo.actor_target.net, [run["initial"]["actor_target"]])
-    _load(algo.critic_target.net, run["initial"]["critic_targets"])
+    load_layers(algo.actor.net, [run["initial"]["actor"]])
+    load_layers(algo.critic.net, run["initial"]["critics"])
+    load_layers(algo.actor_target.net, [run["initial"]["actor_target"]])
+    load_layers(algo.critic_target.net, run["initial"]["critic_targets"])
     # d3rlpy updates the actor at grad steps 0, 2, ...; offrl when (num_updates + 1) % 2 == 0.
     algo.num_updates = 1
     metrics = []
@@ -80,15 +48,15 @@ def test_offrl_td3bc_update_equals_d3rlpy(d3rlpy_run: dict[str, Any]) -> None:
         for key, value in theirs.items():
             assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     final = d3rlpy_run["final"]
-    assert _max_diff(algo.actor.net, [final["actor"]]) < 1e-5
-    assert _max_diff(algo.critic.net, final["critics"]) < 1e-5
-    assert _max_diff(algo.actor_target.net, [final["actor_target"]]) < 1e-5
-    assert _max_diff(algo.critic_target.net, final["critic_targets"]) < 1e-5
+    assert max_diff(algo.actor.net, [final["actor"]]) < 1e-5
+    assert max_diff(algo.critic.net, final["critics"]) < 1e-5
+    assert max_diff(algo.actor_target.net, [final["actor_target"]]) < 1e-5
+    assert max_diff(algo.critic_target.net, final["critic_targets"]) < 1e-5
     # The weights moved ~100x that far, so the comparison can tell.
-    assert _max_diff(algo.critic.net, d3rlpy_run["initial"]["critics"]) > 1e-3
+    assert max_diff(algo.critic.net, d3rlpy_run["initial"]["critics"]) > 1e-3
 
 
 def test_other_noise_gives_other_weights(d3rlpy_run: dict[str, Any]) -> None:
     """The check can fail: other target-smoothing noise leaves the critics ~1e-3 away."""
     algo, _ = _replay(d3rlpy_run, noise_offset=1000)
-    assert _max_diff(algo.critic.net, d3rlpy_run["final"]["critics"]) > 1e-4
+    assert max_diff(algo.critic.net, d3rlpy_run["final"]["critics"]) > 1e-4

@@ -124,11 +124,22 @@ def test_one_update_is_the_regression_on_the_policys_fixed_targets() -> None:
         loss = ((fqe.q_values(batch.obs, batch.actions)[0] - target) ** 2).mean()
     metrics = fqe.update()
     assert metrics["loss"] == pytest.approx(float(loss), rel=1e-5)
-    target_now = fqe.q_target.state_dict()
-    assert all(torch.equal(target_now[k], q_before[k]) for k in q_before)  # not copied yet
+
+    def target_is_q() -> bool:
+        return all(
+            torch.equal(fqe.q_target.state_dict()[k], v) for k, v in fqe.q.state_dict().items()
+        )
+
+    # d3rlpy's schedule: copied after updates 1, 4, 7, ... at an interval of 3
+    assert target_is_q() and not all(
+        torch.equal(fqe.q.state_dict()[k], q_before[k]) for k in q_before
+    )
     fqe.update()
-    fqe.update()  # the third update copies
-    assert all(torch.equal(fqe.q_target.state_dict()[k], v) for k, v in fqe.q.state_dict().items())
+    assert not target_is_q()
+    fqe.update()
+    assert not target_is_q()
+    fqe.update()
+    assert target_is_q()
 
 
 def test_spearman_and_effective_horizon_by_hand() -> None:

@@ -42,7 +42,7 @@ from offrl.algos.base import Algorithm, EnvSpec, make_optimizer
 from offrl.config import check_options
 from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer, preprocess
-from offrl.data.sampler import TensorSampler
+from offrl.data.sampler import Batch, TensorSampler
 from offrl.errors import ConfigError, IncompatibleDataError
 from offrl.losses import ensemble_td_loss, td_target
 from offrl.nn import EnsembleCritic, EnsembleMLP
@@ -82,7 +82,8 @@ class FQEConfig:
     num_critics: int = 1
     """Q-functions fitted together; the estimate is their mean (d3rlpy: 1)."""
     target_update_interval: int = 100
-    """Updates between hard copies of the Q-network into its target (d3rlpy)."""
+    """Updates between hard copies of the Q-network into its target (d3rlpy; as there, the
+    first copy follows the first update)."""
     layer_norm: bool = False
     """LayerNorm in the Q-network's hidden layers."""
     norm_obs: bool = True
@@ -229,10 +230,13 @@ class FQE:
         return net(obs, actions)
 
     # ------------------------------------------------------------------ training
-    def update(self) -> dict[str, float]:
-        """One regression step on a batch; returns the loss and the mean Q."""
-        batch = self.sampler.sample()
-        assert batch.rows is not None  # TensorSampler always names its rows
+    def update(self, batch: Batch | None = None) -> dict[str, float]:
+        """One regression step on ``batch`` (default: one drawn from the dataset); returns the
+        loss and the mean Q. A batch given here must name its dataset rows (``Batch.rows``),
+        whose precomputed ``pi(s')`` it uses, in the units :meth:`q_values` takes."""
+        batch = self.sampler.sample() if batch is None else batch
+        if batch.rows is None:
+            raise ValueError("FQE.update: the batch must name its dataset rows (Batch.rows)")
         with torch.no_grad():
             next_a = self.next_actions.index_select(0, batch.rows)
             next_q = self.q_values(batch.next_obs, next_a, target=True).mean(0)
@@ -242,9 +246,11 @@ class FQE:
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
-        self.steps_done += 1
+        # The hard copy after updates 1, 1 + interval, 1 + 2 interval, ...: d3rlpy's schedule
+        # (``grad_step % target_update_interval == 0`` counting from 0).
         if self.steps_done % self.config.target_update_interval == 0:
             self.q_target.load_state_dict(self.q.state_dict())
+        self.steps_done += 1
         return {"loss": float(loss.detach()) / q.shape[0], "q_mean": float(q.detach().mean())}
 
     def fit(
