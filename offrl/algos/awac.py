@@ -17,6 +17,13 @@ Gaussian with a state-independent log-std whose sampled actions are clamped to `
 mean is unsquashed, ours is ``tanh``-squashed (:class:`~offrl.nn.GaussianPolicy`) so that the
 deterministic action is always valid. CORL uses three hidden layers of 256 for every network;
 we keep offrl's two (``hidden`` is configurable). The paper (appendix) uses lambda 1.0 too.
+
+d3rlpy 2.8.1's AWAC makes four other choices and is otherwise the same update: its critic target
+is SAC's (``a' = tanh(u)``, ``u ~ N(mu(s'), sigma)`` around the unsquashed mean, minus
+``log pi(a'|s')`` at a fixed temperature 1), its log-std is ``-6 + 6 sigmoid(p)`` rather than
+``p`` clamped to ``[-5, 2]``, its weights are normalised over the batch (``B softmax(A /
+lambda)``, no clip) and its actor loss sums over the batch. ``tests/test_d3rlpy_same_awac.py``
+replays its updates with those four switched, to float64 rounding, and shows each one matters.
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
 Deterministic BC minimises ``||pi(s) - a||^2``; Gaussian BC maximises ``log N(a | mu(s), sigma(s))``
 and acts with the mean. Defaults follow the TD3+BC paper's BC baseline (Fujimoto & Gu, 2021,
 appendix: lr 3e-4, batch 256, two hidden layers of 256).
+
+``deterministic`` is d3rlpy 2.8.1's ``BCConfig(policy_type="deterministic")`` (whose defaults
+are lr 1e-3, batch 100). d3rlpy's ``"stochastic"`` has offrl's Gaussian policy but another
+loss: the squared error of one reparameterised sample ``clip(mu + sigma eps, -1, 1)`` to the
+dataset's action, not its likelihood (and log-std bounds [-4, 15], not [-5, 2]).
+``tests/test_d3rlpy_same_bc.py`` replays both from offrl's code, d3rlpy's loss switched in for
+the second.
 """
 
 from __future__ import annotations

@@ -31,9 +31,16 @@ code: the log-sum-exp is *not* divided by the number of samples (the ``- log(3 n
 normaliser of a Monte-Carlo average is dropped; it is a constant that only shifts the Lagrange
 threshold), and actions from pi(.|s') are scored at s. CORL's three-hidden-layer critics,
 orthogonal initialisation and BC warm start (off by default in CORL) are not reproduced.
-d3rlpy's CQL differs in its recipe, not its loss; ``lagrange=True, actor_lr=1e-4,
-alpha_lr=1e-4, mean_backup=True, alpha_prime_init=e`` runs it (``mean_backup`` bootstraps from the
-policy's mean action).
+d3rlpy's CQL differs in its recipe, not its loss; ``lagrange=True, actor_lr=1e-4, alpha_lr=1e-4,
+mean_backup=True, alpha_prime_init=e`` runs it (``mean_backup`` bootstraps from the policy's mean
+action; its ``conservative_weight`` is ``cql_alpha``, its ``alpha_learning_rate`` is offrl's
+``critic_lr``, and ``alpha_learning_rate=0`` is ``lagrange=False``). Its update composes the same
+losses differently, in SAC's two ways (:mod:`offrl.algos.sac`: order, temperature loss) and one of
+its own: it steps alpha' on the critics' gap *before* the critic loss, which then weighs the
+penalty by the new alpha'; offrl, as the official code, weighs it by alpha' and steps alpha' after.
+Its ``max_q_backup`` and ``soft_q_backup`` draw fresh pi(s') samples for the target where offrl
+reuses the penalty's. ``tests/test_d3rlpy_same_cql.py`` replays its updates (fixed alpha and
+Lagrange) from offrl's losses with those choices switched, to float64 rounding.
 """
 
 from __future__ import annotations

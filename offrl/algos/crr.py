@@ -21,6 +21,13 @@ lets every network move on every update; ``target_update="hard"`` restores d3rlp
 d3rlpy's batch is 100; we keep offrl's 256. The policy is a Gaussian with a state-dependent
 log-std (d3rlpy: non-squashed mean; ours is ``tanh``-squashed so the mean is a valid action).
 We act with the mean action; d3rlpy's critic-weighted resampling at evaluation is not used.
+
+The update is d3rlpy 2.8.1's, soft and hard targets alike: ``tests/test_d3rlpy_same_crr.py``
+replays its updates in offrl's own :meth:`CRR.update` to float64 rounding (the log-std's lower
+clamp, -5 here and -20 in d3rlpy, is not reached there). d3rlpy builds its target policy from its
+own random initialisation rather than as a copy of the policy (only a hard update makes them
+equal), so with ``soft`` targets its target policy starts unrelated to the policy; ours starts
+as its copy.
 """
 
 from __future__ import annotations

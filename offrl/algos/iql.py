@@ -13,6 +13,13 @@ the trainer). As in the official code: the policy is a Gaussian with ``tanh``-sq
 state-independent log-std, the weights are clipped at 100, and the actor's learning rate follows
 a cosine decay to zero over the training run (``max_steps``; the paper does not mention the
 schedule; we follow the official code, CORL and d3rlpy, which all decay over the run's length).
+
+d3rlpy 2.8.1's IQL has the same losses and makes two other choices: it takes one Adam step on Q
+and V together, so Q regresses on ``V(s')`` from *before* this update's value step (offrl, as
+the official code, steps V first); and its log-std is ``-5 + 7 sigmoid(p)`` of a free ``p``
+(-1.5 at the start) where offrl's, as the official code's, is a free vector clamped to
+``[-5, 2]`` (0 at the start). ``tests/test_d3rlpy_same_iql.py`` replays its updates from offrl's
+losses with both switched, to float64 rounding.
 """
 
 from __future__ import annotations

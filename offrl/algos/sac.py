@@ -13,6 +13,16 @@ the base of the SAC-derived offline methods: CQL overrides :meth:`SAC.critic_los
 on offline data is the naive baseline whose Q-values diverge. Defaults are the second paper's
 Table 1: lr 3e-4 for all three, batch 256, two hidden layers of 256, tau 0.005, gamma 0.99, one
 target update per gradient step; the initial temperature is 1 as in the authors' softlearning.
+
+Two recipe choices, each a choice among published implementations rather than the paper's
+maths. Order: one update steps the actor, then the temperature on the actor's sample, then the
+critic (its target sampled from the updated actor), then the targets. The temperature loss is
+softlearning's, in ``log alpha``; the paper's eq. 18 is the same expression in ``alpha``
+(``-alpha (log pi + target_entropy)``, whose gradient in ``log alpha`` is alpha times larger).
+d3rlpy 2.8.1's SAC makes the other two choices (critic first, then the temperature, then the
+actor with the new temperature; the loss in alpha) and is otherwise the same update:
+``tests/test_d3rlpy_same_sac.py`` replays its updates from offrl's losses with those two
+switched, to float64 rounding, and offrl's own update against its sub-steps in offrl's order.
 """
 
 from __future__ import annotations
