@@ -541,9 +541,9 @@ def test_load_dataset_dispatch(tmp_path: Path, fake_builtin: Dataset) -> None:
     with pytest.raises(DatasetError, match="^name_or_path: 'nope' is neither") as info:
         load_dataset("nope")
     assert "known: ['toy']" in str(info.value)
-    (tmp_path / "data.csv").write_text("1,2")
-    with pytest.raises(DatasetError, match="^path: unknown dataset file type '.csv'"):
-        load_dataset(tmp_path / "data.csv")
+    (tmp_path / "data.txt").write_text("1,2")
+    with pytest.raises(DatasetError, match="^path: unknown dataset file type '.txt'"):
+        load_dataset(tmp_path / "data.txt")
 
 
 def test_save_dataset_formats(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
-"""Offline data: the :class:`Dataset` container, readers/writers for common formats, and the
-registry that resolves dataset names (filled by :mod:`offrl.suite`)."""
+"""Offline data: the :class:`Dataset` container, readers/writers for common formats (d3rlpy's
+dataset files and CSV / Parquet logs included), and the registry that resolves dataset names
+(filled by :mod:`offrl.suite`)."""
 
+from offrl.data.d3rlpy_files import load_d3rlpy
 from offrl.data.dataset import Dataset, DatasetError, EpisodeStats
 from offrl.data.loaders import (
+    export_minari,
     load_d4rl_hdf5,
     load_dataset,
     load_minari,
@@ -13,16 +16,21 @@ from offrl.data.loaders import (
     save_npz,
 )
 from offrl.data.registry import data_dir, register_dataset_resolver
+from offrl.data.tabular import TableColumns, load_table
 
 __all__ = [
     "Dataset",
     "DatasetError",
     "EpisodeStats",
+    "TableColumns",
     "data_dir",
+    "export_minari",
+    "load_d3rlpy",
     "load_d4rl_hdf5",
     "load_dataset",
     "load_minari",
     "load_npz",
+    "load_table",
     "register_dataset_resolver",
     "save_d4rl_hdf5",
     "save_dataset",

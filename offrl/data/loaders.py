@@ -26,6 +26,7 @@ renamed over the target, so an interrupted save never leaves a half-written file
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -52,6 +53,8 @@ __all__ = [
     "save_npz",
     "load_dataset",
     "save_dataset",
+    "export_minari",
+    "minari_datasets_dir",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -477,6 +480,20 @@ def _load_plain_npz(p: Path, contents: dict[str, np.ndarray], env_id: str | None
 
 
 # ====================================================================== dispatch
+_FileReader = Callable[[Path, "str | None"], "Dataset | None"]
+_FILE_READERS: list[_FileReader] = []
+
+
+def _register_file_reader(reader: _FileReader) -> None:
+    """Let :func:`load_dataset` read another kind of file: ``reader(path, env_id)`` returns the
+    dataset of a file it recognises, ``None`` for any other, and is tried (in registration
+    order) before the formats of this module. The other readers of :mod:`offrl.data` (d3rlpy
+    files, tables) register themselves this way: they use this module's helpers, so this module
+    cannot import them without an import cycle."""
+    if reader not in _FILE_READERS:
+        _FILE_READERS.append(reader)
+
+
 def load_dataset(
     name_or_path: PathLike,
     env_id: str | None = None,
@@ -486,7 +503,11 @@ def load_dataset(
 
     * an existing ``.npz`` file -> :func:`load_npz`;
     * an existing ``.hdf5`` / ``.h5`` file -> :func:`load_d4rl_hdf5` (or :func:`load_minari` for
-      a Minari ``main_data.hdf5``, recognised by its ``episode_<i>`` groups);
+      a Minari ``main_data.hdf5``, recognised by its ``episode_<i>`` groups, or
+      :func:`~offrl.data.d3rlpy_files.load_d3rlpy` for a d3rlpy dump, recognised by its
+      ``columns`` / ``num_episodes`` entries or d3rlpy 1.x's ``episode_terminals``);
+    * a ``.csv`` / ``.parquet`` table -> an error: its columns need a mapping, given to
+      :func:`~offrl.data.tabular.load_table` or ``offrl dataset convert``;
     * an existing directory -> :func:`load_minari`;
     * anything else is a dataset name, resolved by the resolvers registered in
       :mod:`offrl.data.registry` (the built-in datasets of :mod:`offrl.suite`).
@@ -504,6 +525,10 @@ def load_dataset(
     if p.is_dir():
         return load_minari(p, env_id=env_id)
     if p.is_file():
+        for reader in _FILE_READERS:
+            found = reader(p, env_id)
+            if found is not None:
+                return found
         suffix = p.suffix.lower()
         if suffix == ".npz":
             return load_npz(p, env_id=env_id)
@@ -512,18 +537,22 @@ def load_dataset(
                 return load_minari(p, env_id=env_id)
             return load_d4rl_hdf5(p, env_id=env_id)
         raise DatasetError(
-            f"path: unknown dataset file type {p.suffix!r} for {p} (expected .npz, .hdf5, .h5 "
-            "or a Minari directory)"
+            f"path: unknown dataset file type {p.suffix!r} for {p} (expected .npz, .hdf5, .h5, "
+            ".csv, .parquet or a Minari directory)"
         )
     name = str(name_or_path)
     try:
         dataset = resolve_dataset(name, progress)
     except LookupError as exc:
+        local = minari_datasets_dir() / name
+        if (local / "data").is_dir():  # a Minari dataset id the user already has
+            return load_minari(local, env_id=env_id)
         if isinstance(exc, KeyError):
             detail = exc.args[0] if exc.args else ""
             raise DatasetError(
-                f"name_or_path: {name!r} is neither an existing file/directory nor a known "
-                f"built-in dataset. {detail}".rstrip()
+                f"name_or_path: {name!r} is neither an existing file/directory, a known "
+                f"built-in dataset, nor a Minari dataset under {minari_datasets_dir()}. "
+                f"{detail}".rstrip()
             ) from exc
         raise DatasetError(
             f"name_or_path: {name!r} is not an existing file or directory, and built-in "
@@ -532,6 +561,50 @@ def load_dataset(
     if env_id is not None:
         dataset.env_id = env_id
     return dataset
+
+
+# ====================================================================== Minari's local datasets
+MINARI_FORMAT_VERSION = "0.5.4"
+"""The Minari version whose dataset layout :func:`export_minari` writes (and the tests open
+with that ``minari``)."""
+_MINARI_ID_RE = re.compile(r"^(?:[\w:.-]+(?:/[\w:.-]+)*/)?[\w:.-]+?-v\d+$")
+
+
+def minari_datasets_dir() -> Path:
+    """Where ``minari`` keeps local datasets: ``$MINARI_DATASETS_PATH``, else
+    ``~/.minari/datasets`` (as ``minari.storage.get_dataset_path``). Not created here."""
+    env = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(env) if env else Path.home() / ".minari" / "datasets"
+
+
+def export_minari(dataset: Dataset, dataset_id: str, datasets_dir: PathLike | None = None) -> Path:
+    """Write ``dataset`` as the Minari dataset ``dataset_id`` (``namespace/name-vN``, e.g.
+    ``offrl/hopper/medium-v0``) under Minari's local datasets directory (``datasets_dir``, else
+    :func:`minari_datasets_dir`), where ``minari.load_dataset(dataset_id)`` and
+    ``minari.list_local_datasets()`` find it, and offrl's ``--dataset dataset_id`` too.
+
+    The layout is :func:`save_minari`'s, stamped with ``dataset_id`` and Minari's format
+    version :data:`MINARI_FORMAT_VERSION`; offrl's metadata travels along, so loading it back
+    gives the same dataset. Returns the dataset's directory.
+
+    Raises:
+        DatasetError: ``dataset_id`` is not a Minari id, or the dataset cannot be written.
+    """
+    if not _MINARI_ID_RE.match(dataset_id) or ".." in dataset_id.split("/"):
+        raise DatasetError(
+            f"dataset_id: {dataset_id!r} is not a Minari dataset id (namespace/name-vN, e.g. "
+            "offrl/hopper/medium-v0)"
+        )
+    root = Path(datasets_dir) if datasets_dir is not None else minari_datasets_dir()
+    meta = dict(dataset.metadata)
+    info = meta.get("minari")
+    meta["minari"] = {
+        **(info if isinstance(info, dict) else {}),
+        "dataset_id": dataset_id,
+        "minari_version": MINARI_FORMAT_VERSION,
+    }
+    meta["dataset_id"] = dataset_id
+    return save_minari(dataclasses.replace(dataset, metadata=meta), root / dataset_id)
 
 
 def save_dataset(dataset: Dataset, path: PathLike, format: str | None = None) -> Path:
@@ -931,6 +1004,32 @@ def _stored_space(info: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     return space if isinstance(space, dict) else None
 
 
+def _env_box_json(env_id: str | None, which: str, shape: tuple[int, ...]) -> str | None:
+    """The environment's own Box space (bounds included), serialised as minari does, or
+    ``None`` when the environment cannot be made or its space is not such a Box."""
+    if env_id is None:
+        return None
+    try:
+        import gymnasium
+
+        env = gymnasium.make(env_id)
+        space = getattr(env, which)
+        env.close()
+    except Exception:  # unregistered id, missing extras: fall back to unbounded boxes
+        return None
+    if not isinstance(space, gymnasium.spaces.Box) or tuple(space.shape) != tuple(shape):
+        return None
+    return json.dumps(
+        {
+            "type": "Box",
+            "dtype": str(space.dtype),
+            "shape": list(space.shape),
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+        }
+    )
+
+
 def _observation_space_json(dataset: Dataset, info: Mapping[str, Any]) -> str:
     stored = _stored_space(info, "observation_space")
     if (
@@ -940,6 +1039,9 @@ def _observation_space_json(dataset: Dataset, info: Mapping[str, Any]) -> str:
         and stored.get("dtype") == str(dataset.observations.dtype)
     ):
         return json.dumps(stored)
+    own = _env_box_json(dataset.env_id, "observation_space", dataset.obs_shape)
+    if own is not None and dataset.observations.dtype == np.float32:
+        return own
     low: float
     high: float
     if dataset.observations.dtype == np.uint8:
@@ -950,8 +1052,10 @@ def _observation_space_json(dataset: Dataset, info: Mapping[str, Any]) -> str:
         "type": "Box",
         "dtype": str(dataset.observations.dtype),
         "shape": list(dataset.obs_shape),
-        "low": low,
-        "high": high,
+        # Full arrays, as minari's own serialisation writes them (it rebuilds the Box from
+        # arrays of the space's shape and refuses scalars).
+        "low": np.full(dataset.obs_shape, low).tolist(),
+        "high": np.full(dataset.obs_shape, high).tolist(),
     }
     return json.dumps(space)
 
@@ -975,11 +1079,14 @@ def _action_space_json(dataset: Dataset, info: Mapping[str, Any]) -> str:
         and tuple(stored.get("shape", ())) == dataset.actions.shape[1:]
     ):
         return json.dumps(stored)
+    own = _env_box_json(dataset.env_id, "action_space", (dataset.action_dim,))
+    if own is not None:
+        return own
     space = {
         "type": "Box",
         "dtype": "float32",
         "shape": [dataset.action_dim],
-        "low": -float("inf"),
-        "high": float("inf"),
+        "low": [-float("inf")] * dataset.action_dim,
+        "high": [float("inf")] * dataset.action_dim,
     }
     return json.dumps(space)
