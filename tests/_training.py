@@ -16,6 +16,7 @@ def train_run(tmp_path: Path, **kw: Any) -> dict[str, Any]:
     """Train into ``tmp_path/run`` (one evaluation, only the final checkpoint, one thread) and
     return ``final.json``, checking it matches what ``train`` returned."""
     kw.setdefault("device", os.environ.get("OFFRL_TEST_DEVICE", "cpu"))
+    kw.setdefault("final_eval_episodes", 0)  # the learning tests judge the last evaluation
     cfg = TrainConfig(
         out=str(tmp_path / "run"),
         eval_every=0,  # one evaluation, at the end

@@ -31,7 +31,7 @@ from offrl.bench.grid import (
 from offrl.bench.report import aggregate, collect, performance_profile, write_report
 from offrl.cli import main
 
-TINY = dict(steps=100, eval_every=100, eval_episodes=1, checkpoint_every=50)
+TINY = dict(steps=100, eval_every=100, eval_episodes=1, final_eval_episodes=2, checkpoint_every=50)
 
 
 def _finals(out: Path) -> dict[str, float]:
@@ -43,7 +43,8 @@ def test_killed_grid_resumes_only_unfinished_cells(tmp_path: Path) -> None:
     out = tmp_path / "grid"
     cmd = [sys.executable, "-m", "offrl.cli", "bench", "run", "--algos", "bc"]
     cmd += ["--datasets", "pendulum-medium-v0", "--seeds", "0,1,2", "--steps", "100"]
-    cmd += ["--eval-every", "100", "--eval-episodes", "1", "--workers", "1", "--out", str(out)]
+    cmd += ["--eval-every", "100", "--eval-episodes", "1", "--final-eval-episodes", "2"]
+    cmd += ["--workers", "1", "--out", str(out)]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not _finals(out) and time.time() < deadline and proc.poll() is None:
@@ -238,7 +239,7 @@ def test_export_keeps_results_and_restores_a_grid_on_a_fresh_machine(tmp_path: P
     assert export_results(fresh, saved)["kept"] == ["pendulum-medium-v0/bc/s0"]
     assert (saved / "pendulum-medium-v0" / "bc" / "s1" / "final.json").exists()
     # A different protocol is refused, as `bench run` refuses it.
-    other = GridSpec(["bc"], ["pendulum-medium-v0"], [0], steps=50, eval_every=50, eval_episodes=1)
+    other = GridSpec(["bc"], ["pendulum-medium-v0"], [0], **{**TINY, "steps": 50, "eval_every": 50})
     run_grid(other, tmp_path / "other", dry_run=True, log=lambda _: None)
     with pytest.raises(ValueError, match="different \\['steps', 'eval_every'\\]"):
         export_results(tmp_path / "other", saved)

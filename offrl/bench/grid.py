@@ -29,15 +29,18 @@ import contextlib
 import dataclasses
 import json
 import multiprocessing
+import shlex
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from offrl.config import check_options
+from offrl.data.augment import canonical_specs
+from offrl.errors import ConfigError
 from offrl.io import atomic_write_bytes
 
 try:
@@ -75,10 +78,19 @@ class GridSpec:
     """Evaluation interval (the learning curves' resolution)."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    final_eval_episodes: int = 100
+    """Episodes of each cell's final evaluation (``TrainConfig.final_eval_episodes``: every
+    episode's score is kept, for the report's confidence intervals and policy selection); 0
+    skips it."""
     checkpoint_every: int = 10_000
     """Checkpoint interval: the most work an interruption can lose per cell."""
     algo_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-algorithm overrides (empty: paper defaults for all)."""
+    augment: list[str] = field(default_factory=list)
+    """Data augmentation of every cell (``TrainConfig.augment``: specs such as ``gaussian`` or
+    ``scale:low=0.8,high=1.2``, applied in order); part of the protocol."""
+    augment_space: Literal["raw", "normalized"] = "raw"
+    """Where ``augment`` perturbs the states (``TrainConfig.augment_space``)."""
     threads: int = 1
     """Torch threads per cell."""
     device: str = "cpu"
@@ -92,6 +104,12 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         check_options(self)  # types and ranges, with a message naming the option
+        self.augment = list(canonical_specs(self.augment))  # every option written out
+        if self.final_eval_episodes < 0:
+            raise ConfigError(
+                f"option final_eval_episodes: {self.final_eval_episodes!r} is outside [0, inf) "
+                "(GridSpec.final_eval_episodes)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (what ``grid.json`` stores)."""
@@ -137,10 +155,12 @@ def train_command(spec: GridSpec, cell: Cell, out: Path) -> str:
         f"--steps {spec.steps}",
         f"--eval-every {spec.eval_every}",
         f"--eval-episodes {spec.eval_episodes}",
+        f"--final-eval-episodes {spec.final_eval_episodes}",
         f"--threads {spec.threads}",
     ]
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
+    parts += _augment_flags(spec)
     for key, value in spec.algo_config.get(cell.algo, {}).items():
         parts.append(f"--set {key}={json.dumps(value, separators=(',', ':'))}")
     parts.append(f"--out {cell.run_dir(out)}")
@@ -157,17 +177,26 @@ def grid_command(spec: GridSpec, out: Path) -> str:
         f"--steps {spec.steps}",
         f"--eval-every {spec.eval_every}",
         f"--eval-episodes {spec.eval_episodes}",
+        f"--final-eval-episodes {spec.final_eval_episodes}",
     ]
     if spec.threads != 1:
         parts.append(f"--threads {spec.threads}")
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
     parts += [f"--import {t}" for t in spec.imports]
+    parts += _augment_flags(spec)
     for algo, options in spec.algo_config.items():
         for key, value in options.items():
             parts.append(f"--set {algo}.{key}={json.dumps(value, separators=(',', ':'))}")
     parts.append(f"--out {out}")
     return " ".join(parts)
+
+
+def _augment_flags(spec: GridSpec) -> list[str]:
+    flags = [f"--augment {shlex.quote(a)}" for a in spec.augment]
+    if spec.augment and spec.augment_space != "raw":
+        flags.append(f"--augment-space {spec.augment_space}")
+    return flags
 
 
 def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
@@ -178,12 +207,15 @@ def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
         "steps": spec.steps,
         "eval_every": spec.eval_every,
         "eval_episodes": spec.eval_episodes,
+        "final_eval_episodes": spec.final_eval_episodes,
         "checkpoint_every": spec.checkpoint_every,
         "threads": spec.threads,
         "device": spec.device,
         "progress": False,
         "out": str(cell.run_dir(out)),
         "algo_config": spec.algo_config.get(cell.algo, {}),
+        "augment": tuple(spec.augment),
+        "augment_space": spec.augment_space,
         "imports": list(spec.imports),
     }
 
@@ -431,7 +463,15 @@ def export_results(src: str | Path, dest: str | Path) -> dict[str, list[str]]:
 def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
     """``old`` (the manifest in ``out``) with ``new``'s algorithms, datasets and seeds added;
     refuses a different protocol, since mixing budgets would make the table dishonest."""
-    protocol = ("steps", "eval_every", "eval_episodes", "threads")
+    protocol = (
+        "steps",
+        "eval_every",
+        "eval_episodes",
+        "final_eval_episodes",
+        "threads",
+        "augment",
+        "augment_space",
+    )
     changed = [k for k in protocol if getattr(old, k) != getattr(new, k)]
     if changed:
         raise ValueError(f"{out} holds a grid with different {changed}: use another directory")

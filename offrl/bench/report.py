@@ -7,6 +7,16 @@
 * ``aggregate.png`` -- interquartile mean (IQM) with stratified-bootstrap 95 % confidence
   intervals, and performance profiles (Agarwal et al., 2021, "Deep RL at the Edge of the
   Statistical Precipice"), computed with the maintained ``rliable`` library;
+* the evaluation protocol ahead of those statistics: per dataset and algorithm the **last**
+  evaluation (at the end of training) and the **best** one (each seed's maximum over its
+  evaluations of the mean score, and the step it came at), as CORL reports both (Tarasov et
+  al., 2022; ``results/get_offline_tables_and_plots.py``: ``get_last_scores`` /
+  ``get_max_scores``), and the **final evaluation** of the last policy over many episodes
+  (``final_eval_episodes``, 100 by default) with a bootstrap CI over seeds; the IQM / CI of all
+  three over datasets and seeds;
+* ``selection.png`` and its table -- policy selection under a limited online budget: the
+  expected score of the seed a UCB bandit picks after ``n`` online episodes, drawn from the
+  final evaluations, with bootstrap CIs (Unifloral's protocol, :mod:`offrl.bench.selection`);
 * ``report.json`` -- every number above.
 
 Scores are D4RL-normalised where the environment has reference returns, else raw returns (the
@@ -23,9 +33,11 @@ grid's own algorithms follow. Where both sides exist, an "offrl vs d3rlpy" table
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +53,7 @@ from offrl.bench.grid import (
     run_dirs,
     train_command,
 )
+from offrl.bench.selection import SelectionConfig, SelectionResult, ucb_selection
 from offrl.io import atomic_write_bytes
 from offrl.train.loggers import read_metrics
 
@@ -60,10 +73,26 @@ class CellResult:
     status: str
     """``done``, ``failed`` or ``missing``."""
     score: float | None = None
-    """Final normalised score (or return where no reference exists)."""
+    """The last evaluation's normalised score (or return where no reference exists): the
+    evaluation at the end of training, ``final.json``'s ``normalized_score``."""
     normalised: bool = True
+    """Whether the scores are D4RL-normalised (else raw returns)."""
     curve: list[tuple[int, float]] | None = None
+    """``(step, score)`` of every evaluation during training."""
     error: str | None = None
+    """Why a failed cell failed."""
+    best: float | None = None
+    """The best evaluation: the maximum over ``curve`` (and ``score``) of the mean score."""
+    best_step: int | None = None
+    """The step of the best evaluation (the earliest, on a tie)."""
+    final_eval: list[float] | None = None
+    """Every episode's score in the final evaluation (``final.json``'s ``final_eval``), or
+    ``None`` for a run without one."""
+
+    @property
+    def last(self) -> float | None:
+        """The last evaluation (``score``)."""
+        return self.score
 
 
 def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None:
@@ -80,15 +109,35 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
     normalised = final.get("normalized_score") is not None
     key = "eval/normalized_score" if normalised else "eval/return_mean"
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+    score = final["normalized_score"] if normalised else final["return_mean"]
+    curve = [(int(r["step"]), float(r[key])) for r in evals if r.get(key) is not None]
+    best, best_step = best_evaluation(curve, score, final.get("steps"))
+    episodes = (final.get("final_eval") or {}).get("normalized" if normalised else "returns")
     return CellResult(
         algo,
         dataset,
         seed,
         "done",
-        final["normalized_score"] if normalised else final["return_mean"],
+        score,
         normalised,
-        [(int(r["step"]), float(r[key])) for r in evals if r.get(key) is not None],
+        curve,
+        best=best,
+        best_step=best_step,
+        final_eval=[float(x) for x in episodes] if episodes else None,
     )
+
+
+def best_evaluation(
+    curve: list[tuple[int, float]], last: float | None = None, last_step: int | None = None
+) -> tuple[float | None, int | None]:
+    """``(score, step)`` of the best of the evaluations ``curve`` (``(step, mean score)``
+    pairs), the earliest step on a tie: CORL's "best" score of one seed (``get_max_scores``: the
+    maximum over evaluations of the mean over episodes). Without a curve, the last evaluation
+    (``last`` at ``last_step``); ``(None, None)`` without either."""
+    if not curve:
+        return (None, None) if last is None else (float(last), last_step)
+    step, value = max(curve, key=lambda p: (p[1], -p[0]))
+    return float(value), int(step)
 
 
 def collect(out: str | Path, spec: GridSpec | None = None) -> list[CellResult]:
@@ -164,11 +213,15 @@ def aggregate(
 
 
 def performance_profile(scores: dict[str, np.ndarray], taus: np.ndarray) -> dict[str, list[float]]:
-    """Fraction of runs with score > tau, per algorithm (rliable's performance profile)."""
-    from rliable import library as rly
-
-    profiles, _ = rly.create_performance_profile(scores, taus)
-    return {algo: [float(v) for v in profiles[algo]] for algo in scores}
+    """Fraction of runs with score > tau, per algorithm: rliable's performance profile
+    (``create_performance_profile``'s point estimate, ``run_score_deviation``: the mean of
+    ``scores > tau`` over every run and task), computed directly -- rliable would also
+    bootstrap 2000 confidence bands that the figure does not draw (~3 s per algorithm)."""
+    taus = np.asarray(taus, dtype=float)
+    return {
+        algo: [float(v) for v in (np.asarray(x)[..., None] > taus).reshape(-1, taus.size).mean(0)]
+        for algo, x in scores.items()
+    }
 
 
 def _fmt(values: list[float]) -> str:
@@ -184,13 +237,16 @@ def write_report(
     machine: str | None = None,
     notes: str | Path | None = None,
     to: str | Path | None = None,
+    selection: SelectionConfig | None = None,
 ) -> dict[str, Any]:
     """Write ``REPORT.md``, ``report.json`` and the figures for the grid in ``out``.
 
-    ``notes``: a Markdown file whose text goes into the report under "Notes", after the tables
-    (the place to explain a result, e.g. why one library is behind another). ``to``: the
-    directory to write them in (created if missing), so that a report of a committed copy of a
-    grid (``offrl bench export``) leaves the copy as it is; by default, ``out`` itself.
+    ``reps``: bootstrap resamples of every confidence interval. ``notes``: a Markdown file whose
+    text goes into the report under "Notes", after the tables (the place to explain a result,
+    e.g. why one library is behind another). ``to``: the directory to write them in (created if
+    missing), so that a report of a committed copy of a grid (``offrl bench export``) leaves the
+    copy as it is; by default, ``out`` itself. ``selection``: the policy-selection protocol
+    (:class:`~offrl.bench.selection.SelectionConfig`; default: Unifloral's).
     """
     out = Path(out)
     dest = Path(to) if to is not None else out
@@ -274,23 +330,15 @@ def write_report(
                 f"{row_['difference']:+.1f} | {path or '–'} |"
             )
 
+    evaluation = _evaluation_rows(spec, columns, by_cell, reps)
+    if evaluation:
+        lines += _evaluation_lines(evaluation, spec, unit)
+
     if notes_text:
         lines += ["", "## Notes", "", notes_text]
 
     # Aggregates over complete columns only (rliable needs the same runs x tasks for each).
-    complete = {
-        algo: np.array(
-            [
-                [next(r.score for r in by_cell[(ds, algo)] if r.seed == s) for ds in spec.datasets]
-                for s in spec.seeds
-            ],
-            dtype=float,
-        )
-        for algo in columns
-        if all(
-            {r.seed for r in by_cell.get((ds, algo), [])} >= set(spec.seeds) for ds in spec.datasets
-        )
-    }
+    complete = _complete(spec, columns, by_cell, lambda r: r.score)
     agg = aggregate(complete, reps=reps) if complete else {}
     if agg:
         lines += [
@@ -311,6 +359,18 @@ def write_report(
             )
         lines += ["", "![aggregate](aggregate.png)"]
         _plot_aggregate(complete, agg, dest / "aggregate.png", unit)
+    protocol_agg = {
+        name: aggregate(matrix, reps=reps)
+        for name, getter in _PROTOCOL_METRICS.items()
+        if (matrix := _complete(spec, columns, by_cell, getter))
+    }
+    if agg and protocol_agg:
+        lines += _protocol_aggregate_lines(protocol_agg, columns, unit, reps)
+    sel_cfg = selection or SelectionConfig()
+    chosen = _selection_rows(spec, columns, by_cell, sel_cfg)
+    if chosen:
+        lines += _selection_lines(chosen, sel_cfg, unit)
+        _plot_selection(chosen, dest / "selection.png", unit)
     for ds in spec.datasets:
         png = _plot_curves(ds, columns, by_cell, dest, unit, dashed=set(names))
         if png is not None:
@@ -333,7 +393,8 @@ def write_report(
         "## Protocol and commands",
         "",
         f"- steps {spec.steps:,d}, evaluation every {spec.eval_every:,d} steps over "
-        f"{spec.eval_episodes} episodes, {spec.threads} thread(s) per run, on "
+        f"{spec.eval_episodes} episodes, final evaluation over {spec.final_eval_episodes} "
+        f"episodes, {spec.threads} thread(s) per run, on "
         f"{spec.device} (each cell's config.json records the device it ran on)",
         "- per-algorithm overrides: " + (json.dumps(spec.algo_config) or "none"),
         f"- machine: {machine or platform.platform()}",
@@ -353,13 +414,16 @@ def write_report(
         "unit": unit,
         "table": table,
         "aggregate": agg,
-        "cells": [{k: v for k, v in vars(r).items() if k != "curve"} for r in results],
+        "cells": [_cell_json(r) for r in results],
         "external": {
             "table": ext_table,
-            "cells": [{k: v for k, v in vars(r).items() if k != "curve"} for r in external],
+            "cells": [_cell_json(r) for r in external],
             "commands": commands,
         },
         "offrl_vs_d3rlpy": versus,
+        "evaluation": evaluation,
+        "aggregate_protocol": protocol_agg,
+        "selection": {"config": dataclasses.asdict(sel_cfg), "rows": chosen},
     }
     atomic_write_bytes(dest / "report.json", json.dumps(report, indent=2).encode())
     atomic_write_bytes(dest / "REPORT.md", ("\n".join(lines) + "\n").encode())
@@ -402,6 +466,273 @@ def _versus_d3rlpy(
                     }
                 )
     return rows
+
+
+_PROTOCOL_METRICS: dict[str, Callable[[CellResult], float | None]] = {
+    "last": lambda r: r.score,
+    "best": lambda r: r.best,
+    "final_eval": lambda r: float(np.mean(r.final_eval)) if r.final_eval else None,
+}
+"""The evaluation protocol's per-seed quantities: the last evaluation, the best one, and the
+final evaluation's mean over its episodes."""
+
+_PROTOCOL_NAMES = {"last": "last", "best": "best", "final_eval": "final evaluation"}
+
+
+def _cell_json(r: CellResult) -> dict[str, Any]:
+    """A cell in ``report.json``: its fields without the curve and the final evaluation's
+    episodes (their mean and count instead)."""
+    row = {k: v for k, v in vars(r).items() if k not in ("curve", "final_eval")}
+    row["final_eval_mean"] = float(np.mean(r.final_eval)) if r.final_eval else None
+    row["final_eval_episodes"] = len(r.final_eval) if r.final_eval else 0
+    return row
+
+
+def _complete(
+    spec: GridSpec,
+    columns: list[str],
+    by_cell: dict[tuple[str, str], list[CellResult]],
+    value: Callable[[CellResult], float | None],
+) -> dict[str, np.ndarray]:
+    """``{algo: [seeds, datasets]}`` of ``value(cell)``, for the columns that have a value for
+    every dataset x seed (rliable needs the same runs x tasks for each)."""
+    out = {}
+    for algo in columns:
+        cells = {(ds, r.seed): r for ds in spec.datasets for r in by_cell.get((ds, algo), [])}
+        values = [
+            [value(cells[(ds, s)]) if (ds, s) in cells else None for ds in spec.datasets]
+            for s in spec.seeds
+        ]
+        if all(v is not None for row in values for v in row):
+            out[algo] = np.array(values, dtype=float)
+    return out
+
+
+def two_stage_bootstrap_ci(
+    episodes: list[list[float]], reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of the mean over seeds of each seed's mean episode score.
+
+    ``episodes[i]`` are seed ``i``'s episode scores. Each resample draws the seeds with
+    replacement, then each drawn seed's episodes with replacement, so the interval holds both
+    the spread between seeds and each seed's evaluation noise (with one seed, it is the
+    bootstrap over its episodes).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = np.array([len(e) for e in episodes])
+    table = np.zeros((len(episodes), sizes.max()))  # [seeds, most episodes], padded
+    for i, e in enumerate(episodes):
+        table[i, : len(e)] = e
+    picked = rng.integers(0, len(episodes), size=(reps, len(episodes)))  # [B, S] seeds
+    draws = (rng.random((reps, len(episodes), sizes.max())) * sizes[picked][..., None]).astype(
+        np.int64
+    )  # [B, S, E] episode indices, each within its seed's episodes
+    valid = np.arange(sizes.max()) < sizes[picked][..., None]  # a seed's own E_k draws count
+    values = np.where(valid, table[picked[..., None], draws], 0.0)
+    means = (values.sum(-1) / sizes[picked]).mean(-1)  # [B]
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def _evaluation_rows(
+    spec: GridSpec,
+    columns: list[str],
+    by_cell: dict[tuple[str, str], list[CellResult]],
+    reps: int,
+) -> list[dict[str, Any]]:
+    """Per dataset and algorithm with results: the seeds' last and best evaluations (and the
+    best ones' steps), and the final evaluation's mean over seeds with its two-stage CI."""
+    rows = []
+    for ds in spec.datasets:
+        for algo in columns:
+            cells = sorted(
+                (r for r in by_cell.get((ds, algo), []) if r.score is not None),
+                key=lambda r: r.seed,
+            )
+            if not cells:
+                continue
+            finals = [r for r in cells if r.final_eval]
+            final = None
+            if finals:
+                eps = [list(r.final_eval or []) for r in finals]
+                final = {
+                    "seeds": [r.seed for r in finals],
+                    "episodes": [len(e) for e in eps],
+                    "means": [float(np.mean(e)) for e in eps],
+                    "mean": float(np.mean([np.mean(e) for e in eps])),
+                    "ci": list(two_stage_bootstrap_ci(eps, reps=reps)),
+                }
+            rows.append(
+                {
+                    "dataset": ds,
+                    "algo": algo,
+                    "seeds": [r.seed for r in cells],
+                    "last": [float(r.score) for r in cells if r.score is not None],
+                    "best": [r.best for r in cells],
+                    "best_step": [r.best_step for r in cells],
+                    "final_eval": final,
+                }
+            )
+    return rows
+
+
+def _evaluation_lines(rows: list[dict[str, Any]], spec: GridSpec, unit: str) -> list[str]:
+    lines = [
+        "",
+        "## Last, best and final evaluation",
+        "",
+        f"Per dataset and algorithm, over seeds: **last** is the evaluation at the end of "
+        f"training (the table above), **best** each seed's best evaluation during training "
+        f"(the maximum over evaluations of the mean over {spec.eval_episodes} episodes, as "
+        "CORL reports it; optimistic, since the step is chosen by the same evaluation that "
+        "scores it), both mean ± std over seeds; **final evaluation** is the last policy "
+        f"over {spec.final_eval_episodes} episodes (`final_eval_episodes`; environments seeded "
+        "from `eval_seed` on, as every evaluation), the mean over seeds with a 95 % bootstrap "
+        "CI (seeds, then each seed's episodes, resampled).",
+        "",
+        f"| dataset | algorithm | last | best | best at step | final evaluation {unit} [95 % CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        best = [b for b in row["best"] if b is not None]
+        steps = ", ".join("–" if s is None else f"{s:,}" for s in row["best_step"])
+        final = row["final_eval"]
+        if final is None:
+            final_text = "–"
+        else:
+            final_text = f"{final['mean']:.1f} [{final['ci'][0]:.1f}, {final['ci'][1]:.1f}]"
+            if len(final["seeds"]) < len(row["seeds"]):
+                final_text += f" ({len(final['seeds'])}/{len(row['seeds'])} seeds)"
+        lines.append(
+            f"| {row['dataset']} | {row['algo']} | {_fmt(row['last'])} | {_fmt(best)} | "
+            f"{steps} | {final_text} |"
+        )
+    return lines
+
+
+def _protocol_aggregate_lines(
+    agg: dict[str, dict[str, dict[str, Any]]], columns: list[str], unit: str, reps: int
+) -> list[str]:
+    names = list(agg)
+    lines = [
+        "",
+        f"IQM of the {unit} over datasets and seeds for each quantity of the evaluation "
+        f"protocol, with stratified-bootstrap 95 % CIs ({reps} resamples); an algorithm enters "
+        "a column when it has that quantity for every dataset x seed.",
+        "",
+        "| algorithm | " + " | ".join(f"{_PROTOCOL_NAMES[n]} IQM [95 % CI]" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for algo in columns:
+        cells = []
+        for n in names:
+            a = agg[n].get(algo)
+            cells.append(
+                "–" if a is None else f"{a['iqm']:.1f} [{a['iqm_ci'][0]:.1f}, {a['iqm_ci'][1]:.1f}]"
+            )
+        if any(c != "–" for c in cells):
+            lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _selection_rows(
+    spec: GridSpec,
+    columns: list[str],
+    by_cell: dict[tuple[str, str], list[CellResult]],
+    config: SelectionConfig,
+) -> list[dict[str, Any]]:
+    """Per dataset and algorithm with final evaluations: Unifloral's UCB selection among its
+    seeds (:func:`~offrl.bench.selection.ucb_selection`)."""
+    rows = []
+    for ds in spec.datasets:
+        for algo in columns:
+            cells = sorted(
+                (r for r in by_cell.get((ds, algo), []) if r.final_eval), key=lambda r: r.seed
+            )
+            if not cells:
+                continue
+            result: SelectionResult = ucb_selection([r.final_eval or [] for r in cells], config)
+            rows.append(
+                {
+                    "dataset": ds,
+                    "algo": algo,
+                    "seeds": [r.seed for r in cells],
+                    "episodes": [len(r.final_eval or []) for r in cells],
+                    "policy_means": result.policy_means.tolist(),
+                    "budgets": result.budgets.tolist(),
+                    "mean": result.mean.tolist(),
+                    "ci_low": result.ci_low.tolist(),
+                    "ci_high": result.ci_high.tolist(),
+                }
+            )
+    return rows
+
+
+def _selection_lines(rows: list[dict[str, Any]], config: SelectionConfig, unit: str) -> list[str]:
+    longest = max(len(r["budgets"]) for r in rows)
+    shown = [n for n in config.shown if n <= longest]
+    subset = f"{config.subsample} of them" if config.subsample else "all of them"
+    lines = [
+        "",
+        "## Policy selection under a limited online budget",
+        "",
+        "Which seed would a practitioner deploy after `n` online episodes? The policies of a "
+        "dataset and algorithm are its seeds; a UCB bandit (alpha "
+        f"{config.ucb_alpha:g}) over {subset} spends the episodes one at a time, each drawn "
+        "from a policy's final-evaluation episodes, then picks the best empirical mean. Shown: "
+        f"the expected {unit} of the pick, mean over {config.repeats} bandit runs with a "
+        f"{100 * config.confidence:g} % bootstrap CI ({config.bootstraps} resamples; Unifloral, "
+        "Jackson et al., 2025, offrl.bench.selection); **best seed** is what unlimited "
+        "evaluation picks, **mean seed** what a random pick gets.",
+        "",
+        "| dataset | algorithm | seeds | "
+        + " | ".join(f"n = {n}" for n in shown)
+        + " | best seed | mean seed |",
+        "|---|---|---|" + "---|" * (len(shown) + 2),
+    ]
+    for row in rows:
+        cells = []
+        for n in shown:
+            if n > len(row["budgets"]):
+                cells.append("–")
+                continue
+            i = n - 1
+            cells.append(f"{row['mean'][i]:.1f} [{row['ci_low'][i]:.1f}, {row['ci_high'][i]:.1f}]")
+        means = row["policy_means"]
+        lines.append(
+            f"| {row['dataset']} | {row['algo']} | {len(row['seeds'])} | "
+            + " | ".join(cells)
+            + f" | {max(means):.1f} | {statistics.fmean(means):.1f} |"
+        )
+    lines += ["", "![selection](selection.png)"]
+    return lines
+
+
+def _plot_selection(rows: list[dict[str, Any]], path: Path, unit: str) -> None:
+    """One panel per dataset: the expected score of the bandit's pick against the budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for row in (r for r in rows if r["dataset"] == ds):
+            (line,) = ax.semilogx(row["budgets"], row["mean"], label=row["algo"])
+            ax.fill_between(
+                row["budgets"], row["ci_low"], row["ci_high"], color=line.get_color(), alpha=0.25
+            )
+            ax.axhline(max(row["policy_means"]), color=line.get_color(), ls=":", lw=1)
+        ax.set_title(ds)
+        ax.set_xlabel("online evaluation episodes")
+        ax.set_ylabel(f"{unit} of the picked seed")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _aligned(curves: list[list[tuple[int, float]]]) -> tuple[list[int], np.ndarray]:

@@ -8,7 +8,8 @@
     RUN/metrics.jsonl      every logged record (also metrics.csv, TensorBoard, W&B if asked)
     RUN/checkpoints/       step_<N>.pt and latest.pt (atomic, weights_only-loadable)
     RUN/curve.png          the learning curve
-    RUN/final.json         the final evaluation: return, normalised score, steps, seed
+    RUN/final.json         the last evaluation (return, normalised score), steps, seed, and
+                           the final evaluation: every episode of ``final_eval_episodes``
 
 A killed run continues with ``resume=True``: the algorithm, optimiser and sampler states come
 back from ``latest.pt`` (or, if that is damaged, the newest intact ``step_<N>.pt``), so the
@@ -44,10 +45,11 @@ from offrl._version import __version__
 from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
 from offrl.config import check_options
+from offrl.data.augment import AugmentedSampler, canonical_specs, check_augmentable
 from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
-from offrl.data.sampler import TensorSampler
+from offrl.data.sampler import Sampler, TensorSampler
 from offrl.errors import ConfigError, IncompatibleDataError, ResumeError, TrainingDiverged
 from offrl.io import write_json
 from offrl.train.checkpoint import (
@@ -63,7 +65,14 @@ from offrl.train.graphs import GraphedUpdate
 from offrl.train.guard import DivergenceGuard
 from offrl.train.loggers import MetricLogger, read_metrics
 
-__all__ = ["TrainConfig", "train", "spec_for", "plot_curves", "SAFE_RESUME_CHANGES"]
+__all__ = [
+    "TrainConfig",
+    "train",
+    "final_evaluation",
+    "spec_for",
+    "plot_curves",
+    "SAFE_RESUME_CHANGES",
+]
 
 
 @dataclass
@@ -86,6 +95,11 @@ class TrainConfig:
     """Episodes per evaluation (deterministic actions, envs seeded ``eval_seed + i``)."""
     eval_seed: int = 10_000
     """First environment seed of evaluation episodes (kept apart from training seeds)."""
+    final_eval_episodes: int = 100
+    """Evaluate the final policy over this many episodes at the end (envs seeded ``eval_seed +
+    i``), and keep every episode's return and normalised score in ``final.json``
+    (``final_eval``): the many-episode estimate that the report's confidence intervals and
+    policy selection use. 0 skips it."""
     log_every: int = 1_000
     """Average training metrics over this many steps per logged record."""
     checkpoint_every: int = 5_000
@@ -104,6 +118,15 @@ class TrainConfig:
     """Multiply rewards by this (after ``reward_mode``)."""
     reward_shift: float = 0.0
     """Add this to rewards (after scaling)."""
+    augment: tuple[str, ...] = ()
+    """Data augmentation of the observations in every batch (:mod:`offrl.data.augment`, S4RL's
+    transforms), applied in order: specs such as ``gaussian``, ``gaussian:std=1e-3``,
+    ``uniform:bound=3e-4``, ``scale:low=0.8,high=1.2``, ``mixup:alpha=0.4``. Stored with every
+    option written out (``gaussian:std=0.0003,next_obs=true``). Continuous state vectors only."""
+    augment_space: Literal["raw", "normalized"] = "raw"
+    """Where ``augment`` perturbs the states: ``raw`` (the dataset's units, as S4RL; the batch
+    still reaches the algorithm normalised) or ``normalized`` (after ``norm_obs``: one unit is
+    one standard deviation of the dimension)."""
     env_id: str | None = None
     """Evaluation environment (default: the dataset's ``env_id``)."""
     threads: int | None = None
@@ -124,6 +147,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_options(self)  # types and ranges, with a message naming the option
+        self.augment = canonical_specs(self.augment)  # unknown names, options, values: refused
+        if self.final_eval_episodes < 0:
+            raise ConfigError(
+                f"option final_eval_episodes: {self.final_eval_episodes!r} is outside [0, inf) "
+                "(TrainConfig.final_eval_episodes)"
+            )
 
     def run_dir(self) -> Path:
         """The run directory."""
@@ -231,6 +260,21 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset
     return algo, sampler, dataset, prepared, env_id
 
 
+def _augmented(cfg: TrainConfig, sampler: TensorSampler, algo: Algorithm, data: Dataset) -> Sampler:
+    """``sampler`` wrapped in the run's augmentation (:mod:`offrl.data.augment`), if any."""
+    if not cfg.augment:
+        return sampler
+    check_augmentable(data, cfg.augment)
+    raw = cfg.augment_space == "raw" and cfg.norm_obs  # without norm_obs the batch is raw
+    return AugmentedSampler(
+        sampler,
+        cfg.augment,
+        seed=cfg.seed,
+        device=cfg.device,
+        normalizer=algo.normalizer() if raw else None,
+    )
+
+
 def _eval_due(cfg: TrainConfig, step: int) -> bool:
     return bool(cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
 
@@ -272,7 +316,8 @@ def train(
         changes = resume_changes(
             run, state.get("train_config", {}), dataclasses.asdict(cfg), allow_changes
         )
-    algo, sampler, dataset, prepared, env_id = _build(cfg)
+    algo, base_sampler, dataset, prepared, env_id = _build(cfg)
+    sampler = _augmented(cfg, base_sampler, algo, dataset)
     fingerprint = dataset.fingerprint()
     # Captures lazily, after any checkpoint below is loaded (offrl.train.graphs).
     update = GraphedUpdate(algo).update if cfg.cuda_graphs else algo.update
@@ -307,7 +352,7 @@ def train(
             "name": cfg.dataset,
             "fingerprint": fingerprint,
             "transitions": stats.num_transitions,
-            "transitions_trained_on": sampler.size,  # after the algorithm's prepare_data
+            "transitions_trained_on": base_sampler.size,  # after the algorithm's prepare_data
             "episodes": stats.num_episodes,
             "return_mean": stats.return_mean,
             "metadata": dataset.metadata,
@@ -425,6 +470,17 @@ def train(
     if not last_eval:  # resumed a finished run: report its final evaluation again
         # It was logged before the kill; evaluating again would log it twice.
         last_eval = logger.logged(cfg.steps, "eval") or do_eval(cfg.steps)
+    # The many-episode evaluation of the final policy. It runs after the last checkpoint and
+    # before final.json, so a run killed during it resumes at the end and does it again.
+    final_eval = None
+    if env_id is not None and cfg.final_eval_episodes > 0:
+        final_eval = final_evaluation(algo, env_id, cfg.final_eval_episodes, cfg.eval_seed)
+        if logger.logged(cfg.steps, "final_eval") is None:  # a resumed run may have logged it
+            logger.log(
+                cfg.steps,
+                "final_eval",
+                {f"final_eval/{k}": v for k, v in final_eval.items() if not isinstance(v, list)},
+            )
     logger.close()
     final = {
         **summary,
@@ -434,12 +490,47 @@ def train(
         "normalized_score": last_eval.get("eval/normalized_score"),
         "normalized_score_std": last_eval.get("eval/normalized_score_std"),
         "eval_episodes": cfg.eval_episodes,
+        "final_eval": final_eval,
         "behaviour_return_mean": stats.return_mean,
         "warnings": guard.warnings,
     }
     write_json(run / "final.json", final)
     plot_curves([run], run / "curve.png")
     return final
+
+
+FINAL_EVAL_CHUNK = 100
+"""Episodes of the final evaluation run side by side in one vector environment."""
+
+
+def final_evaluation(algo: Algorithm, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
+    """The final evaluation of ``algo``: ``episodes`` episodes in ``env_id``, seeded ``seed,
+    seed + 1, ...`` (run :data:`FINAL_EVAL_CHUNK` at a time), as ``final.json`` stores it.
+
+    Returns ``{"episodes", "seed", "returns": [...], "normalized": [...] or None,
+    "return_mean", "return_std", "normalized_mean", "normalized_std", "length_mean"}``: every
+    episode's return and D4RL-normalised score (``None`` without reference returns), so that
+    confidence intervals and policy selection (:mod:`offrl.bench.selection`) can resample them.
+    """
+    returns: list[float] = []
+    normalized: list[float] | None = []
+    lengths: list[int] = []
+    for first in range(0, episodes, FINAL_EVAL_CHUNK):
+        part = evaluate(algo, env_id, min(FINAL_EVAL_CHUNK, episodes - first), seed=seed + first)
+        returns += part.returns
+        lengths += part.lengths
+        normalized = None if part.normalized is None else [*(normalized or []), *part.normalized]
+    return {
+        "episodes": episodes,
+        "seed": seed,
+        "returns": returns,
+        "normalized": normalized,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "normalized_mean": None if normalized is None else float(np.mean(normalized)),
+        "normalized_std": None if normalized is None else float(np.std(normalized)),
+        "length_mean": float(np.mean(lengths)),
+    }
 
 
 def plot_curves(runs: list[Path], out: Path, title: str | None = None) -> Path:
