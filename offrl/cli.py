@@ -6,6 +6,7 @@ offrl train --import examples/crr_cql.py --algo crr_cql ...   (your own algorith
 offrl online --env HalfCheetah-v5 [--steps N] [--resume --out DIR]
 offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
 offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
+offrl dataset convert log.parquet out.npz --obs 'o_*' --act 'a_*' --reward r --episode ep
 offrl dataset make hopper-medium-v0 | make --run RUN --level medium --out FILE.hdf5
 offrl dataset pack RUN --out PACK.pt | subsample SRC --fraction 0.1 --out FILE
 offrl bench speed --algo td3bc [--json]
@@ -91,6 +92,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     _import_all(args.imports)
     cfg = from_namespace(TrainConfig, args, algo_config=_parse_sets(args.set))
     final = train(cfg, resume=args.resume, allow_changes=args.allow_change)
+    if final.get("final_eval"):  # every episode's score stays in final.json, not on screen
+        lists = ("returns", "normalized")
+        final = {
+            **final,
+            "final_eval": {k: v for k, v in final["final_eval"].items() if k not in lists},
+        }
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
@@ -144,8 +151,17 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 
 def cmd_bench_report(args: argparse.Namespace) -> int:
     from offrl.bench.report import write_report
+    from offrl.bench.selection import SelectionConfig
 
-    write_report(args.out, reps=args.reps, machine=args.machine, notes=args.notes, to=args.to)
+    selection = from_namespace(SelectionConfig, args)
+    write_report(
+        args.out,
+        reps=args.reps,
+        machine=args.machine,
+        notes=args.notes,
+        to=args.to,
+        selection=selection,
+    )
     print((Path(args.to or args.out) / "REPORT.md").read_text())
     return 0
 
@@ -217,6 +233,20 @@ def cmd_ope_fqe(args: argparse.Namespace) -> int:
     if rho is not None:
         print(f"rank correlation (Spearman) of FQE estimates and true returns: {rho:.3f}")
     print(f"highest FQE estimate: {report.best().name}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from offrl.export import export_policy, format_for
+
+    _import_all(args.imports)
+    out = Path(args.out)
+    fmt = format_for(out, args.format)
+    export_policy(args.checkpoint, out, format=fmt, env_id=args.env, atol=args.atol)
+    print(
+        f"wrote {out} ({fmt}, {out.stat().st_size / 1e6:.2f} MB): raw observations in, actions "
+        f"in the environment's bounds out; equal to Algorithm.act to {args.atol:g}"
+    )
     return 0
 
 
@@ -369,12 +399,64 @@ def cmd_dataset_subsample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dataset_convert(args: argparse.Namespace) -> int:
-    from offrl.data import load_dataset, save_dataset
+_TABLE_FLAGS = {
+    "obs": "--obs",
+    "actions": "--act",
+    "reward": "--reward",
+    "episode": "--episode",
+    "terminal": "--terminal",
+    "timeout": "--timeout",
+    "step": "--step",
+    "next_obs": "--next-obs",
+}
+"""``offrl dataset convert``'s column options: TableColumns field -> its flag."""
 
-    ds = load_dataset(args.src)
+
+def cmd_dataset_convert(args: argparse.Namespace) -> int:
+    from offrl.data import load_d3rlpy, load_dataset, save_dataset
+    from offrl.data.tabular import TABLE_SUFFIXES, TableColumns, load_table
+    from offrl.errors import ConfigError
+
+    given = {name: getattr(args, name) for name in _TABLE_FLAGS if getattr(args, name) is not None}
+    discrete = {"auto": None, "discrete": True, "continuous": False}[args.action_space]
+    if Path(args.src).suffix.lower() in TABLE_SUFFIXES:
+        missing = [
+            _TABLE_FLAGS[k] for k in ("obs", "actions", "reward", "episode") if k not in given
+        ]
+        if missing:
+            raise ConfigError(
+                f"dataset convert: a table needs {', '.join(missing)} (which columns hold the "
+                "observations, actions, rewards and episode ids; see --help)"
+            )
+        columns = TableColumns(**given, discrete=discrete)
+        ds = load_table(args.src, columns, env_id=args.env_id)
+    elif given:
+        flag = _TABLE_FLAGS[next(iter(given))]
+        raise ConfigError(
+            f"dataset convert: {flag} maps the columns of a table; {args.src} is not a "
+            f"{' / '.join(TABLE_SUFFIXES)} file"
+        )
+    elif discrete is not None:
+        if Path(args.src).suffix.lower() not in (".h5", ".hdf5"):
+            raise ConfigError(
+                f"dataset convert: --action-space {args.action_space} applies to tables and "
+                f"d3rlpy .h5 files; {args.src} is neither"
+            )
+        ds = load_d3rlpy(args.src, env_id=args.env_id, discrete=discrete)
+    else:
+        ds = load_dataset(args.src, env_id=args.env_id)
     save_dataset(ds, args.dst, format=args.format)
     print(f"wrote {len(ds)} transitions to {args.dst}")
+    return 0
+
+
+def cmd_dataset_to_minari(args: argparse.Namespace) -> int:
+    from offrl.data import load_dataset
+    from offrl.data.loaders import export_minari
+
+    ds = load_dataset(args.dataset, progress=print)
+    where = export_minari(ds, args.dataset_id, args.minari_dir)
+    print(f"wrote {len(ds)} transitions as Minari dataset {args.dataset_id!r} in {where}")
     return 0
 
 
@@ -450,6 +532,18 @@ def _add_allow_change(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_augment(parser: argparse.ArgumentParser | argparse._ArgumentGroup, doc: str) -> None:
+    """``--augment SPEC`` (repeatable: applied in order); its help is the field's docstring."""
+    parser.add_argument(
+        "--augment",
+        dest="augment",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help=help_text(doc) + " Repeatable.",
+    )
+
+
 def _add_set(parser: argparse.ArgumentParser, metavar: str) -> None:
     """``--set`` algorithm options: ``--set a=1 b=2`` and ``--set a=1 --set b=2`` are the same."""
     parser.add_argument(
@@ -483,6 +577,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     a.set_defaults(func=cmd_algos)
 
     from offrl.bench.grid import GridSpec
+    from offrl.data.tabular import TableColumns
     from offrl.train import TrainConfig
     from offrl.train.online import OnlineConfig
 
@@ -495,13 +590,15 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         epilog=epilogs.get("train"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    run_options = t.add_argument_group("run options (TrainConfig)")
     add_options(
-        t.add_argument_group("run options (TrainConfig)"),
+        run_options,
         TrainConfig,
-        skip=["algo_config"],
+        skip=["algo_config", "augment"],  # augment specs hold commas: one --augment each
         flags={"env_id": ["--env"]},
         required=["algo", "dataset"],
     )
+    _add_augment(run_options, field_docs(TrainConfig)["augment"])
     _add_import(t, "import a module or .py file first (it registers your algorithm; repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_allow_change(t)
@@ -571,6 +668,33 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     )
     of.set_defaults(func=cmd_ope_fqe)
 
+    ex = sub.add_parser(
+        "export",
+        help="write a checkpoint's policy as TorchScript or ONNX (runs without offrl)",
+        description="Write the deployed policy of CHECKPOINT to --out: raw observations in "
+        "(float32 [B, *obs_shape]), actions in the environment's bounds out (discrete: int64 "
+        "indices), with observation normalisation, the policy, squashing and action rescaling "
+        "inside. The file is loaded back and checked against Algorithm.act before it is kept "
+        "(ONNX: with onnxruntime, if installed). help(offrl.export) has the details.",
+    )
+    ex.add_argument("checkpoint")
+    ex.add_argument("--out", required=True, help="file to write (.pt: TorchScript, .onnx: ONNX)")
+    ex.add_argument(
+        "--format",
+        choices=["torchscript", "onnx"],
+        default=None,
+        help="default: from --out's suffix",
+    )
+    ex.add_argument("--env", help="environment id recorded in the file (default: the checkpoint's)")
+    ex.add_argument(
+        "--atol",
+        type=float,
+        default=1e-5,
+        help="largest difference from Algorithm.act allowed in the check",
+    )
+    _add_import(ex, "import a module or .py file first (for a checkpoint of your own algorithm)")
+    ex.set_defaults(func=cmd_export)
+
     d = sub.add_parser("dataset", help="inspect and convert datasets")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     di = dsub.add_parser("info", help="transitions, episodes, returns, dimensions")
@@ -603,11 +727,50 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     dsub_s.add_argument("--out", required=True)
     dsub_s.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
     dsub_s.set_defaults(func=cmd_dataset_subsample)
-    dc = dsub.add_parser("convert", help="convert between .npz, D4RL .hdf5 and Minari")
+    dc = dsub.add_parser(
+        "convert",
+        help="convert between .npz, D4RL .hdf5 and Minari; read d3rlpy files and CSV/Parquet logs",
+        description="Read SRC (.npz, D4RL .hdf5, a Minari directory, a d3rlpy .h5 dump, or a "
+        ".csv / .parquet log with one row per step and the column options below) and write DST "
+        "(.npz, .hdf5 or a Minari directory).",
+    )
     dc.add_argument("src")
     dc.add_argument("dst")
     dc.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
+    dc.add_argument("--env-id", help="Gymnasium id of the environment (default: the file's)")
+    dc.add_argument(
+        "--action-space",
+        choices=["auto", "discrete", "continuous"],
+        default="auto",
+        help="tables and d3rlpy files: how to read the actions (auto: a table's single integer "
+        "column, or a d3rlpy file whose first episode's actions are whole numbers, is discrete)",
+    )
+    table_options = add_options(
+        dc.add_argument_group(
+            "table columns (.csv / .parquet: names or globs such as 'o_*', comma-separated; "
+            "help(offrl.data.TableColumns))"
+        ),
+        TableColumns,
+        skip=["discrete"],
+        flags={
+            name: [flag] + (["--actions"] if name == "actions" else [])
+            for name, flag in _TABLE_FLAGS.items()
+        },
+    )
+    for action in table_options.values():
+        action.required = False  # required for a table only: cmd_dataset_convert checks
     dc.set_defaults(func=cmd_dataset_convert)
+    dtm = dsub.add_parser(
+        "to-minari",
+        help="export a dataset into Minari's local datasets (minari.load_dataset(ID) opens it)",
+    )
+    dtm.add_argument("dataset", help="dataset name or file")
+    dtm.add_argument("dataset_id", metavar="ID", help="Minari id, namespace/name-vN")
+    dtm.add_argument(
+        "--minari-dir",
+        help="Minari's datasets directory (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)",
+    )
+    dtm.set_defaults(func=cmd_dataset_to_minari)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command", required=True)
@@ -623,11 +786,9 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     bs.set_defaults(func=cmd_bench_speed)
 
     br = bsub.add_parser("run", help="algorithms x datasets x seeds under one protocol")
-    add_options(
-        br.add_argument_group("protocol (GridSpec; lists are comma-separated)"),
-        GridSpec,
-        skip=["algo_config", "imports"],
-    )
+    protocol = br.add_argument_group("protocol (GridSpec; lists are comma-separated)")
+    add_options(protocol, GridSpec, skip=["algo_config", "imports", "augment"])
+    _add_augment(protocol, field_docs(GridSpec)["augment"])
     br.add_argument("--out", required=True, help="grid directory (re-run it to resume)")
     br.add_argument("--executor", choices=["local", "ray"], default="local")
     br.add_argument("--workers", type=int, default=2, help="local worker processes")
@@ -647,6 +808,18 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     bp.add_argument("--notes", default=None, help="Markdown file included under 'Notes'")
     bp.add_argument(
         "--to", default=None, metavar="DIR", help="write the report here (default: the grid)"
+    )
+    from offrl.bench.selection import SelectionConfig
+
+    add_options(
+        bp.add_argument_group(
+            "policy selection under an online budget (SelectionConfig: Unifloral's UCB bandit)"
+        ),
+        SelectionConfig,
+        flags={
+            f.name: [f"--selection-{f.name.replace('_', '-')}"]
+            for f in dataclasses.fields(SelectionConfig)
+        },
     )
     bp.set_defaults(func=cmd_bench_report)
     bx = bsub.add_parser(

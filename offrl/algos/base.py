@@ -53,6 +53,7 @@ __all__ = [
     "list_algorithms",
     "make_optimizer",
     "soft_update",
+    "deployed_action",
 ]
 
 
@@ -275,6 +276,18 @@ class Algorithm(ABC):
         """Deterministic action for *normalised* observations: ``[B, act_dim]`` in ``[-1, 1]``
         (discrete: ``[B]`` indices)."""
 
+    def frozen_policy(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`policy` with its random numbers fixed: a function of the normalised
+        observations alone, which a tracer (TorchScript, ONNX: :mod:`offrl.export`) can record.
+
+        ``frozen_policy()(obs)`` equals ``policy(obs)`` at the generator's current state, for any
+        batch. The default is :meth:`policy` itself. An algorithm whose policy draws from
+        ``self.generator`` (BCQ, BEAR, UWAC: the best of sampled actions) overrides it: it draws
+        those numbers now, in a shape that does not depend on the batch, and returns a function
+        that holds them as constants.
+        """
+        return self.policy
+
     def graph_cycle(self) -> int | None:
         """Updates per cycle of :meth:`train_step`'s branches, if it can be replayed from CUDA
         graphs (:mod:`offrl.train.graphs`); ``None`` (the default) if it cannot.
@@ -375,12 +388,15 @@ class Algorithm(ABC):
         single = x.dim() == len(self.spec.obs_shape)
         if single:
             x = x.unsqueeze(0)
-        x = (x - self.obs_mean) / self.obs_std
-        a = self.policy(x)
-        if not self.spec.discrete:
-            a = self.action_low + (a.clamp(-1.0, 1.0) + 1.0) * 0.5 * (
-                self.action_high - self.action_low
-            )
+        a = deployed_action(
+            self.policy,
+            x,
+            self.obs_mean,
+            self.obs_std,
+            self.action_low,
+            self.action_high,
+            self.spec.discrete,
+        )
         out = a.cpu().numpy()
         return out[0] if single else out
 
@@ -473,6 +489,27 @@ class Algorithm(ABC):
         algo = algo_cls(EnvSpec.from_dict(state["spec"]), config, seed=state["seed"], device=device)
         algo.load_state_dict(state)
         return algo
+
+
+def deployed_action(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    obs: torch.Tensor,
+    obs_mean: torch.Tensor,
+    obs_std: torch.Tensor,
+    action_low: torch.Tensor,
+    action_high: torch.Tensor,
+    discrete: bool,
+) -> torch.Tensor:
+    """Raw observations ``[B, *obs_shape]`` -> environment actions, by ``policy`` (a function of
+    normalised observations with actions in ``[-1, 1]``): normalise, act, then clip and rescale
+    to ``[action_low, action_high]`` (discrete: the indices, unchanged).
+
+    :meth:`Algorithm.act` and the exported files of :mod:`offrl.export` both compute this.
+    """
+    a = policy((obs - obs_mean) / obs_std)
+    if discrete:
+        return a
+    return action_low + (a.clamp(-1.0, 1.0) + 1.0) * 0.5 * (action_high - action_low)
 
 
 # ---------------------------------------------------------------------- checkpoint format

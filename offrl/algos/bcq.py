@@ -21,13 +21,22 @@ d3rlpy's ``n_action_samples`` is also 100), the target's proposals come from the
 and the *target* perturbation actor, and acting and the actor loss use the first critic only.
 Acting draws its proposals from the algorithm's own generator and restores its state afterwards,
 so ``act`` is a deterministic function of the observation and the saved state, and acting never
-shifts the training draws (see :func:`restored_rng`).
+shifts the training draws (see :func:`restored_rng`). The ``n`` latents it decodes are the same at
+every state of a batch (``[n, latent]``, not ``[n * B, latent]``), so an observation's action does
+not depend on the batch it comes in, and an export (:mod:`offrl.export`) holds them as constants.
+
+d3rlpy 2.8.1's BCQ is the same update but for its VAE decoder, which has no ``tanh`` (its
+``VAEDecoder``'s default ``with_squash=True`` returns the linear output), and for building its
+target perturbation actor from its own random initialisation rather than as a copy of the actor:
+``tests/test_d3rlpy_same_bcq.py`` replays its updates in offrl's own :meth:`BCQ.update` with the
+decoder switched, to float64 rounding (the official decoder, ours, is ``tanh``-squashed).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +64,18 @@ def restored_rng(generator: torch.Generator) -> Iterator[torch.Generator]:
         yield generator
     finally:
         generator.set_state(state)
+
+
+def best_sampled_action(actions: torch.Tensor, q: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """The highest-``q`` of ``n`` sampled actions per state: ``actions`` ``[n*B, act]`` and
+    ``q`` ``[n*B]`` in sample-major rows; returns ``[B, act]``.
+
+    A ``gather`` rather than indexing with ``arange(B)``, so that a traced graph (TorchScript,
+    ONNX) keeps the batch size free."""
+    q = q.view(num_samples, -1)  # [n, B]
+    actions = actions.view(num_samples, q.shape[1], actions.shape[-1])  # [n, B, act]
+    best = q.argmax(0).view(1, -1, 1).expand(1, -1, actions.shape[-1])  # [1, B, act]
+    return actions.gather(0, best).squeeze(0)
 
 
 @dataclass
@@ -170,13 +191,27 @@ class BCQ(Algorithm):
         soft_update(self.actor_target, self.actor, self.config.tau)
         return {**info, **critic_info, **actor_info}
 
+    def acting_latents(self) -> torch.Tensor:
+        """The ``num_action_samples`` prior draws of z that acting decodes, ``[n, latent]``, from
+        the generator's current state (put back afterwards: :func:`restored_rng`)."""
+        with restored_rng(self.generator) as gen:
+            return self.vae.sample_latent(self.config.num_action_samples, 1, gen)
+
+    def best_proposal(self, obs: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """The highest-Q_1 of the perturbed proposals decoded from ``latents`` ``[n, latent]``
+        at each state: ``[B, act]``."""
+        n = latents.shape[0]
+        obs_n = obs.repeat(n, 1)  # [n*B, obs], sample-major rows
+        # The same n latents at every state: a state's action does not depend on its batch.
+        z = latents.unsqueeze(1).expand(-1, obs.shape[0], -1).reshape(obs_n.shape[0], -1)
+        actions = self.actor(obs_n, self.vae.decode(obs_n, z))  # [n*B, act]
+        q = self.critic(obs_n, actions, members=0)[0]  # [n*B]
+        return best_sampled_action(actions, q, n)
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The highest-Q_1 perturbed proposal among ``num_action_samples`` per state."""
-        n, b = self.config.num_action_samples, obs.shape[0]
-        with restored_rng(self.generator) as gen:
-            proposals = self.vae.decode_samples(obs, n, gen).view(n * b, -1)
-        obs_n = obs.repeat(n, 1)
-        actions = self.actor(obs_n, proposals).view(n, b, -1)
-        q = self.critic(obs_n, actions.view(n * b, -1), members=0)[0].view(n, b)
-        best = q.argmax(0)  # [B]
-        return actions[best, torch.arange(b, device=obs.device)]
+        return self.best_proposal(obs, self.acting_latents())
+
+    def frozen_policy(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`policy` with this state's proposal latents held as constants."""
+        return functools.partial(self.best_proposal, latents=self.acting_latents())

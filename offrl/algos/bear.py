@@ -40,10 +40,21 @@ policy samples with the first critic as in the official ``select_action`` (d3rlp
 has the official (750, 750) hidden layers shared with BCQ (d3rlpy: its default (256, 256) encoder).
 The official code's ensemble-variance term (off by default there) and bootstrapped critics are not
 reproduced.
+
+``tests/test_d3rlpy_same_bear.py`` replays d3rlpy 2.8.1's updates, in warm-up and after it, from
+offrl's losses to float64 rounding (with ``lagrange_lr=1e-4``, the actor's lr d3rlpy uses),
+with d3rlpy's remaining choices switched: no T or alpha step in warm-up (above); its VAE decoder,
+trained without ``tanh`` and squashed for the MMD's behaviour samples while the policy's stay
+pre-tanh; after warm-up, T stepped before the actor's loss, which then uses the new T, with the
+temperature loss in T rather than log T (as its SAC); and a d3rlpy bug: its alpha step
+backpropagates ``-alpha (MMD - epsilon)`` into the policy's already-zeroed gradients, cancelling
+the constraint's gradient, so after warm-up d3rlpy's actor follows SAC's gradient alone. Ours
+keeps the constraint's gradient, as the paper and the official code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -105,3 +116,7 @@ class BEAR(SAC):
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The highest-Q_1 of ``num_action_samples`` policy samples per state."""
         return self.support.act(self, obs)
+
+    def frozen_policy(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`policy` with this state's policy-sample draws held as constants."""
+        return self.support.frozen_act(self)

@@ -22,12 +22,14 @@ in :class:`SupportConfig`, are d3rlpy's ``BEARConfig`` and the official code's
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from offrl.algos.base import Component, EnvSpec, make_optimizer, soft_update
-from offrl.algos.bcq import restored_rng
+from offrl.algos.bcq import best_sampled_action, restored_rng
 from offrl.algos.sac import SAC, Scalar
 from offrl.data.sampler import Batch
 from offrl.losses import mmd
@@ -166,14 +168,34 @@ class SupportConstraint(Component):
         soft_update(algo.critic_target, algo.critic, algo.config.tau)
         return {**info, **critic_info, **actor_info, **alpha_info, **lagrange_info}
 
+    def acting_noise(self, algo: SAC) -> torch.Tensor:
+        """The standard normal draws ``eps`` ``[n, act]`` of the ``num_action_samples`` policy
+        samples that acting scores, from the generator's current state (put back afterwards:
+        :func:`~offrl.algos.bcq.restored_rng`)."""
+        n, act_dim = self.config.num_action_samples, algo.spec.action_dim
+        with restored_rng(self.generator) as gen:
+            return torch.randn((n, act_dim), generator=gen, device=algo.device)
+
+    def best_sample(self, algo: SAC, obs: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The highest-Q_1 of the policy samples ``tanh(mu(s) + sigma(s) eps_j)`` at each state,
+        for the draws ``eps`` ``[n, act]``: ``[B, act]``."""
+        n = eps.shape[0]
+        mu, log_std = algo.actor.head.params(algo.actor.net(obs)[0])  # [B, act] each
+        # The same n draws at every state (not n * B of them), so that a state's action does not
+        # depend on the batch it comes in and an export can hold the draws as constants.
+        u = mu.unsqueeze(0) + log_std.exp().unsqueeze(0) * eps.unsqueeze(1)  # [n, B, act]
+        actions = torch.tanh(u).reshape(-1, eps.shape[1])  # [n*B, act], sample-major rows
+        q = algo.critic(obs.repeat(n, 1), actions, members=0)[0]  # [n*B]
+        return best_sampled_action(actions, q, n)
+
     def act(self, algo: SAC, obs: torch.Tensor) -> torch.Tensor:
         """The highest-Q_1 of ``num_action_samples`` policy samples per state (official
         ``select_action``), drawn without moving the training generator."""
-        n = self.config.num_action_samples
-        with restored_rng(self.generator) as gen:
-            actions, _ = algo.actor.sample(obs, gen, n=n)
-        q = algo.critic(obs.repeat(n, 1), actions, members=0)[0]  # [n*B], sample-major rows
-        return best_sampled_action(actions, q, n)
+        return self.best_sample(algo, obs, self.acting_noise(algo))
+
+    def frozen_act(self, algo: SAC) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`act` with this state's draws held as constants (``algo.frozen_policy``)."""
+        return functools.partial(self.best_sample, algo, eps=self.acting_noise(algo))
 
 
 def sampled_backup(
@@ -188,11 +210,3 @@ def sampled_backup(
     q = (lmbda * q.amin(0) + (1.0 - lmbda) * q.amax(0)).view(num_samples, -1)
     q_next, best = q.max(0)  # [B]
     return q_next, log_prob.view(num_samples, -1).gather(0, best.unsqueeze(0)).squeeze(0)
-
-
-def best_sampled_action(actions: torch.Tensor, q: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """The highest-``q`` of ``n`` sampled actions per state: ``actions`` ``[n*B, act]`` and
-    ``q`` ``[n*B]`` in sample-major rows; returns ``[B, act]``."""
-    q = q.view(num_samples, -1)
-    best, b = q.argmax(0), q.shape[1]  # [B]
-    return actions.view(num_samples, b, -1)[best, torch.arange(b, device=q.device)]

@@ -162,3 +162,7 @@ class UWAC(SAC):
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """BEAR's highest-Q_1 of ``num_action_samples`` policy samples, dropout off."""
         return self.support.act(self, obs)
+
+    def frozen_policy(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`policy` with this state's policy-sample draws held as constants."""
+        return self.support.frozen_act(self)
