@@ -91,11 +91,14 @@ def conservative_penalty(
         T * logsumexp_j( (Q(s, a_j) - log mu(a_j | s)) / T )  -  Q(s, a_data),  averaged over s.
 
     ``q_sampled`` is ``[..., M, B]`` (``M`` sampled actions per state), ``log_density`` is
-    ``[M, B]`` (the log-density of the proposal each sample came from), ``q_data`` is ``[..., B]``;
-    returns ``[...]`` (e.g. one value per critic). As in the official code the sum is not
+    ``[M, B]`` (the log-density of the proposal each sample came from), ``q_data`` is ``[..., B]``
+    -- or ``[..., B']`` for other states than the sampled ones (COMBO pushes down on data and
+    model states, up on the data's alone); returns ``[...]`` (e.g. one value per critic). As in the official code the sum is not
     divided by ``M`` (that would subtract the constant ``T log M``).
     """
     ood = temperature * torch.logsumexp((q_sampled - log_density) / temperature, dim=-2)
+    if q_data.shape[-1] != ood.shape[-1]:  # pushed down and up on different states (COMBO)
+        return ood.mean(-1) - q_data.mean(-1)
     return (ood - q_data).mean(-1)
 
 

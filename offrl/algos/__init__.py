@@ -2,8 +2,8 @@
 
 >>> from offrl.algos import get_algorithm, list_algorithms
 >>> list_algorithms()  # doctest: +NORMALIZE_WHITESPACE
-['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'cql', 'crr', 'edac', 'iql', 'rebrac', 'sac',
- 'sac_n', 'td3bc', 'uwac']
+['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'combo', 'cql', 'crr', 'edac', 'iql', 'mobile',
+ 'mopo', 'rebrac', 'sac', 'sac_n', 'td3bc', 'uwac']
 """
 
 from offrl.algos import (  # noqa: F401  (registers the algorithms)
@@ -13,10 +13,13 @@ from offrl.algos import (  # noqa: F401  (registers the algorithms)
     bc_pct,
     bcq,
     bear,
+    combo,
     cql,
     crr,
     edac,
     iql,
+    mobile,
+    mopo,
     rebrac,
     sac,
     sacn,
@@ -37,10 +40,13 @@ from offrl.algos.bc import BC, BCConfig
 from offrl.algos.bc_pct import PercentBC, PercentBCConfig
 from offrl.algos.bcq import BCQ, BCQConfig
 from offrl.algos.bear import BEAR, BEARConfig
+from offrl.algos.combo import COMBO, COMBOConfig
 from offrl.algos.cql import CQL, CQLConfig
 from offrl.algos.crr import CRR, CRRConfig
 from offrl.algos.edac import EDAC, EDACConfig
 from offrl.algos.iql import IQL, IQLConfig
+from offrl.algos.mobile import MOBILE, MOBILEConfig
+from offrl.algos.mopo import MOPO, MOPOConfig
 from offrl.algos.rebrac import ReBRAC, ReBRACConfig
 from offrl.algos.sac import SAC, SACConfig
 from offrl.algos.sacn import SACN, SACNConfig
@@ -66,12 +72,18 @@ __all__ = [
     "BCQConfig",
     "BEAR",
     "BEARConfig",
+    "COMBO",
+    "COMBOConfig",
     "CQL",
     "CQLConfig",
     "CRR",
     "CRRConfig",
     "EDAC",
     "EDACConfig",
+    "MOBILE",
+    "MOBILEConfig",
+    "MOPO",
+    "MOPOConfig",
     "IQL",
     "IQLConfig",
     "ReBRAC",

@@ -329,6 +329,12 @@ class Algorithm(ABC):
         """
         return dataset
 
+    def data_batch_size(self) -> int:
+        """Rows the trainer's sampler draws from the dataset for each update: the config's
+        ``batch_size`` (the default). A model-based algorithm (:mod:`offrl.algos.model_based`)
+        draws fewer and fills the rest of its batch from model rollouts."""
+        return self.config.batch_size
+
     def attach_data(self, dataset: Dataset) -> None:
         """Receive the preprocessed training data whose row numbers are ``Batch.rows``.
 

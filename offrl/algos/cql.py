@@ -159,7 +159,7 @@ class CQL(SAC):
         )  # [N, (1 + 3k) * B]
         q_data, q_sampled = q_all[:, :b], q_all[:, b:].view(-1, 3 * k, b)
         td = (q_data - target).pow(2).mean(1)  # [N]
-        gap = conservative_penalty(q_sampled, log_density, q_data, cfg.cql_temp)  # [N]
+        gap = conservative_penalty(q_sampled, log_density, self.push_up(q_data), cfg.cql_temp)
         if cfg.lagrange:
             penalty = self.alpha_prime().detach() * cfg.cql_alpha * (gap - cfg.target_action_gap)
         else:
@@ -173,6 +173,11 @@ class CQL(SAC):
             "q_ood_mean": q_sampled.detach().mean(),
         }
         return loss, info | {"_gap": gap.detach()}
+
+    def push_up(self, q_data: torch.Tensor) -> torch.Tensor:
+        """The Q-values of the penalty's second term, pushed up: the batch's own ``[N, B]``
+        (COMBO keeps only the dataset's rows)."""
+        return q_data
 
     def alpha_prime_loss(self, gap: torch.Tensor) -> tuple[torch.Tensor, Info]:
         """Dual ascent on alpha': grows while the penalty exceeds ``target_action_gap``."""

@@ -10,14 +10,16 @@ resolve ``"pendulum-medium-v0"`` without importing upwards.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from offrl.data.dataset import Dataset
 
 __all__ = [
+    "progress_to",
     "DatasetResolver",
     "data_dir",
     "dataset_resolvers",
@@ -43,6 +45,17 @@ def report_progress(message: str) -> None:
     callback = _PROGRESS.get()
     if callback is not None:
         callback(message)
+
+
+@contextlib.contextmanager
+def progress_to(callback: Callable[[str], None] | None) -> Iterator[None]:
+    """Within the block, :func:`report_progress` messages go to ``callback`` (the trainer routes
+    a model-based algorithm's model training through it, as dataset builds)."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def data_dir() -> Path:

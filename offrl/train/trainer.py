@@ -49,6 +49,7 @@ from offrl.data.augment import AugmentedSampler, canonical_specs, check_augmenta
 from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
+from offrl.data.registry import progress_to
 from offrl.data.sampler import Sampler, TensorSampler
 from offrl.errors import ConfigError, IncompatibleDataError, ResumeError, TrainingDiverged
 from offrl.io import write_json
@@ -249,10 +250,13 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset
         cfg.reward_mode or algo_cfg.reward_mode, cfg.reward_scale, cfg.reward_shift
     )
     prepared = preprocess(train_data, normalizer, reward, spec.action_low, spec.action_high)
-    algo.attach_data(prepared)  # before any load_state_dict; Batch.rows index ``prepared``
+    # Before any load_state_dict; Batch.rows index ``prepared``. A model-based algorithm trains
+    # (or loads) its dynamics model here, reporting as a dataset build does.
+    with progress_to(_say if cfg.progress else None):
+        algo.attach_data(prepared)
     sampler = TensorSampler(
         prepared,
-        algo_cfg.batch_size,
+        algo.data_batch_size(),
         seed=cfg.seed,
         device=cfg.device,
         next_actions=algo.needs_next_actions,
