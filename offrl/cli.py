@@ -250,6 +250,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_data(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The prepared data a model-based run trains its model on, and the model options."""
+    from offrl.data import load_dataset
+    from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
+    from offrl.dynamics import DynamicsConfig
+    from offrl.train.trainer import spec_for
+
+    if args.dataset is None:
+        raise OfflineRLError("dataset: name a dataset (or --path for a model file)")
+    config = DynamicsConfig.from_options(_parse_sets(args.set))
+    dataset = load_dataset(args.dataset, progress=print)
+    spec = spec_for(dataset, dataset.env_id)
+    normalizer = (
+        ObsNormalizer.from_dataset(dataset)
+        if args.norm_obs
+        else ObsNormalizer.identity(spec.obs_shape)
+    )
+    prepared = preprocess(dataset, normalizer, RewardTransform(), spec.action_low, spec.action_high)
+    return prepared, config
+
+
+def cmd_model_train(args: argparse.Namespace) -> int:
+    from offrl.dynamics import fit_or_load
+
+    prepared, config = _model_data(args)
+    root = Path(args.model_dir) if args.model_dir else None
+    fitted = fit_or_load(prepared, config, progress=print, root=root)
+    print(json.dumps(fitted.summary(), indent=2))
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from offrl.dynamics import load_model, model_path
+
+    if args.path:
+        path = Path(args.path)
+    else:
+        prepared, config = _model_data(args)
+        path = model_path(prepared, config, Path(args.model_dir) if args.model_dir else None)
+        if not path.exists():
+            raise OfflineRLError(
+                f"{path}: no model of this dataset and these options yet (offrl model train)"
+            )
+    fitted = load_model(path)
+    info = fitted.summary()
+    info["history"] = fitted.history
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def cmd_dataset_info(args: argparse.Namespace) -> int:
     from offrl.data import load_dataset
 
@@ -694,6 +744,28 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     )
     _add_import(ex, "import a module or .py file first (for a checkpoint of your own algorithm)")
     ex.set_defaults(func=cmd_export)
+
+    mo = sub.add_parser("model", help="the dynamics model of the model-based algorithms")
+    mosub = mo.add_subparsers(dest="model_command", required=True)
+    for name, func, text in (
+        ("train", cmd_model_train, "train a dataset's dynamics ensemble (or reuse it)"),
+        ("info", cmd_model_info, "held-out error per member, elites, training history"),
+    ):
+        mp = mosub.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. The model is the one `offrl train --algo "
+            "mopo|combo|mobile` trains and reuses: of the dataset's prepared data (observations "
+            "normalised unless --norm-obs 0, actions in [-1, 1]), under the model options "
+            "(help(offrl.dynamics.DynamicsConfig)), kept once per data and options.",
+        )
+        mp.add_argument("dataset", nargs="?" if name == "info" else None)
+        if name == "info":
+            mp.add_argument("--path", help="a model file instead of a dataset's")
+        mp.add_argument("--norm-obs", type=int, default=1, choices=[0, 1])
+        mp.add_argument("--model-dir", help="where models are kept (default: data_dir()/models)")
+        _add_set(mp, "KEY=VALUE")
+        mp.set_defaults(func=func)
 
     d = sub.add_parser("dataset", help="inspect and convert datasets")
     dsub = d.add_subparsers(dest="dataset_command", required=True)

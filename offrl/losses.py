@@ -15,6 +15,8 @@ __all__ = [
     "sampled_advantage",
     "crr_weights",
     "conservative_penalty",
+    "max_std_penalty",
+    "bellman_inconsistency",
     "mmd",
     "ensemble_gradient_similarity",
 ]
@@ -93,13 +95,29 @@ def conservative_penalty(
     ``q_sampled`` is ``[..., M, B]`` (``M`` sampled actions per state), ``log_density`` is
     ``[M, B]`` (the log-density of the proposal each sample came from), ``q_data`` is ``[..., B]``
     -- or ``[..., B']`` for other states than the sampled ones (COMBO pushes down on data and
-    model states, up on the data's alone); returns ``[...]`` (e.g. one value per critic). As in the official code the sum is not
-    divided by ``M`` (that would subtract the constant ``T log M``).
+    model states, up on the data's alone); returns ``[...]`` (e.g. one value per critic). As in
+    the official code the sum is not divided by ``M`` (that would subtract the constant
+    ``T log M``).
     """
     ood = temperature * torch.logsumexp((q_sampled - log_density) / temperature, dim=-2)
     if q_data.shape[-1] != ood.shape[-1]:  # pushed down and up on different states (COMBO)
         return ood.mean(-1) - q_data.mean(-1)
     return (ood - q_data).mean(-1)
+
+
+def max_std_penalty(std: torch.Tensor) -> torch.Tensor:
+    """MOPO's uncertainty of a model transition (Yu et al., 2020, section 4.3): the largest
+    norm of the predicted standard deviation over the ensemble's members, ``max_i ||std_i||_2``.
+    ``std`` is ``[E, B, D]``; returns ``[B]``."""
+    return std.norm(dim=-1).amax(0)
+
+
+def bellman_inconsistency(next_q: torch.Tensor) -> torch.Tensor:
+    """MOBILE's uncertainty (Sun et al., 2023, eq. 6; official ``compute_lcb``): the standard
+    deviation over the ensemble's members of each member's expected next value. ``next_q`` is
+    ``[S, E, B]``, the target value at ``S`` sampled next states of each of ``E`` members;
+    returns ``[B]`` (mean over samples, then the unbiased std over members)."""
+    return next_q.mean(0).std(0)
 
 
 def mmd(

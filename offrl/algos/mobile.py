@@ -32,6 +32,7 @@ from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, task_defaul
 from offrl.algos.sac import SAC, SACConfig
 from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch
+from offrl.losses import bellman_inconsistency
 
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "halfcheetah-medium": {"rollout_length": 5, "penalty_coef": 0.5},
@@ -59,7 +60,8 @@ class MOBILEConfig(ModelBasedConfig, SACConfig):
     alpha_lr: float = 1e-4
     """Entropy-temperature learning rate."""
     backup_entropy: bool = False
-    """Subtract ``alpha log pi(a'|s')`` in the target (off: the official ``deterministic_backup``)."""
+    """Subtract ``alpha log pi(a'|s')`` in the target (off: the official
+    ``deterministic_backup``)."""
     rollout_length: int = 1
     """Model steps per rollout, h (per task: :meth:`for_task`)."""
     penalty_coef: float = 1.0
@@ -111,7 +113,7 @@ class MOBILE(SAC):
         flat = nxt.reshape(-1, nxt.shape[-1])
         next_a, _ = self.actor.sample(flat, generator=self.generator)
         q = self.critic_target(flat, next_a).amin(0).view(nxt.shape[:-1])  # [n, elites, B]
-        return q.mean(0).std(0)
+        return bellman_inconsistency(q)
 
     def soft_target(self, batch: Batch) -> torch.Tensor:
         """SAC's target with model rewards lowered by ``beta * u(s, a)`` (dataset rows: none),

@@ -30,6 +30,7 @@ from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, task_defaul
 from offrl.algos.sac import SAC, SACConfig
 from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch
+from offrl.losses import max_std_penalty
 
 PAPER_DEFAULTS: dict[str, dict[str, float]] = {
     "halfcheetah-medium": {"rollout_length": 5, "penalty_coef": 0.5},
@@ -83,7 +84,7 @@ class MOPO(SAC):
 
     def uncertainty_penalty(self, std: torch.Tensor) -> torch.Tensor:
         """``lambda * max_i ||std_i||_2`` over all members, ``[B]``, for ``std [E, B, D]``."""
-        return self.config.penalty_coef * std.norm(dim=-1).amax(0)
+        return self.config.penalty_coef * max_std_penalty(std)
 
     def attach_data(self, dataset: Dataset) -> None:
         self.model.attach(dataset)

@@ -38,7 +38,7 @@ from offrl.data.dataset import Dataset
 from offrl.data.registry import data_dir
 from offrl.dynamics.model import DynamicsEnsemble
 from offrl.dynamics.termination import termination_fn
-from offrl.errors import CheckpointError
+from offrl.errors import CheckpointError, ConfigError
 from offrl.io import atomic_write_bytes
 from offrl.optim import FlatAdam
 
@@ -46,6 +46,8 @@ __all__ = [
     "DynamicsConfig",
     "FittedModel",
     "fit_dynamics",
+    "improved_members",
+    "select_elites",
     "fit_or_load",
     "load_model",
     "save_model",
@@ -98,6 +100,19 @@ class DynamicsConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(DynamicsConfig)}
 
     @classmethod
+    def from_options(cls, values: dict[str, Any]) -> DynamicsConfig:
+        """From plain values (lists become tuples); an unknown option is a
+        :class:`~offrl.errors.ConfigError` naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+        }
+        return cls(**kwargs)
+
+    @classmethod
     def of(cls, config: Any) -> DynamicsConfig:
         """The :class:`DynamicsConfig` part of any config that mixes it in."""
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
@@ -148,6 +163,17 @@ def _arrays(data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     targets = torch.cat([nxt - obs, torch.from_numpy(data.rewards.astype(np.float32))[:, None]], 1)
     dones = torch.from_numpy(data.terminals.astype(np.float32))
     return obs, act, targets, dones
+
+
+def improved_members(best: list[float], errors: list[float], threshold: float = 0.01) -> list[int]:
+    """The members whose held-out error improved on their best by more than ``threshold``
+    (relative): Kit's ``(old - new) / old > 0.01``."""
+    return [i for i, (b, e) in enumerate(zip(best, errors, strict=True)) if (b - e) / b > threshold]
+
+
+def select_elites(errors: list[float], k: int) -> list[int]:
+    """The ``k`` members with the lowest held-out error, best first (ties: the lower index)."""
+    return sorted(range(len(errors)), key=lambda i: (errors[i], i))[:k]
 
 
 def fit_dynamics(
@@ -212,7 +238,7 @@ def fit_dynamics(
             optim.step()
             total += float(loss.detach())
         errors = model.mean_error(obs[val], act[val], targets[val]).tolist()
-        improved = [i for i in range(e) if (best[i] - errors[i]) / best[i] > 0.01]
+        improved = improved_members(best, errors)
         if improved:
             saved.copy_members(model, improved)
             for i in improved:
@@ -220,7 +246,7 @@ def fit_dynamics(
             since = 0
         else:
             since += 1
-        elites = sorted(range(e), key=lambda i: best[i])[: cfg.model_elites]
+        elites = select_elites(best, cfg.model_elites)
         history.append(
             {
                 "epoch": float(epoch),
@@ -236,7 +262,7 @@ def fit_dynamics(
         if since >= cfg.model_patience or (cfg.model_max_epochs and epoch >= cfg.model_max_epochs):
             break
     model = saved
-    model.set_elites(sorted(range(e), key=lambda i: best[i])[: cfg.model_elites])
+    model.set_elites(select_elites(best, cfg.model_elites))
     return FittedModel(
         model=model,
         holdout_mse=best,
@@ -291,8 +317,7 @@ def load_model(path: Path) -> FittedModel:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("kind") != "offrl-dynamics":
             raise ValueError("not an offrl dynamics model")
-        cfg = DynamicsConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in state["config"].items()})  # fmt: skip
+        cfg = DynamicsConfig.from_options(state["config"])
         model = DynamicsEnsemble(
             int(state["obs_dim"]),
             int(state["act_dim"]),
