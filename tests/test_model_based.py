@@ -194,7 +194,14 @@ def test_model_based_algorithms_are_registered() -> None:
 
 
 # ---------------------------------------------------------------------- they learn
-MODEL = {"model_hidden": (64, 64), "model_max_epochs": 6, "model_epoch_steps": 200}
+MODEL = {"model_max_epochs": 20}  # the default ensemble; 20 epochs of 75 steps (about 30 s)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One models directory for the learning tests: the first trains the model of
+    pendulum-medium-v0, the others reuse it (tests on other workers may train their own)."""
+    return tmp_path_factory.mktemp("models")
 
 
 @pytest.mark.parametrize(
@@ -206,7 +213,7 @@ MODEL = {"model_hidden": (64, 64), "model_max_epochs": 6, "model_epoch_steps": 2
     ],
 )
 def test_model_based_beats_behaviour_on_medium(
-    tmp_path: Path, algo: str, extra: dict[str, Any], steps: int, margin: float
+    tmp_path: Path, model_dir: Path, algo: str, extra: dict[str, Any], steps: int, margin: float
 ) -> None:
     """Each beats the policy that collected pendulum-medium-v0 (-528), with rollouts of h = 5
     from 5,000 states every 250 updates."""
@@ -217,6 +224,6 @@ def test_model_based_beats_behaviour_on_medium(
         dataset="pendulum-medium-v0",
         steps=steps,
         seed=0,
-        algo_config={**cfg, "model_dir": str(tmp_path / "models"), **extra},
+        algo_config={**cfg, "model_dir": str(model_dir), **extra},
     )
     assert final["return_mean"] > final["behaviour_return_mean"] + margin, final

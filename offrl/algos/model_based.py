@@ -208,6 +208,24 @@ class ModelRollouts(Component):
         """Dataset rows per batch: ``int(batch_size * real_ratio)``, at least one."""
         return max(1, int(batch_size * self.config.real_ratio))
 
+    @torch.no_grad()
+    def model_return(self, algo: SAC, obs: torch.Tensor, horizon: int) -> torch.Tensor:
+        """What the model predicts the policy earns: the undiscounted sum of the model's
+        rewards (no penalty) over ``horizon`` steps of the deterministic policy from each of
+        the (normalised) states ``obs``, each transition drawn from a random elite, stopping
+        where an episode ends: ``[B]``. Set beside the policy's real return it shows how much
+        the policy exploits the model (MOPO's penalty exists to keep this small)."""
+        total = torch.zeros(obs.shape[0], device=self.device)
+        alive = torch.ones(obs.shape[0], dtype=torch.bool, device=self.device)
+        for _ in range(horizon):
+            next_obs, reward, learned_done, _ = self.dynamics.step(
+                obs, algo.policy(obs), self.generator
+            )
+            total += torch.where(alive, reward, torch.zeros_like(reward))
+            alive &= ~self.done(algo, next_obs, learned_done)
+            obs = next_obs
+        return total
+
     def metrics(self) -> dict[str, float]:
         """The last rollout's size, mean reward and fraction of ended transitions."""
         added, reward, done = self.model_rollout_stats.tolist()

@@ -1,0 +1,204 @@
+"""Model-based speed on a 1M-transition MuJoCo dataset: model training, rollouts, updates.
+
+Measures, on the prepared ``hopper-medium-v0`` (1,000,000 transitions; built on first use):
+
+1. **model training** -- seconds per gradient step of the 7 x (4 x 200) ensemble on batches of
+   256 per member, and the seconds of one epoch (a full pass over the training split, Kit's
+   epoch), measured over ``--model-steps`` steps and extrapolated to the epoch's step count;
+2. **rollouts** -- seconds to roll 50,000 dataset states out for h = 5 steps with a SAC policy
+   (every member predicts: MOPO's penalty needs all of them);
+3. **updates** -- updates per second of MOPO, COMBO and MOBILE against their model-free learner
+   (SAC, CQL, SAC), in alternating windows in this one process (A B A B ..., the host drifts),
+   each from its defaults on the same prepared data, rollouts excluded (they run once per
+   ``rollout_freq`` updates: item 2 gives their amortised cost). Each model-based algorithm's
+   buffer is filled by one rollout first. The ratio per pair of windows is B/A; its median is
+   reported with the fp32 256x256x256 matmul rate and the fraction of it each update reaches.
+
+Run from the repository root (about 10 minutes on the project's 2-core machine)::
+
+    .venv/bin/python benchmarks/model_based_speed.py [--threads 2] [--out FILE]
+
+It prints a markdown table and writes the raw numbers as JSON (default
+``benchmarks/results/speed-runs/model-based-<timestamp>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from offrl.algos import get_algorithm
+from offrl.bench.speed import FlopCounter, matmul_gflops
+from offrl.data import load_dataset
+from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
+from offrl.data.sampler import TensorSampler
+from offrl.dynamics import DynamicsConfig, DynamicsEnsemble
+from offrl.optim import FlatAdam
+from offrl.train.trainer import spec_for
+
+PAIRS = (("mopo", "sac"), ("combo", "cql"), ("mobile", "sac"))
+
+
+def model_step_seconds(data: Any, steps: int) -> dict[str, float]:
+    """Seconds per training step of the default ensemble (batches of 256 per member)."""
+    cfg = DynamicsConfig()
+    obs = torch.from_numpy(data.observations)
+    act = torch.from_numpy(data.actions)
+    targets = torch.cat(
+        [torch.from_numpy(data.next_observations) - obs, torch.from_numpy(data.rewards)[:, None]],
+        1,
+    )
+    dones = torch.from_numpy(data.terminals.astype("float32"))
+    model = DynamicsEnsemble(obs.shape[1], act.shape[1], cfg.model_hidden, cfg.model_ensemble)
+    model.set_scaler(torch.cat([obs[:100_000], act[:100_000]], 1))
+    optim = FlatAdam(list(model.parameters()), lr=cfg.model_lr)
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        idx = torch.randint(0, len(obs), (cfg.model_ensemble, cfg.model_batch_size), generator=gen)
+        loss, _ = model.loss(obs[idx], act[idx], targets[idx], dones[idx])
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+
+    for _ in range(5):
+        step()
+    with FlopCounter() as counter:
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    per_step = (time.perf_counter() - start) / steps
+    train_size = len(obs) - min(int(len(obs) * cfg.model_holdout), cfg.model_max_holdout)
+    epoch_steps = -(-train_size // cfg.model_batch_size)
+    return {
+        "seconds_per_step": per_step,
+        "flops_per_step": float(counter.total),
+        "epoch_steps": float(epoch_steps),
+        "seconds_per_epoch": per_step * epoch_steps,
+    }
+
+
+def build(name: str, spec: Any, data: Any, model_dir: str) -> tuple[Any, TensorSampler]:
+    cls = get_algorithm(name)
+    config = cls.config_class.from_dict(
+        {"model_dir": model_dir, "model_max_epochs": 1, "model_epoch_steps": 200}
+        if hasattr(cls.config_class, "model_ensemble")
+        else {}
+    )
+    algo = cls(spec, config, seed=0)
+    algo.attach_data(data)
+    sampler = TensorSampler(data, algo.data_batch_size(), seed=0)
+    return algo, sampler
+
+
+def rate(algo: Any, batches: list[Any]) -> float:
+    start = time.perf_counter()
+    for b in batches:
+        algo.update(b)
+    return len(batches) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="hopper-medium-v0")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-steps", type=int, default=200)
+    parser.add_argument("--windows", type=int, default=4)
+    parser.add_argument("--window-updates", type=int, default=60)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dataset = load_dataset(args.dataset, progress=print)
+    spec = spec_for(dataset, dataset.env_id)
+    data = preprocess(
+        dataset,
+        ObsNormalizer.from_dataset(dataset),
+        RewardTransform(),
+        spec.action_low,
+        spec.action_high,
+    )
+    result: dict[str, Any] = {
+        "dataset": args.dataset,
+        "transitions": len(data),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "matmul_gflops": matmul_gflops(),
+    }
+    result["model"] = model_step_seconds(data, args.model_steps)
+    print("model:", json.dumps(result["model"]))
+    with tempfile.TemporaryDirectory() as model_dir:
+        mopo, _ = build("mopo", spec, data, model_dir)
+        mopo.config.rollout_length = 5
+        start = time.perf_counter()
+        with torch.no_grad():
+            mopo.model.rollout(mopo)
+        result["rollout_50k_h5_seconds"] = time.perf_counter() - start
+        print("rollout 50k x 5:", result["rollout_50k_h5_seconds"])
+        result["updates"] = {}
+        for mb, free in PAIRS:
+            a, sa = build(free, spec, data, model_dir)
+            b, sb = build(mb, spec, data, model_dir)
+            b.model.rollout(b)
+            b.num_updates = 1  # the timed updates do not roll out (item 2 costs that)
+            pool_a = [sa.sample() for _ in range(args.window_updates)]
+            pool_b = [sb.sample() for _ in range(args.window_updates)]
+            rate(a, pool_a[:10])
+            rate(b, pool_b[:10])
+            b.config.rollout_freq = 10**9
+            ratios, rates_a, rates_b = [], [], []
+            for _ in range(args.windows):
+                ra, rb = rate(a, pool_a), rate(b, pool_b)
+                rates_a.append(ra)
+                rates_b.append(rb)
+                ratios.append(ra / rb)
+            with FlopCounter() as ca:
+                a.update(pool_a[0])
+            with FlopCounter() as cb:
+                b.update(pool_b[0])
+            row = {
+                "free": free,
+                "free_updates_per_s": statistics.median(rates_a),
+                "mb_updates_per_s": statistics.median(rates_b),
+                "cost_ratio_median": statistics.median(ratios),
+                "cost_ratio_range": [min(ratios), max(ratios)],
+                "free_gflop_per_update": ca.total / 1e9,
+                "mb_gflop_per_update": cb.total / 1e9,
+            }
+            row["mb_fraction_of_bound"] = (
+                row["mb_updates_per_s"] * row["mb_gflop_per_update"] / result["matmul_gflops"]
+            )
+            result["updates"][mb] = row
+            print(mb, json.dumps(row))
+    out = Path(
+        args.out
+        or f"benchmarks/results/speed-runs/model-based-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    m = result["model"]
+    print(f"\n{args.dataset}: {len(data):,} transitions, {args.threads} threads, "
+          f"matmul {result['matmul_gflops']:.0f} GFLOP/s")  # fmt: skip
+    print(f"- model step {m['seconds_per_step'] * 1e3:.1f} ms ({m['flops_per_step'] / 1e9:.2f} "
+          f"GFLOP), epoch of {m['epoch_steps']:.0f} steps {m['seconds_per_epoch']:.0f} s")  # fmt: skip
+    print(f"- rollout of 50,000 states x h = 5: {result['rollout_50k_h5_seconds']:.1f} s")
+    print("\n| algorithm | upd/s | its learner | upd/s | cost ratio (median [range]) | %bound |")
+    print("|---|---:|---|---:|---:|---:|")
+    for mb, row in result["updates"].items():
+        lo, hi = row["cost_ratio_range"]
+        print(f"| {mb} | {row['mb_updates_per_s']:.1f} | {row['free']} | "
+              f"{row['free_updates_per_s']:.1f} | {row['cost_ratio_median']:.2f} [{lo:.2f}, "
+              f"{hi:.2f}] | {100 * row['mb_fraction_of_bound']:.0f} % |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
