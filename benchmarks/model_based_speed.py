@@ -188,8 +188,9 @@ def main() -> None:
     m = result["model"]
     print(f"\n{args.dataset}: {len(data):,} transitions, {args.threads} threads, "
           f"matmul {result['matmul_gflops']:.0f} GFLOP/s")  # fmt: skip
-    print(f"- model step {m['seconds_per_step'] * 1e3:.1f} ms ({m['flops_per_step'] / 1e9:.2f} "
-          f"GFLOP), epoch of {m['epoch_steps']:.0f} steps {m['seconds_per_epoch']:.0f} s")  # fmt: skip
+    step_ms, gflop = m["seconds_per_step"] * 1e3, m["flops_per_step"] / 1e9
+    print(f"- model step {step_ms:.1f} ms ({gflop:.2f} GFLOP), epoch of "
+          f"{m['epoch_steps']:.0f} steps {m['seconds_per_epoch']:.0f} s")  # fmt: skip
     print(f"- rollout of 50,000 states x h = 5: {result['rollout_50k_h5_seconds']:.1f} s")
     print("\n| algorithm | upd/s | its learner | upd/s | cost ratio (median [range]) | %bound |")
     print("|---|---:|---|---:|---:|---:|")

@@ -343,7 +343,7 @@ def test_checker_catches_upward_imports() -> None:
     assert any(
         p.startswith(
             "offrl/data/a.py:2: upward import: offrl.data.a (layer 1 data) imports "
-            "offrl.train.t (layer 4 train)"
+            "offrl.train.t (layer 5 train)"
         )
         for p in problems
     ), problems

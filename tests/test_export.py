@@ -33,10 +33,14 @@ OBS_DIM, ACT_DIM = 7, 3
 SPEC = EnvSpec((OBS_DIM,), ACT_DIM, action_low=(-1.0, -2.0, 0.0), action_high=(1.0, 0.5, 4.0))
 SMALL = {"hidden": (32, 32), "batch_size": 32}
 # Options that let a few updates reach every network (AWR's value snapshot, BEAR's warm-up).
+_MODEL_BASED = {"model_hidden": (16,), "model_max_epochs": 2, "rollout_batch_size": 40}
 OPTIONS: dict[str, dict[str, Any]] = {
     "awr": {"recompute_every": 2},
     "bear": {"warmup_steps": 1},
     "uwac": {"warmup_steps": 1},
+    "mopo": _MODEL_BASED,
+    "combo": _MODEL_BASED,
+    "mobile": _MODEL_BASED,
 }
 CONTINUOUS = [n for n in list_algorithms() if "continuous" in get_algorithm(n).action_kinds]
 FRESH = textwrap.dedent(
@@ -110,7 +114,7 @@ def _observations(algo: Algorithm, n: int = 257) -> np.ndarray:
 def test_every_continuous_algorithm_exports_to_files_that_act_as_act(tmp_path: Path) -> None:
     """Both files of each algorithm, run in a process without offrl, give ``Algorithm.act``'s
     actions to 1e-5 on a batch (another size than the one traced), within the env's bounds."""
-    assert len(CONTINUOUS) >= 15
+    assert len(CONTINUOUS) >= 18
     expected: dict[str, np.ndarray] = {}
     algos: dict[str, Algorithm] = {}
     obs = None

@@ -335,6 +335,12 @@ class Algorithm(ABC):
         draws fewer and fills the rest of its batch from model rollouts."""
         return self.config.batch_size
 
+    def run_info(self) -> dict[str, Any]:
+        """What the run's ``final.json`` records about the algorithm beyond its metrics, as plain
+        values under ``"algo_info"`` (default: nothing). The model-based algorithms record their
+        dynamics model: held-out error per member, elites, calibration, whether it was reused."""
+        return {}
+
     def attach_data(self, dataset: Dataset) -> None:
         """Receive the preprocessed training data whose row numbers are ``Batch.rows``.
 

@@ -100,6 +100,9 @@ class MOBILE(SAC):
     def attach_data(self, dataset: Dataset) -> None:
         self.model.attach(dataset)
 
+    def run_info(self) -> dict[str, Any]:
+        return self.model.run_info()
+
     def data_batch_size(self) -> int:
         return self.model.data_batch_size(self.config.batch_size)
 

@@ -141,6 +141,10 @@ class ModelRollouts(Component):
         self._terminal = termination_fn(data.env_id)
         return fitted
 
+    def run_info(self) -> dict[str, Any]:
+        """``{"dynamics_model": FittedModel.summary()}`` once attached (``{}`` before)."""
+        return {} if self.fitted is None else {"dynamics_model": self.fitted.summary()}
+
     def done(self, algo: SAC, next_obs: torch.Tensor, learned: torch.Tensor) -> torch.Tensor:
         """Whether each predicted ``next_obs`` (normalised) ends its episode: the environment's
         rule on the raw state where one is known, else the model's learned termination."""

@@ -127,6 +127,11 @@ class FittedModel:
     """Each member's best held-out mean squared error (of ``(s' - s, r)``)."""
     baseline_mse: float
     """The held-out error of predicting "no change and zero reward": what the model beats."""
+    calibration: dict[str, float]
+    """How well the elites' predicted variances fit their held-out errors: the fractions of
+    held-out targets within one and two predicted standard deviations of the mean
+    (``within_1std``, ``within_2std``; a calibrated Gaussian gives 0.683 and 0.954) and the mean
+    Gaussian negative log-likelihood per target (``holdout_nll``, constant included)."""
     epochs: int
     seconds: float
     train_size: int
@@ -146,6 +151,7 @@ class FittedModel:
             "holdout_mse": self.holdout_mse,
             "elite_holdout_mse": float(np.mean([self.holdout_mse[i] for i in elites])),
             "baseline_mse": self.baseline_mse,
+            "calibration": self.calibration,
             "epochs": self.epochs,
             "seconds": self.seconds,
             "train_size": self.train_size,
@@ -174,6 +180,22 @@ def improved_members(best: list[float], errors: list[float], threshold: float = 
 def select_elites(errors: list[float], k: int) -> list[int]:
     """The ``k`` members with the lowest held-out error, best first (ties: the lower index)."""
     return sorted(range(len(errors)), key=lambda i: (errors[i], i))[:k]
+
+
+@torch.no_grad()
+def calibration(
+    model: DynamicsEnsemble, obs: torch.Tensor, act: torch.Tensor, targets: torch.Tensor
+) -> dict[str, float]:
+    """The elites' calibration on held-out data (see :attr:`FittedModel.calibration`)."""
+    mean, log_var, _ = model(obs, act)
+    mean, log_var = mean[model.elite_idx], log_var[model.elite_idx]
+    z = (targets - mean).abs() * torch.exp(-0.5 * log_var)
+    nll = 0.5 * ((targets - mean).pow(2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
+    return {
+        "within_1std": float((z < 1.0).float().mean()),
+        "within_2std": float((z < 2.0).float().mean()),
+        "holdout_nll": float(nll.mean()),
+    }
 
 
 def fit_dynamics(
@@ -267,6 +289,7 @@ def fit_dynamics(
         model=model,
         holdout_mse=best,
         baseline_mse=baseline,
+        calibration=calibration(model, obs[val], act[val], targets[val]),
         epochs=epoch,
         seconds=time.perf_counter() - start,
         train_size=m,
@@ -296,6 +319,7 @@ def save_model(fitted: FittedModel, path: Path, data: Dataset, config: DynamicsC
         "weights": fitted.model.state_dict(),
         "holdout_mse": fitted.holdout_mse,
         "baseline_mse": fitted.baseline_mse,
+        "calibration": fitted.calibration,
         "epochs": fitted.epochs,
         "seconds": fitted.seconds,
         "train_size": fitted.train_size,
@@ -326,21 +350,22 @@ def load_model(path: Path) -> FittedModel:
             cfg.model_elites,
         )
         model.load_state_dict(state["weights"])
-    except Exception as exc:
+        return FittedModel(
+            model=model,
+            holdout_mse=[float(x) for x in state["holdout_mse"]],
+            baseline_mse=float(state["baseline_mse"]),
+            calibration={k: float(v) for k, v in state["calibration"].items()},
+            epochs=int(state["epochs"]),
+            seconds=float(state["seconds"]),
+            train_size=int(state["train_size"]),
+            holdout_size=int(state["holdout_size"]),
+            history=list(state["history"]),
+            env_id=state.get("env_id"),
+            path=path,
+            reused=True,
+        )
+    except Exception as exc:  # damaged, foreign, or missing entries
         raise CheckpointError(f"{path}: not a readable offrl dynamics model ({exc})") from exc
-    return FittedModel(
-        model=model,
-        holdout_mse=[float(x) for x in state["holdout_mse"]],
-        baseline_mse=float(state["baseline_mse"]),
-        epochs=int(state["epochs"]),
-        seconds=float(state["seconds"]),
-        train_size=int(state["train_size"]),
-        holdout_size=int(state["holdout_size"]),
-        history=list(state["history"]),
-        env_id=state.get("env_id"),
-        path=path,
-        reused=True,
-    )
 
 
 def fit_or_load(
