@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 import torch
 
 from offrl.algos.base import register
-from offrl.algos.cql import CQL, CQLConfig
+from offrl.algos.cql import Conservative, CQLConfig
 from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, task_defaults
+from offrl.algos.sac import SAC
 from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch
 
@@ -71,13 +72,15 @@ class COMBOConfig(ModelBasedConfig, CQLConfig):
 
 
 @register("combo")
-class COMBO(CQL):
-    """COMBO (Yu et al., 2021): CQL on data and model rollouts, pushed up on the data only."""
+class COMBO(SAC):
+    """COMBO (Yu et al., 2021): CQL's conservative critic (:class:`~offrl.algos.cql.
+    Conservative`) on data and model rollouts, pushed up on the data only."""
 
     config_class = COMBOConfig
     config: COMBOConfig
 
     def build(self) -> None:
+        self.conservative = Conservative(self.config, self.device)
         super().build()
         self.model = ModelRollouts(self.spec, self.config, self.generator, self.device)
 
@@ -90,9 +93,12 @@ class COMBO(CQL):
     def data_batch_size(self) -> int:
         return self.model.data_batch_size(self.config.batch_size)
 
-    def push_up(self, q_data: torch.Tensor) -> torch.Tensor:
-        """The dataset's rows only (the batch's first ``data_batch_size()``)."""
-        return q_data[:, : self.data_batch_size()]
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """CQL's loss, its pushed-up term on the dataset's rows only (the batch's first
+        ``data_batch_size()``)."""
+        return self.conservative.critic_loss(self, batch, push_up_rows=self.data_batch_size())
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        return {**super().train_step(self.model.batch(self, batch)), **self.model.metrics()}
+        info = super().train_step(self.model.batch(self, batch))
+        self.conservative.lagrange_step(self, info)
+        return {**info, **self.model.metrics()}

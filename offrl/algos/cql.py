@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import torch
 
-from offrl.algos.base import make_optimizer, register
+from offrl.algos.base import Component, make_optimizer, register
 from offrl.algos.sac import SAC, SACConfig, Scalar
 from offrl.data.sampler import Batch
 from offrl.losses import conservative_penalty, td_target
@@ -92,25 +92,26 @@ class CQLConfig(SACConfig):
     """The trainer's reward transform (CORL uses raw rewards for MuJoCo)."""
 
 
-@register("cql")
-class CQL(SAC):
-    """Conservative Q-Learning (Kumar et al., 2020), SAC-based CQL(H)."""
+class Conservative(Component):
+    """CQL's conservative critic loss and, in the Lagrange variant, its multiplier alpha': the
+    part CQL and COMBO (:mod:`offrl.algos.combo`) share, each on its own SAC.
 
-    config_class = CQLConfig
-    config: CQLConfig
+    ``alpha'`` (``log_alpha_prime``, ``alpha_prime_optim``) is saved in the owner's checkpoints
+    under those names, as when CQL held it itself.
+    """
 
-    def build(self) -> None:
-        cfg = self.config
-        if cfg.mean_backup and (cfg.max_backup or cfg.backup_entropy):
+    def __init__(self, config: CQLConfig, device: torch.device) -> None:
+        if config.mean_backup and (config.max_backup or config.backup_entropy):
             # The mean action has no log-probability to subtract and is one action, not k.
             raise ValueError("mean_backup: excludes max_backup and backup_entropy")
-        if cfg.alpha_prime_init <= 0.0:
-            raise ValueError(f"alpha_prime_init: must be > 0, got {cfg.alpha_prime_init}")
-        super().build()
-        if self.config.lagrange:  # alpha' exists only in the Lagrange variant
-            self.log_alpha_prime = Scalar(math.log(cfg.alpha_prime_init)).to(self.device)
+        if config.alpha_prime_init <= 0.0:
+            raise ValueError(f"alpha_prime_init: must be > 0, got {config.alpha_prime_init}")
+        self.config = config
+        self.device = device
+        if config.lagrange:  # alpha' exists only in the Lagrange variant
+            self.log_alpha_prime = Scalar(math.log(config.alpha_prime_init)).to(device)
             self.alpha_prime_optim = make_optimizer(
-                self.log_alpha_prime.parameters(), self.config.critic_lr
+                self.log_alpha_prime.parameters(), config.critic_lr
             )
 
     def alpha_prime(self) -> torch.Tensor:
@@ -119,47 +120,52 @@ class CQL(SAC):
             return torch.ones((), device=self.device)
         return self.log_alpha_prime().exp().clamp(0.0, 1e6)
 
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
-        """TD loss plus the importance-sampled CQL(H) penalty, all critics and samples at once."""
+    def critic_loss(
+        self, algo: SAC, batch: Batch, push_up_rows: int | None = None
+    ) -> tuple[torch.Tensor, Info]:
+        """TD loss plus the importance-sampled CQL(H) penalty of ``algo``'s critics, all critics
+        and samples at once. The penalty pushes Q down at every state of the batch and up on
+        the batch's own actions -- on its first ``push_up_rows`` rows only, if given (COMBO:
+        the dataset's rows, not the model's)."""
         cfg, k, b = self.config, self.config.num_samples, batch.obs.shape[0]
+        gen, device, act_dim = algo.generator, algo.device, algo.spec.action_dim
         obs_k = batch.obs.repeat(k, 1)  # [k*B, obs], sample-major rows
         with torch.no_grad():
-            rand_a = torch.rand(
-                (k * b, self.spec.action_dim), generator=self.generator, device=self.device
-            )
+            rand_a = torch.rand((k * b, act_dim), generator=gen, device=device)
             rand_a = 2.0 * rand_a - 1.0
-            pi_a, pi_logp = self.actor.sample(batch.obs, self.generator, n=k)
-            next_a, next_logp = self.actor.sample(batch.next_obs, self.generator, n=k)
+            pi_a, pi_logp = algo.actor.sample(batch.obs, gen, n=k)
+            next_a, next_logp = algo.actor.sample(batch.next_obs, gen, n=k)
             # Target: min over critics at a' ~ pi(s'), reusing the penalty's pi(s') draws: the
             # max over all k with max_backup, else the first one (a single sample, as in SAC;
             # only that one is scored); or at the mean action with mean_backup.
             if cfg.mean_backup:
-                q_next = self.critic_target(batch.next_obs, self.actor(batch.next_obs)).amin(0)
+                q_next = algo.critic_target(batch.next_obs, algo.actor(batch.next_obs)).amin(0)
             elif cfg.max_backup:
-                q_next = self.critic_target(batch.next_obs.repeat(k, 1), next_a).amin(0)
+                q_next = algo.critic_target(batch.next_obs.repeat(k, 1), next_a).amin(0)
                 q_next, idx = q_next.view(k, b).max(0)
                 logp_next = next_logp.view(k, b).gather(0, idx.unsqueeze(0)).squeeze(0)
             else:
-                q_next = self.critic_target(batch.next_obs, next_a[:b]).amin(0)
+                q_next = algo.critic_target(batch.next_obs, next_a[:b]).amin(0)
                 logp_next = next_logp[:b]
-            if cfg.backup_entropy:  # (never with mean_backup: build() refuses it)
-                q_next = q_next - self.alpha() * logp_next
+            if cfg.backup_entropy:  # (never with mean_backup: refused above)
+                q_next = q_next - algo.alpha() * logp_next
             target = td_target(batch.rewards, batch.dones, q_next, cfg.gamma)
             log_density = torch.cat(
                 [
-                    torch.full((k, b), -self.spec.action_dim * math.log(2.0), device=self.device),
+                    torch.full((k, b), -act_dim * math.log(2.0), device=device),
                     pi_logp.view(k, b),
                     next_logp.view(k, b),
                 ]
             )  # [3k, B]: log of each proposal's density at its sample
         # One critic call: the dataset actions, then uniform, pi(s) and pi(s') samples, all at s.
-        q_all = self.critic(
+        q_all = algo.critic(
             torch.cat([batch.obs, obs_k, obs_k, obs_k]),
             torch.cat([batch.actions, rand_a, pi_a, next_a]),
         )  # [N, (1 + 3k) * B]
         q_data, q_sampled = q_all[:, :b], q_all[:, b:].view(-1, 3 * k, b)
         td = (q_data - target).pow(2).mean(1)  # [N]
-        gap = conservative_penalty(q_sampled, log_density, self.push_up(q_data), cfg.cql_temp)
+        pushed_up = q_data if push_up_rows is None else q_data[:, :push_up_rows]
+        gap = conservative_penalty(q_sampled, log_density, pushed_up, cfg.cql_temp)  # [N]
         if cfg.lagrange:
             penalty = self.alpha_prime().detach() * cfg.cql_alpha * (gap - cfg.target_action_gap)
         else:
@@ -174,23 +180,58 @@ class CQL(SAC):
         }
         return loss, info | {"_gap": gap.detach()}
 
-    def push_up(self, q_data: torch.Tensor) -> torch.Tensor:
-        """The Q-values of the penalty's second term, pushed up: the batch's own ``[N, B]``
-        (COMBO keeps only the dataset's rows)."""
-        return q_data
-
     def alpha_prime_loss(self, gap: torch.Tensor) -> tuple[torch.Tensor, Info]:
         """Dual ascent on alpha': grows while the penalty exceeds ``target_action_gap``."""
         alpha_prime = self.alpha_prime()
         loss = -(alpha_prime * self.config.cql_alpha * (gap - self.config.target_action_gap)).mean()
         return loss, {"alpha_prime_loss": loss.detach(), "alpha_prime": alpha_prime.detach()}
 
+    def lagrange_step(self, algo: SAC, info: dict[str, torch.Tensor | float]) -> None:
+        """After the owner's update: one step on alpha' from the critic loss's gap (Lagrange
+        variant only), its metrics added to ``info``."""
+        if not self.config.lagrange:
+            return
+        gap = info["_gap"]
+        assert isinstance(gap, torch.Tensor)
+        prime_loss, prime_info = self.alpha_prime_loss(gap)
+        algo.optimize(self.alpha_prime_optim, prime_loss)
+        info.update(prime_info)
+
+
+@register("cql")
+class CQL(SAC):
+    """Conservative Q-Learning (Kumar et al., 2020), SAC-based CQL(H)."""
+
+    config_class = CQLConfig
+    config: CQLConfig
+
+    def build(self) -> None:
+        self.conservative = Conservative(self.config, self.device)
+        super().build()
+
+    @property
+    def log_alpha_prime(self) -> Scalar:
+        """log alpha' (Lagrange variant), held by :attr:`conservative`."""
+        return self.conservative.log_alpha_prime
+
+    @property
+    def alpha_prime_optim(self) -> torch.optim.Optimizer:
+        """alpha''s optimiser (Lagrange variant), held by :attr:`conservative`."""
+        return self.conservative.alpha_prime_optim
+
+    def alpha_prime(self) -> torch.Tensor:
+        """The Lagrange multiplier alpha' (1 when ``lagrange`` is off)."""
+        return self.conservative.alpha_prime()
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, Info]:
+        """TD loss plus the conservative penalty (:meth:`Conservative.critic_loss`)."""
+        return self.conservative.critic_loss(self, batch)
+
+    def alpha_prime_loss(self, gap: torch.Tensor) -> tuple[torch.Tensor, Info]:
+        """Dual ascent on alpha' (:meth:`Conservative.alpha_prime_loss`)."""
+        return self.conservative.alpha_prime_loss(gap)
+
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         info = super().train_step(batch)
-        if self.config.lagrange:
-            gap = info["_gap"]
-            assert isinstance(gap, torch.Tensor)
-            prime_loss, prime_info = self.alpha_prime_loss(gap)
-            self.optimize(self.alpha_prime_optim, prime_loss)
-            info.update(prime_info)
+        self.conservative.lagrange_step(self, info)
         return info
