@@ -9,7 +9,8 @@ Measures, on the prepared ``hopper-medium-v0`` (1,000,000 transitions; built on 
    (every member predicts: MOPO's penalty needs all of them);
 3. **updates** -- updates per second of MOPO, COMBO and MOBILE against their model-free learner
    (SAC, CQL, SAC), in alternating windows in this one process (A B A B ..., the host drifts),
-   each from its defaults on the same prepared data, rollouts excluded (they run once per
+   each from its defaults on the same prepared data (the learner with the model-based
+   algorithm's network and batch sizes: COMBO's three layers), rollouts excluded (they run once per
    ``rollout_freq`` updates: item 2 gives their amortised cost). Each model-based algorithm's
    buffer is filled by one rollout first. The ratio per pair of windows is B/A; its median is
    reported with the fp32 256x256x256 matmul rate and the fraction of it each update reaches.
@@ -87,13 +88,18 @@ def model_step_seconds(data: Any, steps: int) -> dict[str, float]:
     }
 
 
-def build(name: str, spec: Any, data: Any, model_dir: str) -> tuple[Any, TensorSampler]:
+def build(
+    name: str, spec: Any, data: Any, model_dir: str, like: Any = None
+) -> tuple[Any, TensorSampler]:
+    """``name`` at its defaults (a model-based one with a quickly trained model); a model-free
+    learner takes the network and batch sizes of the model-based algorithm ``like``."""
     cls = get_algorithm(name)
-    config = cls.config_class.from_dict(
-        {"model_dir": model_dir, "model_max_epochs": 1, "model_epoch_steps": 200}
-        if hasattr(cls.config_class, "model_ensemble")
-        else {}
-    )
+    options: dict[str, Any] = {}
+    if hasattr(cls.config_class, "model_ensemble"):
+        options = {"model_dir": model_dir, "model_max_epochs": 1, "model_epoch_steps": 200}
+    elif like is not None:
+        options = {"hidden": like.config.hidden, "batch_size": like.config.batch_size}
+    config = cls.config_class.from_dict(options)
     algo = cls(spec, config, seed=0)
     algo.attach_data(data)
     sampler = TensorSampler(data, algo.data_batch_size(), seed=0)
@@ -146,8 +152,8 @@ def main() -> None:
         print("rollout 50k x 5:", result["rollout_50k_h5_seconds"])
         result["updates"] = {}
         for mb, free in PAIRS:
-            a, sa = build(free, spec, data, model_dir)
             b, sb = build(mb, spec, data, model_dir)
+            a, sa = build(free, spec, data, model_dir, like=b)
             b.model.rollout(b)
             b.num_updates = 1  # the timed updates do not roll out (item 2 costs that)
             pool_a = [sa.sample() for _ in range(args.window_updates)]
