@@ -26,9 +26,8 @@ import torch
 
 from offrl.algos.base import register
 from offrl.algos.cql import Conservative, CQLConfig
-from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, task_defaults
+from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, UsesModel, task_defaults
 from offrl.algos.sac import SAC
-from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch
 
 PAPER_DEFAULTS: dict[str, dict[str, float]] = {
@@ -72,7 +71,7 @@ class COMBOConfig(ModelBasedConfig, CQLConfig):
 
 
 @register("combo")
-class COMBO(SAC):
+class COMBO(UsesModel, SAC):
     """COMBO (Yu et al., 2021): CQL's conservative critic (:class:`~offrl.algos.cql.
     Conservative`) on data and model rollouts, pushed up on the data only."""
 
@@ -83,15 +82,6 @@ class COMBO(SAC):
         self.conservative = Conservative(self.config, self.device)
         super().build()
         self.model = ModelRollouts(self.spec, self.config, self.generator, self.device)
-
-    def attach_data(self, dataset: Dataset) -> None:
-        self.model.attach(dataset)
-
-    def run_info(self) -> dict[str, Any]:
-        return self.model.run_info()
-
-    def data_batch_size(self) -> int:
-        return self.model.data_batch_size(self.config.batch_size)
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CQL's loss, its pushed-up term on the dataset's rows only (the batch's first

@@ -28,9 +28,8 @@ from typing import Any, ClassVar
 import torch
 
 from offrl.algos.base import register
-from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, task_defaults
+from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, UsesModel, task_defaults
 from offrl.algos.sac import SAC, SACConfig
-from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch
 from offrl.losses import bellman_inconsistency
 
@@ -86,7 +85,7 @@ class MOBILEConfig(ModelBasedConfig, SACConfig):
 
 
 @register("mobile")
-class MOBILE(SAC):
+class MOBILE(UsesModel, SAC):
     """MOBILE (Sun et al., 2023): SAC on data and model rollouts, model targets lowered by the
     ensemble's Bellman inconsistency."""
 
@@ -96,15 +95,6 @@ class MOBILE(SAC):
     def build(self) -> None:
         super().build()
         self.model = ModelRollouts(self.spec, self.config, self.generator, self.device)
-
-    def attach_data(self, dataset: Dataset) -> None:
-        self.model.attach(dataset)
-
-    def run_info(self) -> dict[str, Any]:
-        return self.model.run_info()
-
-    def data_batch_size(self) -> int:
-        return self.model.data_batch_size(self.config.batch_size)
 
     @torch.no_grad()
     def bellman_inconsistency(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

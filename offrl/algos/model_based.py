@@ -45,7 +45,7 @@ from offrl.dynamics.termination import termination_fn
 if TYPE_CHECKING:
     from offrl.algos.sac import SAC
 
-__all__ = ["ModelBasedConfig", "ModelRollouts", "task_defaults"]
+__all__ = ["ModelBasedConfig", "ModelRollouts", "UsesModel", "task_defaults"]
 
 ROLLOUT_CHUNK = 10_000
 """Start states rolled out together (bounds the memory of a 50k-state rollout)."""
@@ -253,3 +253,25 @@ class ModelRollouts(Component):
             torch.cat([data.next_obs, nxt]),
             torch.cat([data.dones, done.view(-1)]),
         )
+
+
+class UsesModel:
+    """The data hooks of an algorithm that holds :class:`ModelRollouts` as ``.model`` (a mix-in
+    before its :class:`~offrl.algos.sac.SAC`: ``class MOPO(UsesModel, SAC)``): the model is
+    trained or loaded when the data is attached, the trainer's sampler draws only the batch's
+    dataset rows, and ``final.json`` records the model."""
+
+    model: ModelRollouts
+    config: Any
+
+    def attach_data(self, dataset: Dataset) -> None:
+        """Train (or reuse) the dynamics model of the prepared training data."""
+        self.model.attach(dataset)
+
+    def data_batch_size(self) -> int:
+        """``int(batch_size * real_ratio)``: the rest of each batch comes from the model."""
+        return self.model.data_batch_size(self.config.batch_size)
+
+    def run_info(self) -> dict[str, Any]:
+        """The dynamics model's summary (:meth:`ModelRollouts.run_info`)."""
+        return self.model.run_info()

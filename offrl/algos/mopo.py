@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 import torch
 
 from offrl.algos.base import register
-from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, task_defaults
+from offrl.algos.model_based import ModelBasedConfig, ModelRollouts, UsesModel, task_defaults
 from offrl.algos.sac import SAC, SACConfig
-from offrl.data.dataset import Dataset
 from offrl.data.sampler import Batch
 from offrl.losses import max_std_penalty
 
@@ -70,7 +69,7 @@ class MOPOConfig(ModelBasedConfig, SACConfig):
 
 
 @register("mopo")
-class MOPO(SAC):
+class MOPO(UsesModel, SAC):
     """MOPO (Yu et al., 2020): SAC on data and uncertainty-penalised model rollouts."""
 
     config_class = MOPOConfig
@@ -85,15 +84,6 @@ class MOPO(SAC):
     def uncertainty_penalty(self, std: torch.Tensor) -> torch.Tensor:
         """``lambda * max_i ||std_i||_2`` over all members, ``[B]``, for ``std [E, B, D]``."""
         return self.config.penalty_coef * max_std_penalty(std)
-
-    def attach_data(self, dataset: Dataset) -> None:
-        self.model.attach(dataset)
-
-    def run_info(self) -> dict[str, Any]:
-        return self.model.run_info()
-
-    def data_batch_size(self) -> int:
-        return self.model.data_batch_size(self.config.batch_size)
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         return {**super().train_step(self.model.batch(self, batch)), **self.model.metrics()}
