@@ -5,8 +5,10 @@ Measures, on the prepared ``hopper-medium-v0`` (1,000,000 transitions; built on 
 1. **model training** -- seconds per gradient step of the 7 x (4 x 200) ensemble on batches of
    256 per member, and the seconds of one epoch (a full pass over the training split, Kit's
    epoch), measured over ``--model-steps`` steps and extrapolated to the epoch's step count;
-2. **rollouts** -- seconds to roll 50,000 dataset states out for h = 5 steps with a SAC policy
-   (every member predicts: MOPO's penalty needs all of them);
+2. **rollouts** -- seconds to roll 50,000 dataset states out for h = 5 steps with MOPO's
+   initial policy (every member predicts: MOPO's penalty needs all of them), once with Hopper's
+   termination rule (rollouts that end stop early) and once with none (all 250,000
+   transitions: the worst case);
 3. **updates** -- updates per second of MOPO, COMBO and MOBILE against their model-free learner
    (SAC, CQL, SAC), in alternating windows in this one process (A B A B ..., the host drifts),
    each from its defaults on the same prepared data (the learner with the model-based
@@ -145,11 +147,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as model_dir:
         mopo, _ = build("mopo", spec, data, model_dir)
         mopo.config.rollout_length = 5
-        start = time.perf_counter()
-        with torch.no_grad():
+        for case, rule in (("terminating", mopo.model._terminal), ("never_ending", None)):
+            mopo.model._terminal = rule  # Hopper's rule, then none: all 50k x 5 transitions
+            start = time.perf_counter()
             mopo.model.rollout(mopo)
-        result["rollout_50k_h5_seconds"] = time.perf_counter() - start
-        print("rollout 50k x 5:", result["rollout_50k_h5_seconds"])
+            result[f"rollout_50k_h5_{case}_seconds"] = time.perf_counter() - start
+            result[f"rollout_50k_h5_{case}_transitions"] = mopo.model.metrics()[
+                "rollout_transitions"
+            ]
+            print(f"rollout 50k x 5 ({case}):", result[f"rollout_50k_h5_{case}_seconds"], "s,",
+                  result[f"rollout_50k_h5_{case}_transitions"], "transitions")  # fmt: skip
         result["updates"] = {}
         for mb, free in PAIRS:
             b, sb = build(mb, spec, data, model_dir)
@@ -197,7 +204,10 @@ def main() -> None:
     step_ms, gflop = m["seconds_per_step"] * 1e3, m["flops_per_step"] / 1e9
     print(f"- model step {step_ms:.1f} ms ({gflop:.2f} GFLOP), epoch of "
           f"{m['epoch_steps']:.0f} steps {m['seconds_per_epoch']:.0f} s")  # fmt: skip
-    print(f"- rollout of 50,000 states x h = 5: {result['rollout_50k_h5_seconds']:.1f} s")
+    for case in ("terminating", "never_ending"):
+        print(f"- rollout of 50,000 states x h = 5 ({case.replace('_', ' ')}): "
+              f"{result[f'rollout_50k_h5_{case}_seconds']:.1f} s for "
+              f"{result[f'rollout_50k_h5_{case}_transitions']:,.0f} transitions")  # fmt: skip
     print("\n| algorithm | upd/s | its learner | upd/s | cost ratio (median [range]) | %bound |")
     print("|---|---:|---|---:|---:|---:|")
     for mb, row in result["updates"].items():
