@@ -190,6 +190,7 @@ def test_resume_keeps_model_and_buffer(tmp_path: Path) -> None:
 def test_model_based_algorithms_are_registered() -> None:
     assert get_algorithm("mopo") is MOPO
     assert get_algorithm("combo") is COMBO and get_algorithm("mobile") is MOBILE
+    assert not any(cls.can_explore() for cls in (MOPO, COMBO, MOBILE))  # offline only
     assert isinstance(TensorSampler(_data(), 4).sample(), Batch)
 
 

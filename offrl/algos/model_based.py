@@ -275,3 +275,9 @@ class UsesModel:
     def run_info(self) -> dict[str, Any]:
         """The dynamics model's summary (:meth:`ModelRollouts.run_info`)."""
         return self.model.run_info()
+
+    @classmethod
+    def can_explore(cls) -> bool:
+        """``False``: the model is trained on a dataset, so online training (which has none)
+        refuses a model-based algorithm before it starts."""
+        return False
