@@ -267,6 +267,39 @@ def test_grid_device_reaches_every_cell(tmp_path: Path) -> None:
     assert load_grid(tmp_path).device == "cuda:1"
 
 
+def test_task_defaults_reach_each_cell(tmp_path: Path) -> None:
+    """``--task-defaults``: each cell gets its algorithm's per-task settings for its dataset
+    (written out in its config and command), ``algo_config`` still overrides, and a dataset
+    without a row (Pendulum) or an algorithm without a table (BC) keeps the defaults."""
+    from offrl.bench.grid import _cell_config, cell_algo_config
+
+    spec = GridSpec(
+        ["mopo", "rebrac", "bc"],
+        ["hopper-medium-v0", "hopper-medium-replay-v0", "pendulum-medium-v0"],
+        [0],
+        task_defaults=True,
+        algo_config={"mopo": {"penalty_coef": 4.0}},
+    )
+    cells = {(c.algo, c.dataset): c for c in grid_cells(spec)}
+    hopper_mopo = cell_algo_config(spec, cells["mopo", "hopper-medium-v0"])
+    assert hopper_mopo == {"rollout_length": 5, "penalty_coef": 4.0}  # h from the table
+    rebrac = cell_algo_config(spec, cells["rebrac", "hopper-medium-replay-v0"])
+    assert rebrac["actor_bc_coef"] == 0.05 and rebrac["critic_bc_coef"] == 0.5
+    assert cell_algo_config(spec, cells["rebrac", "hopper-medium-v0"]) == {}  # its defaults
+    assert cell_algo_config(spec, cells["mopo", "pendulum-medium-v0"]) == {"penalty_coef": 4.0}
+    assert cell_algo_config(spec, cells["bc", "hopper-medium-v0"]) == {}
+    command = train_command(spec, cells["mopo", "hopper-medium-v0"], tmp_path)
+    assert "--set rollout_length=5" in command and "--set penalty_coef=4.0" in command
+    config = _cell_config(spec, cells["mopo", "hopper-medium-v0"], tmp_path)
+    assert config["algo_config"] == hopper_mopo
+    assert "--task-defaults" in grid_command(spec, tmp_path)
+    plain = GridSpec(["mopo"], ["hopper-medium-v0"], [0])
+    assert cell_algo_config(plain, grid_cells(plain)[0]) == {}
+    run_grid(spec, tmp_path / "g", dry_run=True, log=lambda _: None)
+    with pytest.raises(ValueError, match="task_defaults"):
+        run_grid(plain, tmp_path / "g", dry_run=True, log=lambda _: None)
+
+
 @needs_cuda
 def test_grid_on_the_gpu(tmp_path: Path) -> None:
     """A tiny grid trained on the GPU by the local executor: every cell finishes there."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from offrl.algos import get_algorithm
 from offrl.config import check_options
 from offrl.data.augment import canonical_specs
 from offrl.errors import ConfigError
@@ -86,6 +87,11 @@ class GridSpec:
     """Checkpoint interval: the most work an interruption can lose per cell."""
     algo_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-algorithm overrides (empty: paper defaults for all)."""
+    task_defaults: bool = False
+    """Give each cell its algorithm's per-task settings for its dataset, where the algorithm's
+    config has a table (``for_task``: ReBRAC's BC coefficients, MOPO's / COMBO's / MOBILE's
+    horizon and penalty) and a row for the dataset; ``algo_config`` still overrides them. Each
+    cell's ``config.json`` and command write the settings out."""
     augment: list[str] = field(default_factory=list)
     """Data augmentation of every cell (``TrainConfig.augment``: specs such as ``gaussian`` or
     ``scale:low=0.8,high=1.2``, applied in order); part of the protocol."""
@@ -161,7 +167,7 @@ def train_command(spec: GridSpec, cell: Cell, out: Path) -> str:
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
     parts += _augment_flags(spec)
-    for key, value in spec.algo_config.get(cell.algo, {}).items():
+    for key, value in cell_algo_config(spec, cell).items():
         parts.append(f"--set {key}={json.dumps(value, separators=(',', ':'))}")
     parts.append(f"--out {cell.run_dir(out)}")
     return " ".join(parts)
@@ -183,6 +189,8 @@ def grid_command(spec: GridSpec, out: Path) -> str:
         parts.append(f"--threads {spec.threads}")
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
+    if spec.task_defaults:
+        parts.append("--task-defaults")
     parts += [f"--import {t}" for t in spec.imports]
     parts += _augment_flags(spec)
     for algo, options in spec.algo_config.items():
@@ -190,6 +198,24 @@ def grid_command(spec: GridSpec, out: Path) -> str:
             parts.append(f"--set {algo}.{key}={json.dumps(value, separators=(',', ':'))}")
     parts.append(f"--out {out}")
     return " ".join(parts)
+
+
+def cell_algo_config(spec: GridSpec, cell: Cell) -> dict[str, Any]:
+    """The options ``cell``'s algorithm runs with, beyond its defaults: with
+    ``spec.task_defaults``, the settings its config's ``for_task`` gives for the cell's dataset
+    that differ from the defaults (none if it has no table or no row for the dataset), then
+    ``spec.algo_config``'s overrides."""
+    options: dict[str, Any] = {}
+    config_class = get_algorithm(cell.algo).config_class
+    for_task = getattr(config_class, "for_task", None)
+    if spec.task_defaults and for_task is not None:
+        try:
+            tuned = for_task(Path(cell.dataset).stem).to_dict()
+        except KeyError:  # no row for this dataset: the defaults
+            tuned = {}
+        defaults = config_class().to_dict()
+        options = {k: v for k, v in tuned.items() if defaults.get(k) != v}
+    return {**options, **spec.algo_config.get(cell.algo, {})}
 
 
 def _augment_flags(spec: GridSpec) -> list[str]:
@@ -213,7 +239,7 @@ def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
         "device": spec.device,
         "progress": False,
         "out": str(cell.run_dir(out)),
-        "algo_config": spec.algo_config.get(cell.algo, {}),
+        "algo_config": cell_algo_config(spec, cell),
         "augment": tuple(spec.augment),
         "augment_space": spec.augment_space,
         "imports": list(spec.imports),
@@ -471,6 +497,7 @@ def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
         "threads",
         "augment",
         "augment_space",
+        "task_defaults",
     )
     changed = [k for k in protocol if getattr(old, k) != getattr(new, k)]
     if changed:
