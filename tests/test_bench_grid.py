@@ -277,7 +277,7 @@ def test_task_defaults_reach_each_cell(tmp_path: Path) -> None:
         ["mopo", "rebrac", "bc"],
         ["hopper-medium-v0", "hopper-medium-replay-v0", "pendulum-medium-v0"],
         [0],
-        task_defaults=True,
+        task_defaults=["mopo", "rebrac", "bc"],
         algo_config={"mopo": {"penalty_coef": 4.0}},
     )
     cells = {(c.algo, c.dataset): c for c in grid_cells(spec)}
@@ -292,11 +292,16 @@ def test_task_defaults_reach_each_cell(tmp_path: Path) -> None:
     assert "--set rollout_length=5" in command and "--set penalty_coef=4.0" in command
     config = _cell_config(spec, cells["mopo", "hopper-medium-v0"], tmp_path)
     assert config["algo_config"] == hopper_mopo
-    assert "--task-defaults" in grid_command(spec, tmp_path)
+    assert "--task-defaults mopo,rebrac,bc" in grid_command(spec, tmp_path)
     plain = GridSpec(["mopo"], ["hopper-medium-v0"], [0])
     assert cell_algo_config(plain, grid_cells(plain)[0]) == {}
+    # An existing grid of other algorithms takes them with their tables; an algorithm whose
+    # cells exist keeps its entry.
+    run_grid(GridSpec(["td3bc"], ["pendulum-medium-v0"], [0]), tmp_path / "g", dry_run=True,
+             log=lambda _: None)  # fmt: skip
     run_grid(spec, tmp_path / "g", dry_run=True, log=lambda _: None)
-    with pytest.raises(ValueError, match="task_defaults"):
+    assert load_grid(tmp_path / "g").task_defaults == ["mopo", "rebrac", "bc"]
+    with pytest.raises(ValueError, match="task_defaults of 'mopo'"):
         run_grid(plain, tmp_path / "g", dry_run=True, log=lambda _: None)
 
 

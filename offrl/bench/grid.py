@@ -87,11 +87,12 @@ class GridSpec:
     """Checkpoint interval: the most work an interruption can lose per cell."""
     algo_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-algorithm overrides (empty: paper defaults for all)."""
-    task_defaults: bool = False
-    """Give each cell its algorithm's per-task settings for its dataset, where the algorithm's
-    config has a table (``for_task``: ReBRAC's BC coefficients, MOPO's / COMBO's / MOBILE's
-    horizon and penalty) and a row for the dataset; ``algo_config`` still overrides them. Each
-    cell's ``config.json`` and command write the settings out."""
+    task_defaults: list[str] = field(default_factory=list)
+    """Algorithms whose cells take their per-task settings for the cell's dataset, where the
+    algorithm's config has a table (``for_task``: ReBRAC's BC coefficients, MOPO's / COMBO's /
+    MOBILE's horizon and penalty) and a row for the dataset; ``algo_config`` still overrides
+    them. Each cell's ``config.json`` and command write the settings out. Like ``algo_config``,
+    an algorithm's entry is fixed once its cells exist; other algorithms may be added."""
     augment: list[str] = field(default_factory=list)
     """Data augmentation of every cell (``TrainConfig.augment``: specs such as ``gaussian`` or
     ``scale:low=0.8,high=1.2``, applied in order); part of the protocol."""
@@ -190,7 +191,7 @@ def grid_command(spec: GridSpec, out: Path) -> str:
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
     if spec.task_defaults:
-        parts.append("--task-defaults")
+        parts.append(f"--task-defaults {','.join(spec.task_defaults)}")
     parts += [f"--import {t}" for t in spec.imports]
     parts += _augment_flags(spec)
     for algo, options in spec.algo_config.items():
@@ -201,14 +202,14 @@ def grid_command(spec: GridSpec, out: Path) -> str:
 
 
 def cell_algo_config(spec: GridSpec, cell: Cell) -> dict[str, Any]:
-    """The options ``cell``'s algorithm runs with, beyond its defaults: with
+    """The options ``cell``'s algorithm runs with, beyond its defaults: if it is one of
     ``spec.task_defaults``, the settings its config's ``for_task`` gives for the cell's dataset
     that differ from the defaults (none if it has no table or no row for the dataset), then
     ``spec.algo_config``'s overrides."""
     options: dict[str, Any] = {}
     config_class = get_algorithm(cell.algo).config_class
     for_task = getattr(config_class, "for_task", None)
-    if spec.task_defaults and for_task is not None:
+    if cell.algo in spec.task_defaults and for_task is not None:
         try:
             tuned = for_task(Path(cell.dataset).stem).to_dict()
         except KeyError:  # no row for this dataset: the defaults
@@ -497,7 +498,6 @@ def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
         "threads",
         "augment",
         "augment_space",
-        "task_defaults",
     )
     changed = [k for k in protocol if getattr(old, k) != getattr(new, k)]
     if changed:
@@ -505,12 +505,17 @@ def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
     for algo, cfg in old.algo_config.items():
         if new.algo_config.get(algo, cfg) != cfg:
             raise ValueError(f"{out}: algo_config of {algo!r} differs from the grid's")
+    both = set(old.algos) & set(new.algos)
+    for algo in sorted(both):
+        if (algo in old.task_defaults) != (algo in new.task_defaults):
+            raise ValueError(f"{out}: task_defaults of {algo!r} differs from the grid's")
     return dataclasses.replace(
         new,
         algos=_union(old.algos, new.algos),
         datasets=_union(old.datasets, new.datasets),
         seeds=_union(old.seeds, new.seeds),
         algo_config={**old.algo_config, **new.algo_config},
+        task_defaults=_union(old.task_defaults, new.task_defaults),
     )
 
 
