@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +130,26 @@ def test_artifact_is_reused_not_retrained(tmp_path: Path, monkeypatch: pytest.Mo
     other = DynamicsConfig(model_hidden=(32, 32), model_max_epochs=2, model_epoch_steps=20)
     assert model_path(data, other, tmp_path) != first.path
     assert model_path(_toy(seed=1), SMALL, tmp_path) != first.path
+
+
+def test_runs_started_together_train_the_model_once(tmp_path: Path) -> None:
+    """Two processes asking for the same model: one trains it, the other waits and loads it."""
+    from offrl.data import save_dataset
+
+    save_dataset(_toy(), tmp_path / "toy.npz")
+    code = (
+        "import sys; from pathlib import Path; from offrl.data import load_dataset; "
+        "from offrl.dynamics import DynamicsConfig, fit_or_load; "
+        "cfg = DynamicsConfig(model_hidden=(32, 32), model_max_epochs=3, model_epoch_steps=20); "
+        f"f = fit_or_load(load_dataset({str(tmp_path / 'toy.npz')!r}), cfg, "
+        f"root=Path({str(tmp_path / 'models')!r})); print('reused' if f.reused else 'trained')"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = sorted(p.communicate(timeout=300)[0].strip() for p in procs)
+    assert outs == ["reused", "trained"], outs
 
 
 def test_damaged_artifact(tmp_path: Path) -> None:

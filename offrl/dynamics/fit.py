@@ -18,6 +18,7 @@ algorithm, another seed -- on the same data loads it instead of training again.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -25,7 +26,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,6 +379,32 @@ def fit_or_load(
     intact), else trained by :func:`fit_dynamics` and saved there."""
     cfg = config or DynamicsConfig()
     path = model_path(data, cfg, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One trainer per artifact: runs started together on the same data (a grid's workers)
+    # wait for the first to finish training, then load its model.
+    with _locked(path.with_name(path.name + ".lock")):
+        return _fit_or_load(data, cfg, path, progress)
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``lock`` (``fcntl``; where it does not exist, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: runs may train the same model twice, harmlessly
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fit_or_load(
+    data: Dataset, cfg: DynamicsConfig, path: Path, progress: Callable[[str], None] | None
+) -> FittedModel:
     if path.exists():
         try:
             fitted = load_model(path)
