@@ -5,6 +5,8 @@
 # one step budget for all, plus d3rlpy 2.8.1's TD3+BC / IQL / CQL on the same files, seeds and
 # budget. About 10-15 hours on a 2-core machine; safe to kill: re-running the same command
 # re-runs only unfinished cells (each cell also resumes from its own last checkpoint).
+# Phase 3 adds MOPO, COMBO and MOBILE (about 5 more hours, mostly COMBO's and MOBILE's updates
+# and one dynamics model per dataset).
 # One override: UWAC draws 5 MC-dropout passes instead of the official code's 100 (T = 100 costs
 # ~90 BEAR updates per update on a CPU; see offrl/algos/uwac.py).
 #
@@ -113,5 +115,14 @@ d3rlpy_part cql "$DATASETS" 1 &
 d3rlpy_cql=$!
 offrl_part "$COSTLY" "$DATASETS"
 wait "$d3rlpy_cql"
+publish
+# Phase 3 (issue 23): the model-based family, each cell with its algorithm's per-task settings
+# (OfflineRL-Kit's / the official MOBILE configs' horizon and penalty for the dataset's D4RL
+# task: --task-defaults). The three share one dynamics model per dataset (trained once, under a
+# lock, by the first cell that needs it; Kit's MOBILE cap of 30 epochs, about 45-65 min per
+# 1M-transition dataset here), so their model options must stay equal.
+MODEL_BASED=mopo,combo,mobile
+offrl_part "$MODEL_BASED" "$DATASETS" --task-defaults "$MODEL_BASED" \
+    --set mopo.model_max_epochs=30 combo.model_max_epochs=30 mobile.model_max_epochs=30
 publish
 echo "report: benchmarks/results/mujoco/REPORT.md"
