@@ -207,11 +207,11 @@ def cell_algo_config(spec: GridSpec, cell: Cell) -> dict[str, Any]:
     that differ from the defaults (none if it has no table or no row for the dataset), then
     ``spec.algo_config``'s overrides."""
     options: dict[str, Any] = {}
-    config_class = get_algorithm(cell.algo).config_class
-    for_task = getattr(config_class, "for_task", None)
-    if cell.algo in spec.task_defaults and for_task is not None:
+    if cell.algo in spec.task_defaults:  # (only then is the algorithm looked up)
+        config_class = get_algorithm(cell.algo).config_class
+        for_task = getattr(config_class, "for_task", None)
         try:
-            tuned = for_task(Path(cell.dataset).stem).to_dict()
+            tuned = {} if for_task is None else for_task(Path(cell.dataset).stem).to_dict()
         except KeyError:  # no row for this dataset: the defaults
             tuned = {}
         defaults = config_class().to_dict()
