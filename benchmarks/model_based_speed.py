@@ -43,7 +43,8 @@ from offrl.bench.speed import FlopCounter, matmul_gflops
 from offrl.data import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.sampler import TensorSampler
-from offrl.dynamics import DynamicsConfig, DynamicsEnsemble
+from offrl.dynamics import DynamicsConfig
+from offrl.dynamics.fit import training_arrays
 from offrl.optim import FlatAdam
 from offrl.train.trainer import spec_for
 
@@ -53,14 +54,8 @@ PAIRS = (("mopo", "sac"), ("combo", "cql"), ("mobile", "sac"))
 def model_step_seconds(data: Any, steps: int) -> dict[str, float]:
     """Seconds per training step of the default ensemble (batches of 256 per member)."""
     cfg = DynamicsConfig()
-    obs = torch.from_numpy(data.observations)
-    act = torch.from_numpy(data.actions)
-    targets = torch.cat(
-        [torch.from_numpy(data.next_observations) - obs, torch.from_numpy(data.rewards)[:, None]],
-        1,
-    )
-    dones = torch.from_numpy(data.terminals.astype("float32"))
-    model = DynamicsEnsemble(obs.shape[1], act.shape[1], cfg.model_hidden, cfg.model_ensemble)
+    obs, act, targets, dones = training_arrays(data)
+    model = cfg.ensemble(obs.shape[1], act.shape[1])
     model.set_scaler(torch.cat([obs[:100_000], act[:100_000]], 1))
     optim = FlatAdam(list(model.parameters()), lr=cfg.model_lr)
     gen = torch.Generator().manual_seed(0)

@@ -52,7 +52,7 @@ from offrl._version import __version__
 from offrl.algos.base import Algorithm, deployed_action
 from offrl.errors import OfflineRLError
 from offrl.io import atomic_write_bytes
-from offrl.train.checkpoint import load_algorithm
+from offrl.train.checkpoint import load_checkpoint, restore_algorithm
 
 __all__ = [
     "FORMATS",
@@ -219,9 +219,11 @@ def export_policy(
     out = Path(out)
     fmt = format_for(out, format)
     if not isinstance(algo, Algorithm):
-        if env_id is None:
-            env_id = _checkpoint_env_id(algo)
-        algo = load_algorithm(algo)
+        state = load_checkpoint(algo)
+        saved_env = state.get("env_id")
+        if env_id is None and isinstance(saved_env, str):
+            env_id = saved_env
+        algo = restore_algorithm(state, where=str(algo))
     obs = _check_batch(algo) if check_obs is None else np.asarray(check_obs, dtype=np.float32)
     expected = np.asarray(algo.act(obs))
     module = deployed_policy(algo)
@@ -340,13 +342,6 @@ def _check_batch(algo: Algorithm, size: int = 64) -> np.ndarray:
     std = algo.obs_std.cpu().numpy()
     noise = rng.standard_normal((size, *algo.spec.obs_shape))
     return (mean + std * noise).astype(np.float32)
-
-
-def _checkpoint_env_id(path: str | os.PathLike[str]) -> str | None:
-    from offrl.train.checkpoint import load_checkpoint
-
-    env = load_checkpoint(path).get("env_id")
-    return env if isinstance(env, str) else None
 
 
 def _to_cpu(state: Any) -> Any:

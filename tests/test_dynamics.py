@@ -106,7 +106,7 @@ def test_best_weights_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     """After training each member is back at the weights of its best held-out error."""
     fitted = fit_dynamics(_toy(), DynamicsConfig(model_hidden=(16,), model_max_epochs=4))
     data = _toy()
-    obs, act, targets, _ = fit_module._arrays(data)
+    obs, act, targets, _ = fit_module.training_arrays(data)
     gen = torch.Generator().manual_seed(0)
     val = torch.randperm(len(data), generator=gen)[: fitted.holdout_size]
     errors = fitted.model.mean_error(obs[val], act[val], targets[val]).tolist()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -54,6 +55,7 @@ __all__ = [
     "make_optimizer",
     "soft_update",
     "deployed_action",
+    "task_name",
 ]
 
 
@@ -580,6 +582,12 @@ def register(name: str) -> Callable[[A], A]:
         return cls
 
     return deco
+
+
+def task_name(name: str) -> str:
+    """A dataset or D4RL task name as the per-task tables key it: ``"Hopper-Medium-Replay-v0"``
+    -> ``"hopper-medium-replay"`` (lower case, the version dropped)."""
+    return re.sub(r"-v\d+$", "", name.strip().lower())
 
 
 def get_algorithm(name: str) -> type[Algorithm]:

@@ -22,6 +22,7 @@ off by default and on (0) in the per-task MuJoCo configs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -80,7 +81,7 @@ class MOBILEConfig(ModelBasedConfig, SACConfig):
         smallest value offrl takes and ``init_log_alpha = log 0.2``."""
         values = task_defaults("MOBILE", PAPER_DEFAULTS, name)
         if "alpha_lr" in values and values["alpha_lr"] is None:
-            values.update(alpha_lr=1e-12, init_log_alpha=float(torch.tensor(0.2).log()))
+            values.update(alpha_lr=1e-12, init_log_alpha=math.log(0.2))
         return cls(**{"target_floor": 0.0, **values, **overrides})
 
 

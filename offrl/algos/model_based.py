@@ -27,7 +27,6 @@ Everything random draws from the algorithm's own generator.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from offrl.algos.base import Component, EnvSpec
+from offrl.algos.base import Component, EnvSpec, task_name
 from offrl.data.dataset import Dataset
 from offrl.data.registry import report_progress
 from offrl.data.sampler import Batch
-from offrl.dynamics import DynamicsConfig, DynamicsEnsemble, FittedModel, fit_or_load
+from offrl.dynamics import DynamicsConfig, FittedModel, fit_or_load
 from offrl.dynamics.termination import termination_fn
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class ModelBasedConfig(DynamicsConfig):
 def task_defaults(algo: str, table: dict[str, dict[str, float]], name: str) -> dict[str, Any]:
     """The row of a per-task ``table`` (keys ``env-level``) for D4RL task ``name``, whatever its
     version and case (``"hopper-medium-v0"`` finds ``"hopper-medium"``)."""
-    key = re.sub(r"-v\d+$", "", name.strip().lower())
+    key = task_name(name)
     if key not in table:
         raise KeyError(f"{algo} has no per-task defaults for {name!r}; known: {sorted(table)}")
     return dict(table[key])
@@ -103,13 +102,7 @@ class ModelRollouts(Component):
         self.reward_penalty = reward_penalty
         self.generator = generator
         self.device = torch.device(device)
-        self.dynamics = DynamicsEnsemble(
-            spec.obs_dim,
-            spec.action_dim,
-            config.model_hidden,
-            config.model_ensemble,
-            config.model_elites,
-        ).to(self.device)
+        self.dynamics = config.ensemble(spec.obs_dim, spec.action_dim).to(self.device)
         self.dynamics.requires_grad_(False)
         capacity = config.rollout_batch_size * config.rollout_length * config.model_retain_epochs
         self.width = 2 * spec.obs_dim + spec.action_dim + 2

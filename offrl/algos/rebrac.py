@@ -32,13 +32,12 @@ counted from one (CORL counts from zero).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from offrl.algos.base import register
+from offrl.algos.base import register, task_name
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
 from offrl.data.sampler import Batch
 from offrl.nn import DeterministicPolicy, EnsembleCritic
@@ -104,11 +103,6 @@ _DOMAIN_OF |= {"antmaze": "antmaze", "maze2d": "maze2d"}
 _DOMAIN_OF |= {env: "adroit" for env in ("pen", "door", "hammer", "relocate")}
 
 
-def _env_and_level(name: str) -> str:
-    """``"Hopper-Medium-Replay-v0"`` -> ``"hopper-medium-replay"`` (the version dropped)."""
-    return re.sub(r"-v\d+$", "", name.strip().lower())
-
-
 @dataclass
 class ReBRACConfig(TD3BCConfig):
     """ReBRAC hyperparameters (CORL's ``rebrac.py``; per-task values: :meth:`for_task`). TD3+BC's
@@ -152,8 +146,8 @@ class ReBRACConfig(TD3BCConfig):
         ``"hopper-medium-v0"`` gets ``hopper-medium-v2``'s values:
         ``ReBRACConfig.for_task("hopper-medium-v0").actor_bc_coef == 0.01``.
         """
-        key = _env_and_level(name)
-        tasks = {_env_and_level(task): task for task in PAPER_DEFAULTS}
+        key = task_name(name)
+        tasks = {task_name(task): task for task in PAPER_DEFAULTS}
         if key not in tasks:
             raise KeyError(f"ReBRAC has no paper defaults for {name!r}; known: {sorted(tasks)}")
         actor_bc, critic_bc = PAPER_DEFAULTS[tasks[key]]

@@ -49,6 +49,7 @@ __all__ = [
     "fit_dynamics",
     "improved_members",
     "select_elites",
+    "training_arrays",
     "fit_or_load",
     "load_model",
     "save_model",
@@ -113,6 +114,12 @@ class DynamicsConfig:
         }
         return cls(**kwargs)
 
+    def ensemble(self, obs_dim: int, act_dim: int) -> DynamicsEnsemble:
+        """A fresh :class:`DynamicsEnsemble` of these options (weights from torch's RNG)."""
+        return DynamicsEnsemble(
+            obs_dim, act_dim, self.model_hidden, self.model_ensemble, self.model_elites
+        )
+
     @classmethod
     def of(cls, config: Any) -> DynamicsConfig:
         """The :class:`DynamicsConfig` part of any config that mixes it in."""
@@ -163,7 +170,11 @@ class FittedModel:
         }
 
 
-def _arrays(data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def training_arrays(
+    data: Dataset,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(obs, actions, targets, dones)`` as the model trains on them: the flattened
+    observations and actions, the targets ``(s' - s, r)`` and the terminals as floats."""
     obs = torch.from_numpy(np.asarray(data.observations, np.float32).reshape(len(data), -1))
     nxt = torch.from_numpy(np.asarray(data.next_observations, np.float32).reshape(len(data), -1))
     act = torch.from_numpy(np.asarray(data.actions, np.float32).reshape(len(data), -1))
@@ -214,7 +225,7 @@ def fit_dynamics(
     if data.discrete or len(data.obs_shape) != 1:
         raise ValueError("the dynamics model takes vector observations and continuous actions")
     start = time.perf_counter()
-    obs, act, targets, dones = _arrays(data)
+    obs, act, targets, dones = training_arrays(data)
     n = obs.shape[0]
     gen = torch.Generator().manual_seed(cfg.model_seed)
     holdout = min(int(n * cfg.model_holdout), cfg.model_max_holdout)
@@ -224,13 +235,7 @@ def fit_dynamics(
     val, train = perm[:holdout], perm[holdout:]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.model_seed)
-        model = DynamicsEnsemble(
-            obs.shape[1],
-            act.shape[1],
-            cfg.model_hidden,
-            cfg.model_ensemble,
-            cfg.model_elites,
-        )
+        model = cfg.ensemble(obs.shape[1], act.shape[1])
     model.set_scaler(torch.cat([obs[train], act[train]], 1))
     optim = FlatAdam(list(model.parameters()), lr=cfg.model_lr)
     e, m = cfg.model_ensemble, len(train)
@@ -343,13 +348,7 @@ def load_model(path: Path) -> FittedModel:
         if not isinstance(state, dict) or state.get("kind") != "offrl-dynamics":
             raise ValueError("not an offrl dynamics model")
         cfg = DynamicsConfig.from_options(state["config"])
-        model = DynamicsEnsemble(
-            int(state["obs_dim"]),
-            int(state["act_dim"]),
-            cfg.model_hidden,
-            cfg.model_ensemble,
-            cfg.model_elites,
-        )
+        model = cfg.ensemble(int(state["obs_dim"]), int(state["act_dim"]))
         model.load_state_dict(state["weights"])
         return FittedModel(
             model=model,

@@ -496,7 +496,7 @@ def train(
         "eval_episodes": cfg.eval_episodes,
         "final_eval": final_eval,
         "behaviour_return_mean": stats.return_mean,
-        **({"algo_info": algo.run_info()} if algo.run_info() else {}),
+        **({"algo_info": info} if (info := algo.run_info()) else {}),
         "warnings": guard.warnings,
     }
     write_json(run / "final.json", final)
