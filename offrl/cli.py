@@ -262,11 +262,7 @@ def _model_data(args: argparse.Namespace) -> tuple[Any, Any]:
     config = DynamicsConfig.from_options(_parse_sets(args.set))
     dataset = load_dataset(args.dataset, progress=print)
     spec = spec_for(dataset, dataset.env_id)
-    normalizer = (
-        ObsNormalizer.from_dataset(dataset)
-        if args.norm_obs
-        else ObsNormalizer.identity(spec.obs_shape)
-    )
+    normalizer = ObsNormalizer.for_run(dataset, bool(args.norm_obs))
     prepared = preprocess(dataset, normalizer, RewardTransform(), spec.action_low, spec.action_high)
     return prepared, config
 

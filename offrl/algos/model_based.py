@@ -105,9 +105,8 @@ class ModelRollouts(Component):
         self.dynamics = config.ensemble(spec.obs_dim, spec.action_dim).to(self.device)
         self.dynamics.requires_grad_(False)
         capacity = config.rollout_batch_size * config.rollout_length * config.model_retain_epochs
-        self.width = 2 * spec.obs_dim + spec.action_dim + 2
         self.splits = (spec.obs_dim, spec.action_dim, 1, spec.obs_dim, 1)
-        self.model_buffer = torch.zeros((capacity, self.width), device=self.device)
+        self.model_buffer = torch.zeros((capacity, sum(self.splits)), device=self.device)
         # [next row to write, rows filled, rollouts done]: tensors, so checkpoints keep them.
         self.model_buffer_state = torch.zeros(3, dtype=torch.int64)
         # The last rollout's transitions, mean reward and fraction ended: reported every update.

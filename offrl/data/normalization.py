@@ -38,6 +38,12 @@ class ObsNormalizer:
         """A normaliser that changes nothing (``--norm-obs 0``)."""
         return cls(np.zeros(obs_shape, np.float32), np.ones(obs_shape, np.float32))
 
+    @classmethod
+    def for_run(cls, dataset: Dataset, normalize: bool) -> ObsNormalizer:
+        """What a run with ``norm_obs = normalize`` uses: :meth:`from_dataset`, or
+        :meth:`identity`."""
+        return cls.from_dataset(dataset) if normalize else cls.identity(dataset.obs_shape)
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return ((obs - self.mean) / self.std).astype(np.float32)
 

@@ -240,11 +240,7 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset
     # episodes) before statistics are computed. ``dataset`` stays the whole data: its returns
     # describe the behaviour policy in config.json and final.json.
     train_data = algo.prepare_data(dataset)
-    normalizer = (
-        ObsNormalizer.from_dataset(train_data)
-        if cfg.norm_obs
-        else ObsNormalizer.identity(spec.obs_shape)
-    )
+    normalizer = ObsNormalizer.for_run(train_data, cfg.norm_obs)
     algo.set_normalizer(normalizer)
     reward = RewardTransform(
         cfg.reward_mode or algo_cfg.reward_mode, cfg.reward_scale, cfg.reward_shift
