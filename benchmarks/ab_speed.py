@@ -211,7 +211,10 @@ class Side:
             # and reads them back through Batch.rows), as offrl.bench.speed calls them.
             data = self.algo.prepare_data(dataset)
             self.algo.attach_data(data)
-            extra = {"next_actions": True} if getattr(cls, "needs_next_actions", False) else {}
+            if hasattr(self.algo, "sampler_options"):
+                extra = self.algo.sampler_options()
+            else:  # versions before sampler_options
+                extra = {"next_actions": bool(getattr(cls, "needs_next_actions", False))}
             sampler = v.TensorSampler(data, cfg.batch_size, seed=0, device=device, **extra)
             self.pool = [sampler.sample() for _ in range(pool)]
             self.cycle = max(1, int(getattr(cfg, "policy_freq", 1) or 1))

@@ -19,6 +19,7 @@ __all__ = [
     "bellman_inconsistency",
     "mmd",
     "ensemble_gradient_similarity",
+    "density_ratio_loss",
 ]
 
 
@@ -171,3 +172,18 @@ def ensemble_gradient_similarity(grads: torch.Tensor, eps: float = 1e-8) -> torc
     total = unit.sum(0).pow(2).sum(-1)  # [B]: |sum_i u_i|^2
     diagonal = unit.pow(2).sum((0, -1))  # [B]: sum_i |u_i|^2
     return ((total - diagonal) / max(n - 1, 1)).mean()
+
+
+def density_ratio_loss(w_offline: torch.Tensor, w_online: torch.Tensor) -> torch.Tensor:
+    """Balanced Replay's density-ratio objective (Lee et al., 2021, section 4.1): the
+    variational form of the Jensen-Shannon f-divergence between the online (P) and offline (Q)
+    data, whose minimiser over ``w >= 0`` is the ratio ``w(s, a) = dP / dQ``::
+
+        E_Q[ f*(f'(w)) ] - E_P[ f'(w) ],   f'(w) = log(2w / (w + 1)),  f*(f'(w)) = -log(2 / (w + 1))
+
+    ``w_offline`` / ``w_online``: the estimator's (non-negative) outputs on offline and online
+    samples. The ``1e-10`` inside the logs is the official code's guard at ``w = 0``.
+    """
+    f_star = -torch.log(2.0 / (w_offline + 1.0) + 1e-10)
+    f_prime = torch.log(2.0 * w_online / (w_online + 1.0) + 1e-10)
+    return f_star.mean() - f_prime.mean()

@@ -38,6 +38,7 @@ CONTRACT_DEFAULTS: dict[str, dict[str, Any]] = {
     "mopo": _MODEL_BASED,
     "combo": _MODEL_BASED,
     "mobile": _MODEL_BASED,
+    "balanced_replay": {"members": 2},
 }
 
 # Every registered algorithm with its defaults (but small networks), plus extra variants.
@@ -108,7 +109,7 @@ def _sampler(algo: Algorithm, data: Dataset, seed: int, device: str = "cpu") -> 
     """The trainer's sampler for ``algo`` (with ``Batch.next_actions`` if it needs them)."""
     return TensorSampler(
         data, algo.config.batch_size, seed=seed, device=device,
-        next_actions=algo.needs_next_actions,
+        **algo.sampler_options(),
     )  # fmt: skip
 
 

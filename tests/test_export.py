@@ -92,9 +92,7 @@ def _trained(name: str, updates: int = 4, seed: int = 0) -> Algorithm:
     algo = cls(SPEC, cls.config_class.from_dict({**SMALL, **OPTIONS.get(name, {})}), seed=seed)
     data = algo.prepare_data(_dataset())
     algo.attach_data(data)
-    sampler = TensorSampler(
-        data, algo.config.batch_size, seed=1, next_actions=algo.needs_next_actions
-    )
+    sampler = TensorSampler(data, algo.config.batch_size, seed=1, **algo.sampler_options())
     for _ in range(updates):
         algo.update(sampler.sample())
     rng = np.random.default_rng(seed + 1)

@@ -189,7 +189,9 @@ def test_sampler_dones_are_terminals_only() -> None:
 
 def test_sampler_seeded() -> None:
     ds = _recognisable()
-    a, b, c = (TensorSampler(ds, 32, seed=s, next_actions=True) for s in (7, 7, 8))
+    a, b, c = (
+        TensorSampler(ds, 32, seed=s, next_actions=True, returns_gamma=0.9) for s in (7, 7, 8)
+    )
     for _ in range(5):
         ba, bb, bc = a.sample(), b.sample(), c.sample()
         for x, y in zip(ba, bb, strict=True):
@@ -209,7 +211,7 @@ def test_sampler_ignores_global_rng() -> None:
 
 def test_sampler_state_dict_replays_sequence() -> None:
     ds = _recognisable()
-    sampler = TensorSampler(ds, 16, seed=5, next_actions=True)  # every Batch field set
+    sampler = TensorSampler(ds, 16, seed=5, next_actions=True, returns_gamma=0.9)  # every field
     for _ in range(3):
         sampler.sample()
     state = sampler.state_dict()
@@ -219,7 +221,7 @@ def test_sampler_state_dict_replays_sequence() -> None:
     loaded = torch.load(buf, weights_only=True)
     expected = [sampler.sample() for _ in range(4)]
     # Into the same sampler and into a fresh one with another seed.
-    for target in (sampler, TensorSampler(ds, 16, seed=99, next_actions=True)):
+    for target in (sampler, TensorSampler(ds, 16, seed=99, next_actions=True, returns_gamma=0.9)):
         target.load_state_dict(loaded)
         for want in expected:
             got = target.sample()

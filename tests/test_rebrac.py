@@ -187,7 +187,7 @@ def test_sampler_next_actions_respect_episodes(discrete: bool) -> None:
 
 def test_trainer_asks_for_next_actions(tmp_path: Any) -> None:
     from offrl.train import TrainConfig
-    from offrl.train.trainer import _build
+    from offrl.train.trainer import build_run
 
     cfg = TrainConfig(
         algo="rebrac",
@@ -195,7 +195,7 @@ def test_trainer_asks_for_next_actions(tmp_path: Any) -> None:
         out=str(tmp_path),
         algo_config={"hidden": (16, 16), "batch_size": 8},
     )
-    algo, sampler, _, _, _ = _build(cfg)
+    algo, sampler, *_ = build_run(cfg)
     assert ReBRAC.needs_next_actions and not TD3BC.needs_next_actions
     batch = sampler.sample()
     assert batch.next_actions is not None and batch.next_actions.shape == batch.actions.shape

@@ -2,17 +2,19 @@
 
 >>> from offrl.algos import get_algorithm, list_algorithms
 >>> list_algorithms()  # doctest: +NORMALIZE_WHITESPACE
-['awac', 'awr', 'bc', 'bc_pct', 'bcq', 'bear', 'combo', 'cql', 'crr', 'edac', 'iql', 'mobile',
- 'mopo', 'rebrac', 'sac', 'sac_n', 'td3bc', 'uwac']
+['awac', 'awr', 'balanced_replay', 'bc', 'bc_pct', 'bcq', 'bear', 'calql', 'combo', 'cql', 'crr',
+ 'edac', 'iql', 'mobile', 'mopo', 'rebrac', 'sac', 'sac_n', 'td3bc', 'uwac']
 """
 
 from offrl.algos import (  # noqa: F401  (registers the algorithms)
     awac,
     awr,
+    balanced,
     bc,
     bc_pct,
     bcq,
     bear,
+    calql,
     combo,
     cql,
     crr,
@@ -28,6 +30,7 @@ from offrl.algos import (  # noqa: F401  (registers the algorithms)
 )
 from offrl.algos.awac import AWAC, AWACConfig
 from offrl.algos.awr import AWR, AWRConfig
+from offrl.algos.balanced import BalancedReplay, BalancedReplayConfig
 from offrl.algos.base import (
     AlgoConfig,
     Algorithm,
@@ -40,6 +43,7 @@ from offrl.algos.bc import BC, BCConfig
 from offrl.algos.bc_pct import PercentBC, PercentBCConfig
 from offrl.algos.bcq import BCQ, BCQConfig
 from offrl.algos.bear import BEAR, BEARConfig
+from offrl.algos.calql import CalQL, CalQLConfig
 from offrl.algos.combo import COMBO, COMBOConfig
 from offrl.algos.cql import CQL, CQLConfig
 from offrl.algos.crr import CRR, CRRConfig
@@ -64,6 +68,8 @@ __all__ = [
     "AWACConfig",
     "AWR",
     "AWRConfig",
+    "BalancedReplay",
+    "BalancedReplayConfig",
     "BC",
     "BCConfig",
     "PercentBC",
@@ -72,6 +78,8 @@ __all__ = [
     "BCQConfig",
     "BEAR",
     "BEARConfig",
+    "CalQL",
+    "CalQLConfig",
     "COMBO",
     "COMBOConfig",
     "CQL",

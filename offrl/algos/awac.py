@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
@@ -120,3 +121,8 @@ class AWAC(Algorithm):
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """``a ~ pi(.|s)`` clipped to the action box: data collection when fine-tuning online
+        (``offrl finetune``), as CORL's and d3rlpy's fine-tuning scripts act."""
+        return self.explore_with(lambda x: self.actor.sample(x, self.generator), obs)

@@ -322,6 +322,23 @@ class Algorithm(ABC):
     """Whether :meth:`train_step` reads ``Batch.next_actions`` (the dataset's action at
     ``next_obs``, ReBRAC's critic penalty): the trainer then asks its sampler to fill it."""
 
+    finetune_mix: ClassVar[str] = "keep"
+    """How ``offrl finetune`` mixes offline and online data for this algorithm unless told
+    otherwise (:mod:`offrl.train.mixing`): ``keep`` (one pool, uniform: CORL's and d3rlpy's AWAC
+    and IQL), ``ratio`` (a fixed share of each batch: Cal-QL), ``balanced`` (Balanced
+    Replay's learned priorities)."""
+    needs_returns_to_go: ClassVar[bool] = False
+    """Whether :meth:`train_step` reads ``Batch.returns_to_go`` (Monte-Carlo returns, Cal-QL's
+    calibration): the training loops then ask their samplers to fill it."""
+
+    def sampler_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~offrl.data.TensorSampler` that fill the optional
+        batch fields this algorithm reads (``next_actions``, ``returns_gamma``)."""
+        return {
+            "next_actions": self.needs_next_actions,
+            "returns_gamma": self.config.gamma if self.needs_returns_to_go else None,
+        }
+
     def prepare_data(self, dataset: Dataset) -> Dataset:
         """The transitions to train on, given the loaded dataset (default: all of them).
 
@@ -367,6 +384,18 @@ class Algorithm(ABC):
             f"{self.name or type(self).__name__} cannot explore: online training needs an "
             "algorithm that implements Algorithm.explore() (e.g. sac)"
         )
+
+    def explore_with(
+        self, draw: Callable[[torch.Tensor], torch.Tensor], obs: np.ndarray
+    ) -> np.ndarray:
+        """What every :meth:`explore` does around its own draw: raw observations ``[n,
+        *obs_shape]`` are normalised, ``draw`` maps them to unit-box actions, and those are
+        clipped to ``[-1, 1]`` and mapped to the action space's bounds (NumPy, on the host)."""
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+            a = draw((x - self.obs_mean) / self.obs_std).clamp(-1.0, 1.0)
+            a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+        return a.cpu().numpy()
 
     @classmethod
     def can_explore(cls) -> bool:

@@ -121,12 +121,18 @@ class Conservative(Component):
         return self.log_alpha_prime().exp().clamp(0.0, 1e6)
 
     def critic_loss(
-        self, algo: SAC, batch: Batch, push_up_rows: int | None = None
+        self,
+        algo: SAC,
+        batch: Batch,
+        push_up_rows: int | None = None,
+        lower_bound: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Info]:
         """TD loss plus the importance-sampled CQL(H) penalty of ``algo``'s critics, all critics
         and samples at once. The penalty pushes Q down at every state of the batch and up on
         the batch's own actions -- on its first ``push_up_rows`` rows only, if given (COMBO:
-        the dataset's rows, not the model's)."""
+        the dataset's rows, not the model's). ``lower_bound`` (``[B]``, Cal-QL) floors the
+        values of the policy's actions, ``max(Q(s, a), lower_bound)``, before they are pushed
+        down (the uniform actions' values are not floored)."""
         cfg, k, b = self.config, self.config.num_samples, batch.obs.shape[0]
         gen, device, act_dim = algo.generator, algo.device, algo.spec.action_dim
         obs_k = batch.obs.repeat(k, 1)  # [k*B, obs], sample-major rows
@@ -163,6 +169,11 @@ class Conservative(Component):
             torch.cat([batch.actions, rand_a, pi_a, next_a]),
         )  # [N, (1 + 3k) * B]
         q_data, q_sampled = q_all[:, :b], q_all[:, b:].view(-1, 3 * k, b)
+        info: Info = {}
+        if lower_bound is not None:
+            q_uniform, q_policy = q_sampled[:, :k], q_sampled[:, k:]
+            info["calibration_rate"] = (q_policy.detach() < lower_bound).float().mean()
+            q_sampled = torch.cat([q_uniform, torch.maximum(q_policy, lower_bound)], dim=1)
         td = (q_data - target).pow(2).mean(1)  # [N]
         pushed_up = q_data if push_up_rows is None else q_data[:, :push_up_rows]
         gap = conservative_penalty(q_sampled, log_density, pushed_up, cfg.cql_temp)  # [N]
@@ -171,7 +182,7 @@ class Conservative(Component):
         else:
             penalty = cfg.cql_alpha * gap
         loss = (td + penalty).sum()
-        info = {
+        info |= {
             "critic_loss": loss.detach(),
             "td_loss": td.detach().mean(),
             "cql_gap": gap.detach().mean(),

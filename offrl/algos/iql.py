@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
@@ -146,3 +147,8 @@ class IQL(Algorithm):
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """``a ~ pi(.|s)`` clipped to the action box: data collection when fine-tuning online
+        (``offrl finetune``), as CORL's and d3rlpy's fine-tuning scripts act."""
+        return self.explore_with(lambda x: self.actor.sample(x, self.generator), obs)

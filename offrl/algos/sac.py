@@ -85,13 +85,8 @@ class SAC(Algorithm):
 
     def build(self) -> None:
         cfg, spec = self.config, self.spec
-        self.actor = TanhGaussianPolicy(
-            spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net()
-        ).to(self.device)
-        self.critic = EnsembleCritic(
-            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
-        )
-        self.critic.to(self.device)
+        self.actor = self.make_actor().to(self.device)
+        self.critic = self.make_critic().to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = Scalar(cfg.init_log_alpha).to(self.device)
         self.target_entropy = (
@@ -100,6 +95,18 @@ class SAC(Algorithm):
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.actor_lr)
         self.critic_optim = make_optimizer(self.critic.parameters(), cfg.critic_lr)
         self.alpha_optim = make_optimizer(self.log_alpha.parameters(), cfg.alpha_lr)
+
+    def make_actor(self) -> TanhGaussianPolicy:
+        """The policy network (a squashed Gaussian)."""
+        cfg, spec = self.config, self.spec
+        return TanhGaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net())
+
+    def make_critic(self) -> EnsembleCritic:
+        """The ``num_critics`` Q-functions."""
+        cfg, spec = self.config, self.spec
+        return EnsembleCritic(
+            spec.obs_dim, spec.action_dim, cfg.hidden, cfg.num_critics, **cfg.critic_net()
+        )
 
     def alpha(self) -> torch.Tensor:
         """The entropy temperature (a constant for the actor and critic losses)."""
@@ -166,15 +173,10 @@ class SAC(Algorithm):
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)
 
-    @torch.no_grad()
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """Stochastic actions ``a ~ pi(.|s)`` for raw observations ``[n, obs]`` (online data
         collection), mapped to the action space's bounds."""
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-        x = (x - self.obs_mean) / self.obs_std
-        a, _ = self.actor.sample(x, generator=self.generator)
-        a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
-        return a.cpu().numpy()
+        return self.explore_with(lambda x: self.actor.sample(x, generator=self.generator)[0], obs)
 
     def snapshot_policy(self) -> nn.Module:
         """The squashed-Gaussian actor (what ``offrl dataset pack`` rebuilds)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -46,6 +47,9 @@ class TD3BCConfig(AlgoConfig):
     """Actor and target updates happen every ``policy_freq`` critic updates."""
     num_critics: int = 2
     """Size of the critic ensemble (TD3's clipped double Q uses 2)."""
+    explore_noise: float = 0.1
+    """Std of the Gaussian noise added to the policy's action when collecting data online
+    (``offrl finetune``; TD3's exploration noise, in the unit action box)."""
 
 
 @register("td3bc")
@@ -125,3 +129,14 @@ class TD3BC(Algorithm):
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """``pi(s) + N(0, explore_noise^2)``, clipped to the action box (TD3's exploration):
+        data collection when fine-tuning online (``offrl finetune``)."""
+
+        def draw(x: torch.Tensor) -> torch.Tensor:
+            a = self.actor(x)
+            noise = torch.randn(a.shape, generator=self.generator, device=a.device)
+            return a + self.config.explore_noise * noise
+
+        return self.explore_with(draw, obs)

@@ -180,9 +180,7 @@ def measure_speed(
     # The trainer's data hooks (%BC keeps its best episodes, AWR computes its returns).
     data = algo.prepare_data(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim))
     algo.attach_data(data)
-    sampler = TensorSampler(
-        data, cfg.batch_size, device=device, next_actions=algo.needs_next_actions
-    )
+    sampler = TensorSampler(data, cfg.batch_size, device=device, **algo.sampler_options())
     update = GraphedUpdate(algo).update if cuda_graphs else algo.update
     for _ in range(warmup):
         update(sampler.sample())

@@ -60,16 +60,23 @@ class RewardTransform:
     scale: float = 1.0
     shift: float = 0.0
 
-    def apply(self, dataset: Dataset) -> np.ndarray:
-        """The transformed reward array."""
-        rewards = dataset.rewards.astype(np.float64)
+    def affine(self, dataset: Dataset) -> tuple[float, float]:
+        """``(a, b)`` with ``r' = a * r + b`` for ``dataset`` (its return range fixes ``a`` in
+        ``return_range`` mode): what :meth:`apply` does, for rewards that arrive later (online
+        fine-tuning)."""
+        a = self.scale
         if self.mode == "return_range":
             rets = dataset.episode_returns()
             span = float(rets.max() - rets.min())
-            rewards = rewards / max(span, 1e-8) * 1000.0
+            a = 1000.0 / max(span, 1e-8) * self.scale
         elif self.mode != "none":
             raise ValueError(f"reward mode: unknown {self.mode!r} (use 'none' or 'return_range')")
-        return (rewards * self.scale + self.shift).astype(np.float32)
+        return a, self.shift
+
+    def apply(self, dataset: Dataset) -> np.ndarray:
+        """The transformed reward array."""
+        a, b = self.affine(dataset)
+        return (dataset.rewards.astype(np.float64) * a + b).astype(np.float32)
 
 
 def preprocess(

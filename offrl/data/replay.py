@@ -44,6 +44,10 @@ class ReplayBuffer:
         self.terminals = np.zeros(capacity, dtype=bool)
         self.timeouts = np.zeros(capacity, dtype=bool)
         self.episode = np.zeros(capacity, dtype=np.int64)
+        self.returns_to_go = np.full(capacity, np.nan, dtype=np.float32)
+        """Per transition, the discounted return to its episode's end once the episode has
+        ended and someone (the fine-tuning loop) set it with :meth:`set_returns`; ``nan``
+        before."""
         self.low = np.asarray(action_low, dtype=np.float32)
         self.high = np.asarray(action_high, dtype=np.float32)
         self.ptr = 0
@@ -63,8 +67,9 @@ class ReplayBuffer:
         terminals: np.ndarray,
         timeouts: np.ndarray,
         episode: np.ndarray,
-    ) -> None:
-        """Append ``n`` transitions (each argument has a leading dimension ``n``)."""
+    ) -> np.ndarray:
+        """Append ``n`` transitions (each argument has a leading dimension ``n``); returns the
+        ``[n]`` positions they were written to."""
         n = len(rewards)
         idx = (self.ptr + np.arange(n)) % self.capacity
         self.obs[idx] = obs
@@ -74,9 +79,15 @@ class ReplayBuffer:
         self.terminals[idx] = terminals
         self.timeouts[idx] = timeouts
         self.episode[idx] = episode
+        self.returns_to_go[idx] = np.nan
         self.ptr = int((self.ptr + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
         self.total += n
+        return idx
+
+    def set_returns(self, idx: np.ndarray, returns: np.ndarray) -> None:
+        """Record the returns-to-go of the transitions at positions ``idx``."""
+        self.returns_to_go[idx] = returns
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A uniform batch as tensors; actions in the unit box."""
@@ -128,7 +139,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """The filled part of the buffer as tensors, plus the write position."""
         state: dict[str, Any] = {"ptr": self.ptr, "size": self.size, "total": self.total}
-        for name in self._FIELDS:
+        for name in (*self._FIELDS, "returns_to_go"):
             state[name] = torch.from_numpy(getattr(self, name)[: self.size].copy())
         return state
 
@@ -139,4 +150,6 @@ class ReplayBuffer:
             raise ValueError(f"checkpointed buffer holds {size} > capacity {self.capacity}")
         for name in self._FIELDS:
             getattr(self, name)[:size] = state[name].numpy()
+        if "returns_to_go" in state:  # absent from buffers saved before 2026-12-06
+            self.returns_to_go[:size] = state["returns_to_go"].numpy()
         self.ptr, self.size, self.total = int(state["ptr"]), size, int(state["total"])

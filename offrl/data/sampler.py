@@ -49,12 +49,19 @@ class Batch(NamedTuple):
     row, the row's own action. Only samplers asked for it fill it (``TensorSampler(...,
     next_actions=True)``, as the trainer does for algorithms with
     ``Algorithm.needs_next_actions``, e.g. ReBRAC); ``None`` otherwise."""
+    returns_to_go: torch.Tensor | None = None
+    """``[B]``: the discounted Monte-Carlo return from this transition to the end of its episode
+    (truncated episodes do not bootstrap; see :meth:`offrl.data.Dataset.returns_to_go`), in the
+    units of ``rewards``. Only samplers asked for it fill it (``TensorSampler(...,
+    returns_gamma=gamma)``, as the training loops do for algorithms with
+    ``Algorithm.needs_returns_to_go``, e.g. Cal-QL); ``None`` otherwise. Online transitions of
+    an episode still running have no return yet: ``nan``."""
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device`` (no copy for tensors already there)."""
-        rows, next_actions = (None if t is None else t.to(device) for t in self[5:7])
+        rows, next_actions, rtg = (None if t is None else t.to(device) for t in self[5:8])
         obs, actions, rewards, next_obs, dones = (t.to(device) for t in self[:5])
-        return Batch(obs, actions, rewards, next_obs, dones, rows, next_actions)
+        return Batch(obs, actions, rewards, next_obs, dones, rows, next_actions, rtg)
 
 
 class Sampler(Protocol):
@@ -77,6 +84,7 @@ class TensorSampler:
         device: where the tensors live.
         next_actions: also fill ``Batch.next_actions`` (the action of the next row of the same
             episode; at an episode's last row, its own action: see :class:`Batch`).
+        returns_gamma: also fill ``Batch.returns_to_go``, discounted by this factor.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class TensorSampler:
         seed: int = 0,
         device: str = "cpu",
         next_actions: bool = False,
+        returns_gamma: float | None = None,
     ) -> None:
         self.batch_size = batch_size
         self.size = len(dataset)
@@ -129,6 +138,10 @@ class TensorSampler:
             successor[ends] = ends  # no next row in the data: the row's own action
             self.next_rows = torch.from_numpy(successor).to(self.device)
             self.actions = torch.from_numpy(np.ascontiguousarray(dataset.actions)).to(self.device)
+        self.returns: torch.Tensor | None = None
+        if returns_gamma is not None:
+            rtg = dataset.returns_to_go(returns_gamma).astype(np.float32)
+            self.returns = torch.from_numpy(rtg).to(self.device)
 
     def sample(self) -> Batch:
         """Draw one batch (uniform, with replacement)."""
@@ -136,16 +149,23 @@ class TensorSampler:
         idx = torch.randint(
             0, self.size, (self.batch_size,), generator=self.generator, device=self.device
         )
+        return self.rows_batch(idx)
+
+    def rows_batch(self, idx: torch.Tensor) -> Batch:
+        """The batch of the given rows (``[n]`` int64 on the sampler's device), with the extra
+        fields the sampler was asked for."""
+        batch = self._select(idx)
         if self.next_rows is not None:
-            batch = self._select(idx)
             nxt = self.actions.index_select(0, self.next_rows.index_select(0, idx))
-            return batch._replace(next_actions=nxt)
-        return self._select(idx)
+            batch = batch._replace(next_actions=nxt)
+        if self.returns is not None:
+            batch = batch._replace(returns_to_go=self.returns.index_select(0, idx))
+        return batch
 
     def _select(self, idx: torch.Tensor) -> Batch:
         if self.packed:
             obs, act, rew, nxt, done = self.data.index_select(0, idx).split(self.splits, dim=1)
-            shape = (self.batch_size, *self.obs_shape)
+            shape = (len(idx), *self.obs_shape)
             return Batch(obs.view(shape), act, rew.view(-1), nxt.view(shape), done.view(-1), idx)
         obs, act, rew, nxt, done = (f.index_select(0, idx) for f in self.fields)
         return Batch(obs, act, rew, nxt, done, idx)

@@ -478,6 +478,27 @@ class EnsembleMLP(nn.Module):
         ``layer_norm``): views into :attr:`flat`."""
         return _norm_views(self.flat, self.sizes, self.ensemble) if self.layer_norm else []
 
+    @torch.no_grad()
+    def copy_members_from(self, other: EnsembleMLP, start: int = 0) -> None:
+        """Copy every member of ``other`` (same layer sizes and options) into members ``start,
+        start + 1, ...`` of this ensemble: how separately trained networks become one ensemble
+        (Balanced Replay's pretrained CQL agents)."""
+        same = (self.sizes, self.layer_norm, self.activation, self.norm_after_activation)
+        theirs = (other.sizes, other.layer_norm, other.activation, other.norm_after_activation)
+        if same != theirs:
+            raise ValueError(f"copy_members_from: {other.extra_repr()} into {self.extra_repr()}")
+        if not 0 <= start <= self.ensemble - other.ensemble:
+            raise ValueError(
+                f"copy_members_from: {other.ensemble} members do not fit at {start} of "
+                f"{self.ensemble}"
+            )
+        end = start + other.ensemble
+        for mine, src in zip(
+            self.layers() + self.norms(), other.layers() + other.norms(), strict=True
+        ):
+            for a, b in zip(mine, src, strict=True):
+                a[start:end] = b
+
     def forward(
         self,
         x: torch.Tensor,

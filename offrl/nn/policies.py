@@ -80,6 +80,12 @@ class GaussianPolicy(nn.Module):
         """The mean action (deterministic acting)."""
         return self.head.mode(self.net(obs)[0])
 
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw per state, clamped to the unit box: ``[B, act]`` (exploration)."""
+        dist = self.distribution(obs)
+        eps = torch.randn(dist.loc.shape, generator=generator, device=obs.device, dtype=obs.dtype)
+        return (dist.loc + dist.scale * eps).clamp(-1.0, 1.0)
+
 
 class EnsembleCritic(nn.Module):
     """``N`` Q-functions ``Q_i(s, a)`` evaluated together: ``[B, obs], [B, act] -> [N, B]``.
@@ -186,6 +192,46 @@ class TanhGaussianPolicy(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action ``tanh(mu(s))``."""
         return self.head(self.net(obs)[0])
+
+
+class MixtureTanhGaussianPolicy(TanhGaussianPolicy):
+    """``members`` squashed-Gaussian policies acting as one: the Gaussian that matches the
+    moments of their equal-weight mixture before the tanh,
+
+        mu = mean_i mu_i,   sigma^2 = mean_i (mu_i^2 + sigma_i^2) - mu^2,
+
+    (Balanced Replay's ensemble of pretrained policies, Lee et al., 2021), its log-std clamped
+    to ``[log_std_min, log_std_max]``. The members are one batched
+    :class:`~offrl.nn.mlp.EnsembleMLP`; sampling, log-probabilities and the deterministic action
+    are :class:`TanhGaussianPolicy`'s on the matched Gaussian.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        members: int = 5,
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        layer_norm: bool = False,
+        **mlp: Any,
+    ) -> None:
+        super().__init__(obs_dim, act_dim, hidden, log_std_min, log_std_max, layer_norm, **mlp)
+        self.net = EnsembleMLP(
+            obs_dim, self.head.in_dim(), hidden, ensemble=members, layer_norm=layer_norm, **mlp
+        )
+
+    def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu_i, log_std_i = self.head.params(self.net(obs))  # [E, B, act] each
+        mu = mu_i.mean(0)
+        var = (mu_i.pow(2) + (2.0 * log_std_i).exp()).mean(0) - mu.pow(2)
+        log_std = 0.5 * var.clamp_min(1e-12).log()
+        return mu, log_std.clamp(self.head.log_std_min, self.head.log_std_max)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action ``tanh(mu(s))`` of the matched Gaussian."""
+        return torch.tanh(self._params(obs)[0])
 
 
 class ValueFunction(nn.Module):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,9 @@ from offrl.train.checkpoint import (
 from offrl.train.envstate import restore_env_state, save_env_state
 from offrl.train.evaluation import evaluate
 from offrl.train.guard import DivergenceGuard
-from offrl.train.loggers import MetricLogger
+from offrl.train.loggers import MetricLogger, read_metrics
 
-__all__ = ["OnlineConfig", "train_online", "env_spec"]
+__all__ = ["OnlineConfig", "OnlinePlan", "train_online", "run_online", "env_spec"]
 
 
 @dataclass
@@ -143,14 +143,6 @@ def train_online(
     ``allow_changes`` names them (:data:`ONLINE_SAFE_CHANGES`); a non-finite loss or parameter
     stops the run with :class:`~offrl.errors.TrainingDiverged` and ``"status": "diverged"``.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = cfg.run_dir()
-    latest = run / "checkpoints" / "latest.pt"
-    if not resume and latest.exists():
-        raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
-    for d in (run, latest.parent, run / "snapshots"):
-        remove_stale_temps(d)
     spec = env_spec(cfg.env_id)
     algo_cls = get_algorithm(cfg.algo)
     if not algo_cls.can_explore():
@@ -159,9 +151,52 @@ def train_online(
             "Algorithm.explore() (e.g. sac)"
         )
     algo = algo_cls(spec, algo_cls.config_class.from_dict(cfg.algo_config), cfg.seed, cfg.device)
+    return run_online(cfg, algo, resume, allow_changes)
+
+
+@dataclass
+class OnlinePlan:
+    """What offline-to-online fine-tuning (:mod:`offrl.train.finetune`) changes in the online
+    loop; :func:`train_online` runs without one."""
+
+    make_sampler: Callable[[ReplayBuffer], Any]
+    """Given the replay buffer, the object whose ``sample(step) -> Batch`` makes every batch
+    (with ``state_dict`` / ``load_state_dict``; optional ``last_metrics`` are logged)."""
+    on_episode_end: Callable[[ReplayBuffer, np.ndarray], None]
+    """Called with the buffer positions of each episode that ends, in order."""
+    config: dict[str, Any]
+    """Extra entries of ``config.json``."""
+    summary: Callable[[list[float], list[dict[str, Any]]], dict[str, Any]]
+    """Extra entries of ``final.json``, from every training episode's return and the run's
+    metric records."""
+    evaluate_first: bool = True
+    """Evaluate the policy before the first environment step (the starting score)."""
+
+
+def run_online(
+    cfg: OnlineConfig,
+    algo: Algorithm,
+    resume: bool = False,
+    allow_changes: Iterable[str] = (),
+    plan: OnlinePlan | None = None,
+    safe_changes: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The online loop of :func:`train_online`, with ``algo`` already built (and, for
+    fine-tuning, trained offline) and ``plan``'s changes; ``safe_changes`` adds options a
+    resume may change."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = cfg.run_dir()
+    latest = run / "checkpoints" / "latest.pt"
+    if not resume and latest.exists():
+        raise FileExistsError(f"{run} already holds a run: pass --resume, or choose another --out")
+    for d in (run, latest.parent, run / "snapshots"):
+        remove_stale_temps(d)
+    spec = algo.spec
     low = np.asarray(spec.action_low, dtype=np.float32)
     high = np.asarray(spec.action_high, dtype=np.float32)
     buffer = ReplayBuffer(cfg.buffer_size, spec.obs_shape, spec.action_dim, low, high)
+    sampler = plan.make_sampler(buffer) if plan is not None else None
     rng = np.random.default_rng(cfg.seed)  # the uniform warm-up actions
     sample_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, next_episode, restarts = 0, 0, 0
@@ -175,11 +210,13 @@ def train_online(
             state.get("online_config", {}),
             dataclasses.asdict(cfg),
             allow_changes,
-            ONLINE_SAFE_CHANGES,
+            (*ONLINE_SAFE_CHANGES, *safe_changes),
         )
         resumes = [*previous_resumes(run), {"step": int(state["step"]), "changed": changes}]
         algo.load_state_dict(state["algo"])  # moves its own state to its device
         buffer.load_state_dict(state["buffer"])
+        if sampler is not None:
+            sampler.load_state_dict(state["sampler"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         restore_generator(sample_gen, state["sample_generator"], cfg.seed + 1)
         step, next_episode = int(state["step"]), int(state["next_episode"])
@@ -191,6 +228,8 @@ def train_online(
             for e in open_eps:
                 where = np.flatnonzero(buffer.episode[: buffer.size] == e)
                 buffer.timeouts[where[-1]] = True
+                if plan is not None:
+                    plan.on_episode_end(buffer, where)
     run.mkdir(parents=True, exist_ok=True)
     resolved = {
         "online": dataclasses.asdict(cfg),
@@ -200,6 +239,7 @@ def train_online(
         "torch_version": torch.__version__,
         "gymnasium_version": gym.__version__,
         "resumes": resumes,
+        **(plan.config if plan is not None else {}),
     }
     write_json(run / "config.json", resolved)
     logger = MetricLogger(
@@ -221,7 +261,9 @@ def train_online(
         episode = loop["episode"].numpy().copy()
         ep_return = loop["ep_return"].numpy().copy()
         skip = loop["skip"].numpy().copy()
+        ep_rows = [list(map(int, r)) for r in loop.get("ep_rows", [[]] * cfg.num_envs)]
     else:
+        ep_rows = [[] for _ in range(cfg.num_envs)]  # buffer positions of each running episode
         episode = next_episode + np.arange(cfg.num_envs)
         next_episode += cfg.num_envs
         ep_return = np.zeros(cfg.num_envs)
@@ -236,6 +278,7 @@ def train_online(
             {
                 "algo": algo.state_dict(),
                 "buffer": buffer.state_dict(),
+                **({"sampler": sampler.state_dict()} if sampler is not None else {}),
                 "numpy_rng": json.dumps(rng.bit_generator.state),
                 "sample_generator": sample_gen.get_state(),
                 "step": step,
@@ -253,6 +296,8 @@ def train_online(
                     "sums": dict(sums),
                     "count": count,
                     "returns": list(returns),
+                    "all_returns": list(all_returns),
+                    "ep_rows": [list(r) for r in ep_rows],
                     "logged_at": logged_at,
                     "pending_eval": pending_eval,
                     "pending_snapshot": pending_snapshot,
@@ -268,7 +313,10 @@ def train_online(
     sums: dict[str, float] = {k: float(v) for k, v in loop.get("sums", {}).items()}
     count, logged_at = int(loop.get("count", 0)), int(loop.get("logged_at", step))
     returns: list[float] = [float(r) for r in loop.get("returns", [])]
+    all_returns: list[float] = [float(r) for r in loop.get("all_returns", [])]
     last_eval: dict[str, Any] = {}
+    if plan is not None and plan.evaluate_first and logger.logged(0, "eval") is None:
+        last_eval = do_eval()  # the starting (offline) policy's score, at step 0
 
     # A run killed between its checkpoint and the evaluation due then does that evaluation now.
     if loop.get("pending_eval") and logger.logged(step, "eval") is None:
@@ -286,7 +334,7 @@ def train_online(
                 actions = algo.explore(obs)
             next_obs, rew, term, trunc, _ = envs.step(actions)
             keep = ~skip
-            buffer.add(
+            written = buffer.add(
                 obs[keep],
                 actions[keep],
                 rew[keep],
@@ -296,9 +344,15 @@ def train_online(
                 episode[keep],
             )
             ep_return += np.where(keep, rew, 0.0)
+            for i, pos in zip(np.flatnonzero(keep), written, strict=True):
+                ep_rows[i].append(int(pos))
             ended = (term | trunc) & keep
             for i in np.flatnonzero(ended):
+                if plan is not None:
+                    plan.on_episode_end(buffer, np.asarray(ep_rows[i], dtype=np.int64))
+                ep_rows[i] = []
                 returns.append(float(ep_return[i]))
+                all_returns.append(float(ep_return[i]))
                 ep_return[i] = 0.0
                 episode[i] = next_episode
                 next_episode += 1
@@ -308,8 +362,12 @@ def train_online(
             bar.update(step - prev)
             if step >= cfg.start_steps:
                 for _ in range(cfg.updates_per_step * int(keep.sum())):
-                    batch = buffer.sample(algo.config.batch_size, sample_gen)
+                    if sampler is not None:
+                        batch = sampler.sample(step)
+                    else:
+                        batch = buffer.sample(algo.config.batch_size, sample_gen)
                     metrics = guard.update(step, batch.to(algo.device), algo.update)
+                    metrics = {**metrics, **getattr(sampler, "last_metrics", {})}
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
                     count += 1
@@ -363,6 +421,7 @@ def train_online(
         "return_std": last_eval.get("eval/return_std"),
         "normalized_score": last_eval.get("eval/normalized_score"),
         "eval_episodes": cfg.eval_episodes,
+        **(plan.summary(all_returns, read_metrics(run / "metrics.jsonl")) if plan else {}),
     }
     write_json(run / "final.json", final)
     return final

@@ -71,6 +71,7 @@ __all__ = [
     "train",
     "final_evaluation",
     "spec_for",
+    "build_run",
     "plot_curves",
     "SAFE_RESUME_CHANGES",
 ]
@@ -225,8 +226,12 @@ def _say(message: str) -> None:
     print(f"offrl: {message}", file=sys.stderr, flush=True)
 
 
-def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset, str | None]:
-    """The algorithm, its sampler, the whole dataset, the prepared training data, the env id."""
+def build_run(
+    cfg: TrainConfig,
+) -> tuple[Algorithm, TensorSampler, Dataset, Dataset, str | None, RewardTransform]:
+    """What a run trains: the algorithm (fresh, with the data's observation statistics), its
+    sampler, the whole dataset, the prepared training data, the env id and the reward
+    transform (fine-tuning rebuilds an offline run's data with it)."""
     dataset = load_dataset(cfg.dataset, progress=_say if cfg.progress else None)
     if cfg.data_fraction < 1.0:
         dataset = dataset.subsample_episodes(cfg.data_fraction, cfg.data_seed)
@@ -255,9 +260,9 @@ def _build(cfg: TrainConfig) -> tuple[Algorithm, TensorSampler, Dataset, Dataset
         algo.data_batch_size(),
         seed=cfg.seed,
         device=cfg.device,
-        next_actions=algo.needs_next_actions,
+        **algo.sampler_options(),
     )
-    return algo, sampler, dataset, prepared, env_id
+    return algo, sampler, dataset, prepared, env_id, reward
 
 
 def _augmented(cfg: TrainConfig, sampler: TensorSampler, algo: Algorithm, data: Dataset) -> Sampler:
@@ -316,7 +321,7 @@ def train(
         changes = resume_changes(
             run, state.get("train_config", {}), dataclasses.asdict(cfg), allow_changes
         )
-    algo, base_sampler, dataset, prepared, env_id = _build(cfg)
+    algo, base_sampler, dataset, prepared, env_id, _ = build_run(cfg)
     sampler = _augmented(cfg, base_sampler, algo, dataset)
     fingerprint = dataset.fingerprint()
     # Captures lazily, after any checkpoint below is loaded (offrl.train.graphs).
