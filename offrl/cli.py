@@ -4,6 +4,8 @@ offrl algos
 offrl train --algo td3bc --dataset pendulum-medium-v0 [--steps N] [--seed S] [--out DIR]
 offrl train --import examples/crr_cql.py --algo crr_cql ...   (your own algorithm)
 offrl online --env HalfCheetah-v5 [--steps N] [--resume --out DIR]
+offrl finetune --algo iql --dataset hopper-medium-v0 --offline-steps N [--steps N] [--mix M]
+offrl finetune --algo calql --init RUN_DIR [--steps N]     (start from an offline run)
 offrl evaluate RUN/checkpoints/latest.pt [--episodes N]
 offrl dataset list | info NAME_OR_PATH | convert SRC DST [--format F]
 offrl dataset convert log.parquet out.npz --obs 'o_*' --act 'a_*' --reward r --episode ep
@@ -109,6 +111,18 @@ def cmd_online(args: argparse.Namespace) -> int:
     _import_all(args.imports)
     cfg = from_namespace(OnlineConfig, args, algo_config=_parse_sets(args.set))
     final = train_online(cfg, resume=args.resume, allow_changes=args.allow_change)
+    print(json.dumps(final, indent=2))
+    print(f"run directory: {cfg.run_dir()}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from offrl.train.finetune import FinetuneConfig, finetune
+
+    _import_all(args.imports)
+    cfg = from_namespace(FinetuneConfig, args, algo_config=_parse_sets(args.set))
+    final = finetune(cfg, resume=args.resume, allow_changes=tuple(args.allow_change))
+    final = {k: v for k, v in final.items() if k != "online_episode_returns"}  # in final.json
     print(json.dumps(final, indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
@@ -672,6 +686,29 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     _add_set(o, "KEY=VALUE")
     o.set_defaults(func=cmd_online)
 
+    from offrl.train.finetune import FinetuneConfig
+
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune an offline policy online (offline-to-online)",
+        description="Start from an offline run (--init) or train one (--dataset, --offline-steps),"
+        " then keep learning in the dataset's environment (the options are FinetuneConfig's).\n"
+        "`offrl finetune --algo ALGO --help` also lists ALGO's options (--set KEY=VALUE).",
+        epilog=epilogs.get("finetune"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(
+        f.add_argument_group("run options (FinetuneConfig)"),
+        FinetuneConfig,
+        skip=["algo_config"],
+        flags={"env_id": ["--env"]},
+    )
+    _add_import(f, "import a module or .py file first (it registers your algorithm; repeatable)")
+    f.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_allow_change(f)
+    _add_set(f, "KEY=VALUE")
+    f.set_defaults(func=cmd_finetune)
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
     e.add_argument("checkpoint")
     _add_import(e, "import a module or .py file first (for a checkpoint of your own algorithm)")
@@ -929,8 +966,11 @@ def _option_values(argv: list[str], flag: str) -> list[str]:
 
 
 def _algo_help(argv: list[str]) -> dict[str, str]:
-    """For ``offrl train|online --algo ALGO --help``: ALGO's options, shown under the help."""
-    if not argv or argv[0] not in ("train", "online") or not {"-h", "--help"} & set(argv):
+    """For ``offrl train|online|finetune --algo ALGO --help``: ALGO's options, shown under the
+    help."""
+    if not argv or argv[0] not in ("train", "online", "finetune"):
+        return {}
+    if not {"-h", "--help"} & set(argv):
         return {}
     names = _option_values(argv, "--algo") or (["sac"] if argv[0] == "online" else [])
     if not names:

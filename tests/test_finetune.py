@@ -395,3 +395,21 @@ def test_awac_finetuning_beats_its_offline_policy(tmp_path: Path) -> None:
         )
     )
     assert final["online_score"] > final["offline_score"] + 25, final
+
+
+def test_finetune_command(tmp_path: Path) -> None:
+    """``offrl finetune`` trains offline, then online, and prints the fine-tuning metrics."""
+    from offrl.cli import main
+
+    out = tmp_path / "cli"
+    args = ["finetune", "--algo", "td3bc", "--dataset", "pendulum-medium-v0"]
+    args += ["--offline-steps", "100", "--steps", "200", "--eval-every", "200"]
+    args += ["--eval-episodes", "1", "--offline-eval-every", "100", "--checkpoint-every", "100"]
+    args += ["--mix", "anneal", "--offline-ratio", "0.75", "--buffer-size", "500"]
+    args += ["--out", str(out), "--no-progress", "--set", "hidden=[16,16]", "batch_size=32"]
+    assert main(args) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert {"offline_score", "online_score", "initial_drop", "regret"} <= set(final)
+    assert json.loads((out / "config.json").read_text())["finetune"]["mix"] == "anneal"
+    assert (out / "offline" / "final.json").exists() and (out / "curve.png").exists()
+    assert main(args) == 2  # the run exists: --resume
