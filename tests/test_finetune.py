@@ -413,3 +413,25 @@ def test_finetune_command(tmp_path: Path) -> None:
     assert json.loads((out / "config.json").read_text())["finetune"]["mix"] == "anneal"
     assert (out / "offline" / "final.json").exists() and (out / "curve.png").exists()
     assert main(args) == 2  # the run exists: --resume
+
+
+def test_bench_grid_of_finetuning_cells(tmp_path: Path) -> None:
+    """``offrl bench run --online-steps N``: each cell trains offline, then fine-tunes; the
+    report adds the before -> after table and its commands are ``offrl finetune``."""
+    from offrl.bench.report import write_report
+    from offrl.cli import main
+
+    out = tmp_path / "grid"
+    args = ["bench", "run", "--algos", "iql,td3bc", "--datasets", "pendulum-medium-v0"]
+    args += ["--seeds", "0", "--steps", "100", "--eval-every", "100", "--eval-episodes", "1"]
+    args += ["--checkpoint-every", "100", "--online-steps", "200", "--online-mix", "ratio"]
+    args += ["--out", str(out), "--set", "iql.hidden=[16,16]", "td3bc.hidden=[16,16]"]
+    assert main(args) == 0
+    report = write_report(out, reps=20)
+    md = (out / "REPORT.md").read_text()
+    assert "## Offline-to-online" in md and "| pendulum-medium-v0 | iql |" in md
+    assert "offrl finetune --algo td3bc" in md and "--mix ratio" in md
+    cell = next(c for c in report["cells"] if c["algo"] == "iql")
+    assert set(cell["finetune"]) == {"offline_score", "online_score", "initial_drop", "regret"}
+    final = json.loads((out / "pendulum-medium-v0" / "iql" / "s0" / "final.json").read_text())
+    assert final["steps"] == 200 and final["offline_score"] == cell["finetune"]["offline_score"]

@@ -1,44 +1,43 @@
 #!/usr/bin/env bash
-# Issue 24's results: offline-to-online fine-tuning on two of offrl's MuJoCo datasets (one medium,
-# one medium-replay), each algorithm 3 seeds: OFFLINE_STEPS offline updates, then ONLINE_STEPS
-# environment steps, evaluated every EVAL_EVERY steps; then the table in CORL's before -> after
-# shape (benchmarks/results/finetune/RESULTS.md). Safe to kill: re-running the same command
-# resumes every unfinished run from its checkpoint (finished ones are skipped).
+# Issue 24's results: offline-to-online fine-tuning through `offrl bench run --online-steps`, on
+# two of offrl's MuJoCo datasets (one medium, one medium-replay), each algorithm 3 seeds:
+# OFFLINE_STEPS offline updates, then ONLINE_STEPS environment steps evaluated every EVAL_EVERY;
+# the report (benchmarks/results/finetune/REPORT.md) has the before -> after table, the initial
+# drop and the regret. Budget: about 8 hours here with one worker (per dataset and seed, from
+# the per-update costs of SPEED.md at one thread: IQL and AWAC ~4 min, ReBRAC ~13, Cal-QL ~22,
+# Balanced Replay ~40, most of it its five offline CQL members).
+# Safe to kill: re-running the same command runs only the unfinished cells, each resuming from
+# its own checkpoints (offline phase and online phase). Finished cells' results (no
+# checkpoints) go to benchmarks/results/finetune/cells, which is committed and restored from.
 #
-#   bash benchmarks/finetune/grid.sh [OUT]            # default runs/finetune-grid (git-ignored)
-#   ALGOS=iql,awac SEEDS=0 bash benchmarks/finetune/grid.sh   # a part
-#
-# The per-run results (config, metrics, final.json; no checkpoints) are copied to
-# benchmarks/results/finetune/runs/ after each run, so they can be committed as they finish.
+#   bash benchmarks/finetune/grid.sh [GRID_DIR]     # default runs/finetune-grid (git-ignored)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/finetune-grid}
 DATASETS=${DATASETS:-hopper-medium-v0,walker2d-medium-replay-v0}
-ALGOS=${ALGOS:-awac,iql,rebrac,calql,balanced_replay}
-SEEDS=${SEEDS:-0,1,2}
-OFFLINE_STEPS=${OFFLINE_STEPS:-100000}
-ONLINE_STEPS=${ONLINE_STEPS:-100000}
-EVAL_EVERY=${EVAL_EVERY:-5000}
-KEEP=benchmarks/results/finetune/runs
-mkdir -p "$OUT" "$KEEP"
+ALGOS=${ALGOS:-iql,awac,rebrac,calql,balanced_replay}
+OFFLINE_STEPS=${OFFLINE_STEPS:-10000}
+ONLINE_STEPS=${ONLINE_STEPS:-20000}
+EVAL_EVERY=${EVAL_EVERY:-2000}
+WORKERS=${WORKERS:-1}
+ARCHIVE=benchmarks/results/finetune/cells
+RESULTS=benchmarks/results/finetune
+
 for ds in ${DATASETS//,/ }; do
     .venv/bin/offrl dataset make "$ds"
-    for algo in ${ALGOS//,/ }; do
-        for seed in ${SEEDS//,/ }; do
-            run="$OUT/$algo-$ds-s$seed"
-            [ -f "$run/final.json" ] && continue
-            resume=()
-            [ -d "$run/checkpoints" ] && resume=(--resume)
-            .venv/bin/offrl finetune --algo "$algo" --dataset "$ds" --seed "$seed" \
-                --offline-steps "$OFFLINE_STEPS" --steps "$ONLINE_STEPS" \
-                --eval-every "$EVAL_EVERY" --offline-eval-every "$EVAL_EVERY" \
-                --buffer-size "$ONLINE_STEPS" --threads 1 --no-progress --out "$run" \
-                "${resume[@]}" || echo "failed: $run"
-            mkdir -p "$KEEP/$(basename "$run")"
-            cp "$run"/{config.json,metrics.jsonl,final.json,curve.png} "$KEEP/$(basename "$run")/" \
-                2>/dev/null || true
-        done
-    done
 done
-.venv/bin/python benchmarks/finetune/table.py "$KEEP" > benchmarks/results/finetune/RESULTS.md
-echo "table: benchmarks/results/finetune/RESULTS.md"
+if [ -f "$ARCHIVE/grid.json" ]; then
+    .venv/bin/offrl bench export "$ARCHIVE" "$OUT"
+fi
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+while sleep 600; do .venv/bin/offrl bench export "$OUT" "$ARCHIVE" > /dev/null || true; done &
+# Cheapest algorithms first, dataset by dataset, so an interrupted grid already has a table.
+for ds in ${DATASETS//,/ }; do
+    .venv/bin/offrl bench run --algos "$ALGOS" --datasets "$ds" --seeds 0,1,2 \
+        --steps "$OFFLINE_STEPS" --online-steps "$ONLINE_STEPS" --eval-every "$EVAL_EVERY" \
+        --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" --workers "$WORKERS" --out "$OUT" \
+        || echo "some cells failed (listed in the report)"
+    .venv/bin/offrl bench export "$OUT" "$ARCHIVE"
+    .venv/bin/offrl bench report "$OUT" --to "$RESULTS" > /dev/null
+done
+echo "report: $RESULTS/REPORT.md"

@@ -98,6 +98,14 @@ class GridSpec:
     ``scale:low=0.8,high=1.2``, applied in order); part of the protocol."""
     augment_space: Literal["raw", "normalized"] = "raw"
     """Where ``augment`` perturbs the states (``TrainConfig.augment_space``)."""
+    online_steps: int = 0
+    """Offline-to-online: after its ``steps`` offline updates, every cell fine-tunes online for
+    this many environment steps (``offrl finetune``, :mod:`offrl.train.finetune`), evaluated
+    every ``eval_every`` of them; the report then adds the fine-tuning table (offline score ->
+    online score, initial drop, regret). 0: offline only."""
+    online_mix: str = "auto"
+    """With ``online_steps``: how batches mix offline and online data
+    (``FinetuneConfig.mix``; ``auto``: each algorithm's recipe)."""
     threads: int = 1
     """Torch threads per cell."""
     device: str = "cpu"
@@ -112,6 +120,8 @@ class GridSpec:
     def __post_init__(self) -> None:
         check_options(self)  # types and ranges, with a message naming the option
         self.augment = list(canonical_specs(self.augment))  # every option written out
+        if self.online_steps and self.augment:
+            raise ConfigError("option augment: not available with online_steps (fine-tuning)")
         if self.final_eval_episodes < 0:
             raise ConfigError(
                 f"option final_eval_episodes: {self.final_eval_episodes!r} is outside [0, inf) "
@@ -153,18 +163,32 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
 
 
 def train_command(spec: GridSpec, cell: Cell, out: Path) -> str:
-    """The ``offrl train`` command line that (re)produces ``cell``."""
+    """The ``offrl train`` (with ``online_steps``: ``offrl finetune``) command line that
+    (re)produces ``cell``."""
     parts = [
-        "offrl train",
+        "offrl finetune" if spec.online_steps else "offrl train",
         f"--algo {cell.algo}",
         f"--dataset {cell.dataset}",
         f"--seed {cell.seed}",
-        f"--steps {spec.steps}",
-        f"--eval-every {spec.eval_every}",
-        f"--eval-episodes {spec.eval_episodes}",
-        f"--final-eval-episodes {spec.final_eval_episodes}",
-        f"--threads {spec.threads}",
     ]
+    if spec.online_steps:  # steps: the online ones; the offline phase is trained first
+        parts += [
+            f"--offline-steps {spec.steps}",
+            f"--steps {spec.online_steps}",
+            f"--buffer-size {spec.online_steps}",
+            f"--offline-eval-every {spec.eval_every}",
+            f"--mix {spec.online_mix}",
+            f"--eval-every {spec.eval_every}",
+            f"--eval-episodes {spec.eval_episodes}",
+        ]
+    else:
+        parts += [
+            f"--steps {spec.steps}",
+            f"--eval-every {spec.eval_every}",
+            f"--eval-episodes {spec.eval_episodes}",
+            f"--final-eval-episodes {spec.final_eval_episodes}",
+        ]
+    parts.append(f"--threads {spec.threads}")
     if spec.device != "cpu":
         parts.append(f"--device {spec.device}")
     parts += _augment_flags(spec)
@@ -192,6 +216,8 @@ def grid_command(spec: GridSpec, out: Path) -> str:
         parts.append(f"--device {spec.device}")
     if spec.task_defaults:
         parts.append(f"--task-defaults {','.join(spec.task_defaults)}")
+    if spec.online_steps:
+        parts += [f"--online-steps {spec.online_steps}", f"--online-mix {spec.online_mix}"]
     parts += [f"--import {t}" for t in spec.imports]
     parts += _augment_flags(spec)
     for algo, options in spec.algo_config.items():
@@ -244,6 +270,8 @@ def _cell_config(spec: GridSpec, cell: Cell, out: Path) -> dict[str, Any]:
         "augment": tuple(spec.augment),
         "augment_space": spec.augment_space,
         "imports": list(spec.imports),
+        "online_steps": spec.online_steps,
+        "online_mix": spec.online_mix,
     }
 
 
@@ -285,6 +313,7 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     config = dict(config)
     imports = config.pop("imports", [])
+    online_steps, mix = config.pop("online_steps", 0), config.pop("online_mix", "auto")
     run = Path(config["out"])
     with claim(run / ".lock") as mine:
         if not mine:
@@ -295,7 +324,10 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
                 return {"status": "done", "final": final, "seconds": 0.0}
             for target in imports:  # user algorithms register themselves in this process too
                 import_module(target)
-            final = train(TrainConfig(**config), resume=True)
+            if online_steps:
+                final = _finetune_cell(config, online_steps, mix)
+            else:
+                final = train(TrainConfig(**config), resume=True)
             (run / "error.txt").unlink(missing_ok=True)
             return {"status": "done", "final": final, "seconds": time.perf_counter() - t0}
         except Exception as exc:  # a failed cell is reported, and the grid goes on
@@ -307,6 +339,32 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
                 "error": f"{type(exc).__name__}: {exc}",
                 "seconds": time.perf_counter() - t0,
             }
+
+
+def _finetune_cell(config: dict[str, Any], online_steps: int, mix: str) -> dict[str, Any]:
+    """An offline-to-online cell: ``config['steps']`` offline updates, then ``online_steps``
+    environment steps, both resumable."""
+    from offrl.train.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(
+        algo=config["algo"],
+        dataset=config["dataset"],
+        seed=config["seed"],
+        offline_steps=config["steps"],
+        steps=online_steps,
+        buffer_size=online_steps,
+        mix=mix,
+        eval_every=config["eval_every"],
+        offline_eval_every=config["eval_every"],
+        eval_episodes=config["eval_episodes"],
+        checkpoint_every=config["checkpoint_every"],
+        threads=config["threads"],
+        device=config["device"],
+        progress=False,
+        out=config["out"],
+        algo_config=config["algo_config"],
+    )
+    return finetune(cfg, resume=True)
 
 
 def _submit_local(
@@ -498,6 +556,8 @@ def _merge_spec(old: GridSpec, new: GridSpec, out: Path) -> GridSpec:
         "threads",
         "augment",
         "augment_space",
+        "online_steps",
+        "online_mix",
     )
     changed = [k for k in protocol if getattr(old, k) != getattr(new, k)]
     if changed:

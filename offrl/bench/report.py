@@ -88,6 +88,9 @@ class CellResult:
     final_eval: list[float] | None = None
     """Every episode's score in the final evaluation (``final.json``'s ``final_eval``), or
     ``None`` for a run without one."""
+    finetune: dict[str, float | None] | None = None
+    """An offline-to-online cell's ``offline_score``, ``online_score``, ``initial_drop`` and
+    ``regret`` (:mod:`offrl.train.finetune`); ``None`` for an offline cell."""
 
     @property
     def last(self) -> float | None:
@@ -124,7 +127,41 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
         best=best,
         best_step=best_step,
         final_eval=[float(x) for x in episodes] if episodes else None,
+        finetune={k: final.get(k) for k in FINETUNE_KEYS} if "offline_score" in final else None,
     )
+
+
+FINETUNE_KEYS = ("offline_score", "online_score", "initial_drop", "regret")
+"""What the fine-tuning table reports of each offline-to-online cell."""
+
+
+def _finetune_lines(spec: GridSpec, by_cell: dict[tuple[str, str], list[CellResult]]) -> list[str]:
+    """The offline-to-online table in CORL's shape (empty for an offline grid)."""
+    if not spec.online_steps:
+        return []
+    lines = [
+        "",
+        "## Offline-to-online",
+        "",
+        f"Score after {spec.steps:,d} offline updates → after {spec.online_steps:,d} online "
+        "environment steps; the initial drop (the offline score minus the worst evaluation in "
+        "the first online steps) and CORL's regret (mean of 1 - score / 100 over the online "
+        "episodes); mean ± std over seeds.",
+        "",
+        "| dataset | algorithm | offline → online | initial drop | regret |",
+        "|---|---|---|---|---|",
+    ]
+    for ds in spec.datasets:
+        for algo in spec.algos:
+            runs = [r.finetune for r in by_cell.get((ds, algo), []) if r.finetune]
+            if not runs:
+                continue
+            col = {k: [v for r in runs if (v := r.get(k)) is not None] for k in FINETUNE_KEYS}
+            lines.append(
+                f"| {ds} | {algo} | {_fmt(col['offline_score'])} → {_fmt(col['online_score'])} "
+                f"| {_fmt(col['initial_drop'])} | {_fmt(col['regret'])} |"
+            )
+    return lines
 
 
 def best_evaluation(
@@ -306,6 +343,7 @@ def write_report(
             row.append(text)
         lines.append(f"| {ds} | " + " | ".join(row) + " |")
 
+    lines += _finetune_lines(spec, by_cell)
     versus = _versus_d3rlpy(spec, by_cell)
     if versus:
         lines += [
