@@ -89,7 +89,14 @@ def default_dtype(name: str) -> Iterator[None]:
 
 def batch(b: dict[str, torch.Tensor]) -> Batch:
     """One recorded batch as offrl's :class:`Batch`."""
-    return Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
+    return Batch(
+        b["obs"],
+        b["actions"],
+        b["rewards"],
+        b["next_obs"],
+        b["dones"],
+        returns_to_go=b.get("returns_to_go"),
+    )
 
 
 def set_scalar(param: torch.Tensor, value: torch.Tensor) -> None:
@@ -218,8 +225,9 @@ class D3rlpyOrder(SAC):
         if getattr(self.config, "lagrange", False):
             mark = self.noise.mark()
             _, info = self.critic_loss(batch)
-            prime_loss, _ = self.alpha_prime_loss(info["_gap"])  # type: ignore[attr-defined]
-            self.optimize(self.alpha_prime_optim, prime_loss)  # type: ignore[attr-defined]
+            part: Any = self.conservative  # type: ignore[attr-defined]  (CQL's, Cal-QL's)
+            prime_loss, _ = part.alpha_prime_loss(info["_gap"])
+            self.optimize(part.alpha_prime_optim, prime_loss)
             self.noise.rewind(mark)
         loss, info = self.critic_loss(batch)
         self.optimize(self.critic_optim, loss)

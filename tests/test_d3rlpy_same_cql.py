@@ -39,7 +39,8 @@ from _d3rlpy_replay import (
 )
 
 from offrl.algos import EnvSpec
-from offrl.algos.cql import CQL, CQLConfig
+from offrl.algos.cql import CQL
+from offrl.algos.sac import SAC
 from offrl.data.sampler import Batch
 
 pytestmark = needs_d3rlpy
@@ -75,13 +76,13 @@ def _replay(
     run: dict[str, Any],
     variant: str,
     monkeypatch: pytest.MonkeyPatch,
-    cls: type[CQL] = CQL,
+    cls: type[SAC] = CQL,
     shift: int = 0,
-) -> tuple[CQL, list[dict[str, float]]]:
+) -> tuple[Any, list[dict[str, float]]]:
     """offrl's CQL (or ``cls``) from d3rlpy's initial weights through its batches and draws
     (update ``k`` gets update ``k + shift``'s draws: ``shift=0`` is the recorded noise)."""
     lagrange = variant == "lagrange"
-    config = CQLConfig(mean_backup=True, lagrange=lagrange, target_action_gap=10.0)
+    config = cls.config_class(mean_backup=True, lagrange=lagrange, target_action_gap=10.0)
     with default_dtype(run["dtype"]):
         algo = cls(EnvSpec((17,), 6), config, seed=0)
         start = run["runs"][variant]["initial"]
@@ -90,7 +91,7 @@ def _replay(
         load_layers(algo.critic_target.net, start["critic_targets"])
         set_scalar(algo.log_alpha.value, start["log_temp"])
         if lagrange:
-            set_scalar(algo.log_alpha_prime.value, start["log_alpha"])
+            set_scalar(algo.conservative.log_alpha_prime.value, start["log_alpha"])
         if variant == "fixed_offrl_order":  # d3rlpy's run has temp_learning_rate=0
             algo.alpha_optim.param_groups[0]["lr"] = 0.0
         noise = ScriptedDraws(monkeypatch, algo.generator)
@@ -106,7 +107,7 @@ def _replay(
     return algo, metrics
 
 
-def _weight_diff(algo: CQL, nets: dict[str, Any], critics: bool = True) -> float:
+def _weight_diff(algo: Any, nets: dict[str, Any], critics: bool = True) -> float:
     """The largest difference over every network and parameter (``critics=False``: all but
     the critics and their Polyak targets)."""
     diffs = [
@@ -117,7 +118,7 @@ def _weight_diff(algo: CQL, nets: dict[str, Any], critics: bool = True) -> float
         diffs.append(max_diff(algo.critic.net, nets["critics"]))
         diffs.append(max_diff(algo.critic_target.net, nets["critic_targets"]))
     if algo.config.lagrange:
-        diffs.append(scalar_diff(algo.log_alpha_prime.value, nets["log_alpha"]))
+        diffs.append(scalar_diff(algo.conservative.log_alpha_prime.value, nets["log_alpha"]))
     return max(diffs)
 
 

@@ -27,6 +27,11 @@ d3rlpy's action); the script checks that replaying the record leaves the generat
 d3rlpy's update left it. The three runs are recorded in float64, the Lagrange one in float32
 too (``same_update_kit.run_all``; why not all three: ``VARIANTS``).
 ``tests/test_d3rlpy_same_cql.py`` replays the runs in offrl.
+
+``--calql`` records d3rlpy's ``CalQL`` instead (the same settings): every batch also carries a
+return-to-go per row, ``0.3 * N(0, 1)`` from ``--data-seed`` (about the scale of the critics'
+first values, so the floor ``max(Q, G)`` binds on part of the samples);
+``tests/test_d3rlpy_same_calql.py`` replays them.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ def run(args: Any, batches: list[dict[str, torch.Tensor]], variant: str) -> dict
     lagrange = variant == "lagrange"
     offrl_order = variant == "fixed_offrl_order"
     torch.manual_seed(args.seed)
-    algo = d3rlpy.algos.CQLConfig(
+    config_class = d3rlpy.algos.CalQLConfig if args.calql else d3rlpy.algos.CQLConfig
+    algo = config_class(
         actor_learning_rate=3e-5,
         critic_learning_rate=3e-4,
         temp_learning_rate=0.0 if offrl_order else 3e-5,
@@ -132,13 +138,20 @@ VARIANTS = {"float32": ("lagrange",), "float64": ("fixed", "lagrange", "fixed_of
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__, batch_size=64).parse_args(argv)
+    p = parser(__doc__, batch_size=64)
+    p.add_argument("--calql", action="store_true", help="d3rlpy's CalQL instead of its CQL")
+    args = p.parse_args(argv)
 
     def runs(batches: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         dtype = str(torch.get_default_dtype()).removeprefix("torch.")
+        if args.calql:  # saved with the batches (the same dicts)
+            g = torch.Generator().manual_seed(args.data_seed + 1)
+            for b in batches:
+                rtg = 0.3 * torch.randn(len(b["obs"]), generator=g, dtype=torch.float32)
+                b["returns_to_go"] = rtg.to(b["obs"].dtype)
         return {v: run(args, batches, v) for v in VARIANTS[dtype]}
 
-    run_all(args, runs)
+    run_all(args, runs, algo="calql" if args.calql else "cql")
 
 
 if __name__ == "__main__":

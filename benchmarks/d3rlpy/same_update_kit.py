@@ -89,7 +89,8 @@ def minibatch(b: dict[str, torch.Tensor]) -> TorchMiniBatch:
         rewards=b["rewards"][:, None],
         next_observations=b["next_obs"],
         next_actions=torch.zeros(n, ACT_DIM),  # unused by these algorithms
-        returns_to_go=torch.zeros(n, 1),  # unused by these algorithms
+        # Cal-QL's floor where the batch has one; unused by the other algorithms.
+        returns_to_go=b["returns_to_go"][:, None] if "returns_to_go" in b else torch.zeros(n, 1),
         terminals=b["dones"][:, None],
         intervals=torch.ones(n, 1),  # gamma ** intervals: gamma
         device="cpu",
