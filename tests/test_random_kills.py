@@ -48,6 +48,14 @@ ONLINE = [
     "--set", "hidden=[32,32]", "--set", "batch_size=64",
 ]  # fmt: skip
 
+FINETUNE = [
+    "finetune", "--algo", "balanced_replay", "--dataset", "pendulum-medium-v0",
+    "--offline-steps", str(100 * LENGTH), "--steps", str(400 * LENGTH), "--eval-every", "200",
+    "--offline-eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "50",
+    "--buffer-size", str(400 * LENGTH), "--threads", "1", "--no-progress",
+    "--set", "members=2", "hidden=[32,32]", "batch_size=64",
+]  # fmt: skip
+
 
 def _record(name: str, stats: dict[str, int]) -> None:
     target = os.environ.get("OFFRL_KILLS_RECORD")
@@ -172,3 +180,16 @@ def test_online_runs_killed_at_random_resume_to_the_same_result(tmp_path: Path) 
     _record("online", stats)
     assert stats["kills"] >= 1, stats
     _same_run(reference, out, states=("algo", "buffer", "numpy_rng", "sample_generator"))
+
+
+def test_finetuning_killed_at_random_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """Killed in the offline phase (a member's training) or the online one (the ensemble, its
+    buffer, priorities and density network), the run ends as an uninterrupted one."""
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    assert main([*FINETUNE, "--out", str(reference)]) == 0
+    stats = _kill_and_resume([*FINETUNE, "--out", str(out), "--resume"], out, seed=3)
+    _record("finetune", stats)
+    assert stats["kills"] >= 1, stats
+    _same_run(reference, out, states=("algo", "buffer", "sampler", "numpy_rng", "sample_generator"))
+    for member in ("offline-0", "offline-1"):
+        _same_run(reference / member, out / member)
