@@ -15,12 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _d3rlpy import load_layers, max_diff, needs_d3rlpy, run_d3rlpy
+from _d3rlpy import max_diff, needs_d3rlpy, run_d3rlpy
 from _d3rlpy_replay import default_dtype
+from test_d3rlpy_same_update import _replay as replay_td3bc
 
 from offrl.algos import EnvSpec
 from offrl.algos.rebrac import ReBRAC, ReBRACConfig
-from offrl.data.sampler import Batch
+from offrl.algos.td3bc import TD3BC
 
 pytestmark = needs_d3rlpy
 
@@ -37,26 +38,12 @@ TOLERANCE = {"float32": (1e-5, 5e-5), "float64": (1e-12, 1e-12)}
 
 def _replay(
     run: dict[str, Any], critic_bc_coef: float = 0.01
-) -> tuple[ReBRAC, list[dict[str, float]]]:
-    """offrl's ReBRAC from d3rlpy's initial weights through its batches and noise."""
+) -> tuple[TD3BC, list[dict[str, float]]]:
+    """offrl's ReBRAC from d3rlpy's initial weights through its batches and noise (TD3+BC's
+    harness: the same four networks, the same actor delay)."""
     config = ReBRACConfig(batch_size=256, critic_bc_coef=critic_bc_coef)
     with default_dtype(run["dtype"]):
-        return _run(ReBRAC(EnvSpec((17,), 6), config, seed=0), run)
-
-
-def _run(algo: ReBRAC, run: dict[str, Any]) -> tuple[ReBRAC, list[dict[str, float]]]:
-    load_layers(algo.actor.net, [run["initial"]["actor"]])
-    load_layers(algo.critic.net, run["initial"]["critics"])
-    load_layers(algo.actor_target.net, [run["initial"]["actor_target"]])
-    load_layers(algo.critic_target.net, run["initial"]["critic_targets"])
-    # d3rlpy updates the actor at grad steps 0, 2, ...; offrl when (num_updates + 1) % 2 == 0.
-    algo.num_updates = 1
-    metrics = []
-    for b, seed in zip(run["batches"], run["noise_seeds"], strict=True):
-        algo.generator.manual_seed(seed)
-        batch = Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
-        metrics.append(algo.update(batch._replace(next_actions=b["next_actions"])))
-    return algo, metrics
+        return replay_td3bc(run, algo=ReBRAC(EnvSpec((17,), 6), config, seed=0))
 
 
 def test_offrl_rebrac_update_equals_d3rlpy(d3rlpy_run: dict[str, Any]) -> None:

@@ -23,9 +23,12 @@ def d3rlpy_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return run_d3rlpy("same_update.py", out, "--updates", "8")
 
 
-def _replay(run: dict[str, Any], noise_offset: int = 0) -> tuple[TD3BC, list[dict[str, float]]]:
-    """offrl's TD3+BC from d3rlpy's initial weights through d3rlpy's batches and noise."""
-    algo = TD3BC(EnvSpec((17,), 6), TD3BCConfig(), seed=0)
+def _replay(
+    run: dict[str, Any], noise_offset: int = 0, algo: TD3BC | None = None
+) -> tuple[TD3BC, list[dict[str, float]]]:
+    """offrl's TD3+BC (or ``algo``, e.g. a ReBRAC) from d3rlpy's initial weights through
+    d3rlpy's batches (with their next actions, if recorded) and noise."""
+    algo = algo if algo is not None else TD3BC(EnvSpec((17,), 6), TD3BCConfig(), seed=0)
     load_layers(algo.actor.net, [run["initial"]["actor"]])
     load_layers(algo.critic.net, run["initial"]["critics"])
     load_layers(algo.actor_target.net, [run["initial"]["actor_target"]])
@@ -36,7 +39,7 @@ def _replay(run: dict[str, Any], noise_offset: int = 0) -> tuple[TD3BC, list[dic
     for b, seed in zip(run["batches"], run["noise_seeds"], strict=True):
         algo.generator.manual_seed(seed + noise_offset)
         batch = Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
-        metrics.append(algo.update(batch))
+        metrics.append(algo.update(batch._replace(next_actions=b.get("next_actions"))))
     return algo, metrics
 
 
