@@ -1,6 +1,6 @@
 """Offline data: the :class:`Dataset` container, readers/writers for common formats (d3rlpy's
-dataset files and CSV / Parquet logs included), and the registry that resolves dataset names
-(filled by :mod:`offrl.suite`)."""
+dataset files, Tianshou's replay buffers and CSV / Parquet logs included), and the registry
+that resolves dataset names (filled by :mod:`offrl.suite`)."""
 
 from offrl.data.d3rlpy_files import load_d3rlpy
 from offrl.data.dataset import Dataset, DatasetError, EpisodeStats
@@ -17,6 +17,7 @@ from offrl.data.loaders import (
 )
 from offrl.data.registry import data_dir, register_dataset_resolver
 from offrl.data.tabular import TableColumns, load_table
+from offrl.data.tianshou_files import load_tianshou
 
 __all__ = [
     "Dataset",
@@ -31,6 +32,7 @@ __all__ = [
     "load_minari",
     "load_npz",
     "load_table",
+    "load_tianshou",
     "register_dataset_resolver",
     "save_d4rl_hdf5",
     "save_dataset",
