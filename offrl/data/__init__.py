@@ -1,5 +1,6 @@
 """Offline data: the :class:`Dataset` container, readers/writers for common formats (d3rlpy's
-dataset files, Tianshou's replay buffers and CSV / Parquet logs included), and the registry
+dataset files, Tianshou's replay buffers, RL Unplugged's Atari shards and CSV / Parquet logs
+included), and the registry
 that resolves dataset names (filled by :mod:`offrl.suite`)."""
 
 from offrl.data.d3rlpy_files import load_d3rlpy
@@ -16,6 +17,7 @@ from offrl.data.loaders import (
     save_npz,
 )
 from offrl.data.registry import data_dir, register_dataset_resolver
+from offrl.data.rlu_files import load_rlu_atari
 from offrl.data.tabular import TableColumns, load_table
 from offrl.data.tianshou_files import load_tianshou
 
@@ -31,6 +33,7 @@ __all__ = [
     "load_dataset",
     "load_minari",
     "load_npz",
+    "load_rlu_atari",
     "load_table",
     "load_tianshou",
     "register_dataset_resolver",
