@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "offrl._version",
             "offrl.config",
+            "offrl.envs",
             "offrl.errors",
             "offrl.io",
             "offrl.plugins",

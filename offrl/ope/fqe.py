@@ -43,6 +43,7 @@ from offrl.config import check_options
 from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer, preprocess
 from offrl.data.sampler import Batch, TensorSampler
+from offrl.envs import register_envs
 from offrl.errors import ConfigError, IncompatibleDataError
 from offrl.losses import ensemble_td_loss, td_target
 from offrl.nn import EnsembleCritic, EnsembleMLP
@@ -383,6 +384,7 @@ def discounted_return(
     bootstraps through timeouts). Pass the environment's limit to measure the truncated return.
     """
     steps = effective_horizon(gamma) if horizon is None else int(horizon)
+    register_envs()  # offrl's MinAtar / Atari ids
     envs = gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id, max_episode_steps=steps) for _ in range(episodes)]
     )

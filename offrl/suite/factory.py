@@ -47,6 +47,7 @@ from offrl.data.dataset import Dataset, DatasetError
 from offrl.data.loaders import load_d4rl_hdf5, save_d4rl_hdf5
 from offrl.data.registry import data_dir, report_progress
 from offrl.data.replay import ReplayBuffer
+from offrl.envs import register_envs
 from offrl.nn import TanhGaussianPolicy
 from offrl.suite.rollout import Policy, rollout_dataset
 from offrl.train.checkpoint import load_checkpoint, save_checkpoint
@@ -188,6 +189,7 @@ def sac_policy(
 
 
 def _bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    register_envs()  # offrl's MinAtar / Atari ids
     env = gym.make(env_id)
     space = env.action_space
     env.close()

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset
+from offrl.envs import register_envs
 
 __all__ = ["Policy", "rollout_dataset"]
 
@@ -42,6 +43,7 @@ def rollout_dataset(
         raise ValueError("give exactly one of episodes and transitions")
     if episodes is not None and episodes % num_envs:
         raise ValueError("episodes must be a multiple of num_envs")
+    register_envs()  # offrl's MinAtar / Atari ids
     envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
     rng = np.random.default_rng(seed)
     per_env: list[list[dict[str, np.ndarray]]] = [[] for _ in range(num_envs)]

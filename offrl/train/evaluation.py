@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.algos.base import Algorithm
+from offrl.envs import register_envs
 from offrl.scores import normalized_score
 
 __all__ = ["EvalResult", "evaluate"]
@@ -52,6 +53,7 @@ def evaluate(algo: Algorithm, env_id: str, episodes: int = 10, seed: int = 0) ->
     evaluation never changes what training draws (and a resumed run matches an uninterrupted one).
     All episodes run side by side in a vector environment with batched policy calls.
     """
+    register_envs()  # offrl's MinAtar / Atari ids
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])  # type: ignore[arg-type]
     returns = np.zeros(episodes)

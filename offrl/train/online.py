@@ -38,6 +38,7 @@ from offrl.algos import get_algorithm
 from offrl.algos.base import Algorithm, EnvSpec
 from offrl.config import check_options
 from offrl.data.replay import ReplayBuffer
+from offrl.envs import register_envs
 from offrl.errors import TrainingDiverged
 from offrl.io import write_json
 from offrl.rng import restore_generator
@@ -116,6 +117,7 @@ class OnlineConfig:
 
 def env_spec(env_id: str) -> EnvSpec:
     """The :class:`EnvSpec` of a continuous-action Gymnasium environment."""
+    register_envs()  # offrl's MinAtar / Atari ids
     env = gym.make(env_id)
     obs_space, space = env.observation_space, env.action_space
     env.close()

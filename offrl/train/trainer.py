@@ -51,6 +51,7 @@ from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.registry import progress_to
 from offrl.data.sampler import Sampler, TensorSampler
+from offrl.envs import register_envs
 from offrl.errors import ConfigError, IncompatibleDataError, ResumeError, TrainingDiverged
 from offrl.io import write_json
 from offrl.train.checkpoint import (
@@ -173,6 +174,7 @@ def spec_for(dataset: Dataset, env_id: str | None) -> EnvSpec:
         import gymnasium as gym
 
         try:
+            register_envs()  # offrl's MinAtar / Atari ids
             env = gym.make(env_id)
         except Exception as exc:  # gymnasium's errors for unknown ids, missing extras...
             raise ConfigError(f"env_id: cannot make the environment {env_id!r} ({exc})") from exc
