@@ -5,8 +5,8 @@ and offrl's loops call it before they make an environment. A user can call it to
 ``gym.make`` of their own.
 
 * ``offrl/MinAtar-<Game>-v1`` (Young & Tian, 2019): Asterix, Breakout, Freeway, Seaquest and
-  SpaceInvaders with their minimal action sets. Observations are ``uint8 [C, 10, 10]`` (MinAtar's
-  ``[10, 10, C]`` booleans, channels first for the CNN). Needs ``minatar``.
+  SpaceInvaders with their minimal action sets. Observations are ``uint8 [C, 10, 10]`` of 0 and
+  255 (MinAtar's ``[10, 10, C]`` booleans, channels first for the CNN). Needs ``minatar``.
 * ``offrl/Atari-<Game>-v0``: the ALE game (``ale-py``) under the standard DQN preprocessing of
   the second seed's Tianshou setup (its ``*NoFrameskip-v4`` ids). That means up to 30 no-op steps
   at reset, a frame skip of 4 with a max over the last two frames, 84 × 84 grey frames, 4 of them
@@ -41,15 +41,17 @@ _MINATAR_NAMES = {
 
 
 class _ChannelsFirst(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
-    """MinAtar's ``bool [10, 10, C]`` state as ``uint8 [C, 10, 10]``."""
+    """MinAtar's ``bool [10, 10, C]`` state as ``uint8 [C, 10, 10]`` frames of 0 and 255 (bytes
+    as Atari's frames are, so one encoder, which scales bytes by 1/255, reads both)."""
 
     def __init__(self, env: gym.Env[Any, Any]) -> None:
         super().__init__(env)
         h, w, c = env.observation_space.shape  # type: ignore[misc]
-        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, (c, h, w), np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.uint8)
+        frames = np.transpose(observation, (2, 0, 1)).astype(np.uint8) * np.uint8(255)
+        return np.ascontiguousarray(frames)
 
 
 def make_minatar(game: str, **kwargs: Any) -> gym.Env[Any, Any]:

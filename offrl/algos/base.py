@@ -425,9 +425,12 @@ class Algorithm(ABC):
         """Deterministic action(s) for raw observation(s) ``obs`` (one, or a batch).
 
         Observations are normalised with the stored statistics; continuous actions are mapped
-        from ``[-1, 1]`` to the action space's bounds.
+        from ``[-1, 1]`` to the action space's bounds. ``uint8`` frames stay bytes (the image
+        encoders scale them, as in training).
         """
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        raw = np.asarray(obs)
+        dtype = torch.uint8 if raw.dtype == np.uint8 else torch.float32
+        x = torch.as_tensor(raw, dtype=dtype, device=self.device)
         single = x.dim() == len(self.spec.obs_shape)
         if single:
             x = x.unsqueeze(0)
@@ -549,7 +552,8 @@ def deployed_action(
 
     :meth:`Algorithm.act` and the exported files of :mod:`offrl.export` both compute this.
     """
-    a = policy((obs - obs_mean) / obs_std)
+    # uint8 frames are not normalised (their statistics are 0 and 1; the encoders scale them).
+    a = policy(obs if obs.dtype == torch.uint8 else (obs - obs_mean) / obs_std)
     if discrete:
         return a
     return action_low + (a.clamp(-1.0, 1.0) + 1.0) * 0.5 * (action_high - action_low)

@@ -4,6 +4,11 @@ Deterministic BC minimises ``||pi(s) - a||^2``; Gaussian BC maximises ``log N(a 
 and acts with the mean. Defaults follow the TD3+BC paper's BC baseline (Fujimoto & Gu, 2021,
 appendix: lr 3e-4, batch 256, two hidden layers of 256).
 
+Discrete actions: a categorical policy trained by cross-entropy, acting with its most likely
+action -- the imitation baseline of the second seed's Atari tables (Agarwal et al., 2020;
+Fujimoto et al., 2019, "Benchmarking Batch Deep RL Algorithms"). Image observations (stacked
+``[C, H, W]`` frames) go through a CNN (:class:`~offrl.nn.CategoricalPolicy`).
+
 ``deterministic`` is d3rlpy 2.8.1's ``BCConfig(policy_type="deterministic")`` (whose defaults
 are lr 1e-3, batch 100). d3rlpy's ``"stochastic"`` has offrl's Gaussian policy but another
 loss: the squared error of one reparameterised sample ``clip(mu + sigma eps, -1, 1)`` to the
@@ -18,9 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
-from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register
+from offrl.algos.base import AlgoConfig, Algorithm, EnvSpec, make_optimizer, register
 from offrl.data.sampler import Batch
-from offrl.nn import DeterministicPolicy, GaussianPolicy
+from offrl.errors import IncompatibleDataError
+from offrl.nn import CategoricalPolicy, DeterministicPolicy, GaussianPolicy
 
 
 @dataclass
@@ -28,7 +34,8 @@ class BCConfig(AlgoConfig):
     """Behaviour cloning."""
 
     policy: str = "deterministic"
-    """``"deterministic"`` (MSE) or ``"gaussian"`` (negative log-likelihood)."""
+    """Continuous actions: ``"deterministic"`` (MSE) or ``"gaussian"`` (negative
+    log-likelihood). Discrete actions always take a categorical policy (cross-entropy)."""
     lr: float = 3e-4
     """Adam learning rate."""
 
@@ -39,11 +46,27 @@ class BC(Algorithm):
 
     config_class = BCConfig
     config: BCConfig
+    action_kinds = ("continuous", "discrete")
+    observation_kinds = ("vector", "image")
+
+    @classmethod
+    def check_spec(cls, spec: EnvSpec) -> None:
+        super().check_spec(spec)
+        if len(spec.obs_shape) != 1 and not spec.discrete:
+            raise IncompatibleDataError(
+                f"observations: bc reads image observations {tuple(spec.obs_shape)} with "
+                "discrete actions only"
+            )
 
     def build(self) -> None:
         cfg, spec = self.config, self.spec
-        if cfg.policy == "deterministic":
-            self.actor: DeterministicPolicy | GaussianPolicy = DeterministicPolicy(
+        self.actor: DeterministicPolicy | GaussianPolicy | CategoricalPolicy
+        if spec.discrete:
+            self.actor = CategoricalPolicy(
+                spec.obs_shape, spec.action_dim, cfg.hidden, **cfg.actor_net()
+            )
+        elif cfg.policy == "deterministic":
+            self.actor = DeterministicPolicy(
                 spec.obs_dim, spec.action_dim, cfg.hidden, **cfg.actor_net()
             )
         elif cfg.policy == "gaussian":
@@ -56,7 +79,13 @@ class BC(Algorithm):
         self.actor_optim = make_optimizer(self.actor.parameters(), cfg.lr)
 
     def bc_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """MSE to the dataset action, or its negative log-likelihood."""
+        """MSE to the dataset action, or its negative log-likelihood (cross-entropy for
+        discrete actions)."""
+        if isinstance(self.actor, CategoricalPolicy):
+            logits = self.actor.logits(batch.obs)
+            loss = torch.nn.functional.cross_entropy(logits, batch.actions.long())
+            accuracy = (logits.argmax(-1) == batch.actions).float().mean()
+            return loss, {"bc_loss": loss.detach(), "accuracy": accuracy}
         if isinstance(self.actor, GaussianPolicy):
             dist = self.actor.distribution(batch.obs)
             loss = -dist.log_prob(batch.actions).sum(-1).mean()
@@ -71,7 +100,7 @@ class BC(Algorithm):
 
     def graph_cycle(self) -> int | None:
         # Every update the same; torch.distributions checks its arguments on the host.
-        return 1 if self.config.policy == "deterministic" else None
+        return 1 if self.config.policy == "deterministic" and not self.spec.discrete else None
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)

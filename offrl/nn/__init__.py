@@ -12,6 +12,7 @@ from offrl.nn.heads import (
 )
 from offrl.nn.mlp import ACTIVATIONS, EnsembleMLP
 from offrl.nn.policies import (
+    CategoricalPolicy,
     DeterministicPolicy,
     EnsembleCritic,
     GaussianPolicy,
@@ -35,6 +36,7 @@ __all__ = [
     "TanhGaussianHead",
     "CategoricalHead",
     "ProbabilisticHead",
+    "CategoricalPolicy",
     "DeterministicPolicy",
     "GaussianPolicy",
     "TanhGaussianPolicy",

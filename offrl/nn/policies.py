@@ -1,7 +1,7 @@
 """Policies and critics built on :class:`~offrl.nn.mlp.EnsembleMLP`.
 
 All continuous policies act in the unit box ``[-1, 1]^act_dim``; ``Algorithm.act`` maps actions
-to the environment's bounds.
+to the environment's bounds. :class:`CategoricalPolicy` acts with action indices.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from offrl.nn.heads import GaussianHead, TanhGaussianHead
+from offrl.nn.encoders import MINATAR_CNN, NATURE_CNN, CNNEncoder, FlattenEncoder
+from offrl.nn.heads import CategoricalHead, GaussianHead, TanhGaussianHead
 from offrl.nn.mlp import EnsembleMLP
 
 __all__ = [
+    "CategoricalPolicy",
+    "observation_encoder",
     "DeterministicPolicy",
     "GaussianPolicy",
     "TanhGaussianPolicy",
@@ -46,6 +49,45 @@ class DeterministicPolicy(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``[B, obs_dim] -> [B, act_dim]`` in ``[-1, 1]``."""
         return torch.tanh(self.net(obs)[0])
+
+
+class CategoricalPolicy(nn.Module):
+    """A distribution over discrete actions, for vector or image observations: an encoder
+    (:class:`~offrl.nn.encoders.CNNEncoder` for ``(C, H, W)`` frames: MinAtar's one convolution for
+    10 x 10 frames, DQN's Nature CNN otherwise; the observation flattened for a vector), an MLP
+    and a :class:`~offrl.nn.heads.CategoricalHead`. Acts greedily."""
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        hidden: Sequence[int] = (256, 256),
+        layer_norm: bool = False,
+        **mlp: Any,
+    ) -> None:
+        super().__init__()
+        self.encoder = observation_encoder(obs_shape)
+        self.head = CategoricalHead(num_actions)
+        self.net = EnsembleMLP(
+            int(self.encoder.out_dim), num_actions, hidden, layer_norm=layer_norm, **mlp
+        )
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[B, num_actions]``."""
+        return self.net(self.encoder(obs))[0]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action: ``[B]`` int64."""
+        return self.head.greedy(self.logits(obs))
+
+
+def observation_encoder(obs_shape: Sequence[int]) -> CNNEncoder | FlattenEncoder:
+    """The default encoder of one observation shape: a CNN for ``(C, H, W)`` frames (MinAtar's
+    for 10 x 10, the Nature DQN's otherwise), flattening for anything else."""
+    if len(obs_shape) == 3:
+        convs = MINATAR_CNN if tuple(obs_shape[1:]) == (10, 10) else NATURE_CNN
+        return CNNEncoder(obs_shape, features=128 if convs is MINATAR_CNN else 512, convs=convs)
+    return FlattenEncoder(obs_shape)
 
 
 class GaussianPolicy(nn.Module):
