@@ -159,7 +159,7 @@ def _finetune_lines(spec: GridSpec, by_cell: dict[tuple[str, str], list[CellResu
             col = {k: [v for r in runs if (v := r.get(k)) is not None] for k in FINETUNE_KEYS}
             lines.append(
                 f"| {ds} | {algo} | {_fmt(col['offline_score'])} → {_fmt(col['online_score'])} "
-                f"| {_fmt(col['initial_drop'])} | {_fmt(col['regret'])} |"
+                f"| {_fmt(col['initial_drop'])} | {_fmt(col['regret'], 2)} |"
             )
     return lines
 
@@ -261,11 +261,11 @@ def performance_profile(scores: dict[str, np.ndarray], taus: np.ndarray) -> dict
     }
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], digits: int = 1) -> str:
     if not values:
         return "–"
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ± {std:.1f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {std:.{digits}f}"
 
 
 def write_report(
