@@ -38,6 +38,6 @@ for ds in ${DATASETS//,/ }; do
         --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" --workers "$WORKERS" --out "$OUT" \
         || echo "some cells failed (listed in the report)"
     .venv/bin/offrl bench export "$OUT" "$ARCHIVE"
-    .venv/bin/offrl bench report "$OUT" --to "$RESULTS" > /dev/null
+    .venv/bin/offrl bench report "$OUT" --notes "$RESULTS/NOTES.md" --to "$RESULTS" > /dev/null
 done
 echo "report: $RESULTS/REPORT.md"
