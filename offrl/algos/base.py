@@ -390,12 +390,10 @@ class Algorithm(ABC):
     ) -> np.ndarray:
         """What every :meth:`explore` does around its own draw: raw observations ``[n,
         *obs_shape]`` are normalised, ``draw`` maps them to unit-box actions, and those are
-        clipped to ``[-1, 1]`` and mapped to the action space's bounds (NumPy, on the host)."""
+        clipped to ``[-1, 1]`` and mapped to the action space's bounds (NumPy, on the host):
+        :meth:`act`'s arithmetic (:func:`deployed_action`) around another policy."""
         with torch.no_grad():
-            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-            a = draw((x - self.obs_mean) / self.obs_std).clamp(-1.0, 1.0)
-            a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
-        return a.cpu().numpy()
+            return self._deploy(draw, self._obs_tensor(obs)).cpu().numpy()
 
     @classmethod
     def can_explore(cls) -> bool:
@@ -428,14 +426,24 @@ class Algorithm(ABC):
         from ``[-1, 1]`` to the action space's bounds. ``uint8`` frames stay bytes (the image
         encoders scale them, as in training).
         """
+        x = self._obs_tensor(obs)
+        single = x.dim() == len(self.spec.obs_shape)
+        out = self._deploy(self.policy, x.unsqueeze(0) if single else x).cpu().numpy()
+        return out[0] if single else out
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        """Raw observations as a tensor on the algorithm's device: ``uint8`` frames stay bytes,
+        anything else becomes ``float32``."""
         raw = np.asarray(obs)
         dtype = torch.uint8 if raw.dtype == np.uint8 else torch.float32
-        x = torch.as_tensor(raw, dtype=dtype, device=self.device)
-        single = x.dim() == len(self.spec.obs_shape)
-        if single:
-            x = x.unsqueeze(0)
-        a = deployed_action(
-            self.policy,
+        return torch.as_tensor(raw, dtype=dtype, device=self.device)
+
+    def _deploy(
+        self, policy: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """:func:`deployed_action` of ``policy`` with this algorithm's statistics and bounds."""
+        return deployed_action(
+            policy,
             x,
             self.obs_mean,
             self.obs_std,
@@ -443,8 +451,6 @@ class Algorithm(ABC):
             self.action_high,
             self.spec.discrete,
         )
-        out = a.cpu().numpy()
-        return out[0] if single else out
 
     def set_normalizer(self, normalizer: ObsNormalizer) -> None:
         """Store observation statistics (applied by :meth:`act`, saved in checkpoints)."""

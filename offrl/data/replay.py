@@ -89,10 +89,15 @@ class ReplayBuffer:
         """Record the returns-to-go of the transitions at positions ``idx``."""
         self.returns_to_go[idx] = returns
 
+    def unit_actions(self, idx: np.ndarray) -> np.ndarray:
+        """The actions at positions ``idx`` mapped from the bounds to the unit box ``[-1, 1]``
+        (the algorithms' convention)."""
+        return 2.0 * (self.actions[idx] - self.low) / (self.high - self.low) - 1.0
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A uniform batch as tensors; actions in the unit box."""
         idx = torch.randint(self.size, (batch_size,), generator=generator).numpy()
-        unit = 2.0 * (self.actions[idx] - self.low) / (self.high - self.low) - 1.0
+        unit = self.unit_actions(idx)
         return Batch(
             torch.from_numpy(self.obs[idx]),
             torch.from_numpy(unit),

@@ -122,11 +122,9 @@ class GaussianPolicy(nn.Module):
         """The mean action (deterministic acting)."""
         return self.head.mode(self.net(obs)[0])
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One draw per state, clamped to the unit box: ``[B, act]`` (exploration)."""
-        dist = self.distribution(obs)
-        eps = torch.randn(dist.loc.shape, generator=generator, device=obs.device, dtype=obs.dtype)
-        return (dist.loc + dist.scale * eps).clamp(-1.0, 1.0)
+        return sample_actions(self.distribution(obs), 1, generator)[0]
 
 
 class EnsembleCritic(nn.Module):
@@ -194,11 +192,15 @@ class TanhGaussianPolicy(nn.Module):
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
         layer_norm: bool = False,
+        ensemble: int = 1,
         **mlp: Any,
     ) -> None:
         super().__init__()
         self.head = TanhGaussianHead(act_dim, log_std_min, log_std_max)
-        self.net = EnsembleMLP(obs_dim, self.head.in_dim(), hidden, layer_norm=layer_norm, **mlp)
+        # Several members only for a subclass that combines them (MixtureTanhGaussianPolicy).
+        self.net = EnsembleMLP(
+            obs_dim, self.head.in_dim(), hidden, ensemble, layer_norm=layer_norm, **mlp
+        )
         self.act_dim = act_dim
 
     def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,9 +261,8 @@ class MixtureTanhGaussianPolicy(TanhGaussianPolicy):
         layer_norm: bool = False,
         **mlp: Any,
     ) -> None:
-        super().__init__(obs_dim, act_dim, hidden, log_std_min, log_std_max, layer_norm, **mlp)
-        self.net = EnsembleMLP(
-            obs_dim, self.head.in_dim(), hidden, ensemble=members, layer_norm=layer_norm, **mlp
+        super().__init__(
+            obs_dim, act_dim, hidden, log_std_min, log_std_max, layer_norm, members, **mlp
         )
 
     def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -185,7 +185,7 @@ def finetune(
     if cfg.dataset:
         train_cfg["dataset"] = cfg.dataset
     train_cfg.update(out=str(run / "offline-data"), progress=cfg.progress, device=cfg.device)
-    first, _, dataset, prepared, env_id, reward = build_run(TrainConfig(**train_cfg))
+    first, offline, _, prepared, env_id, (reward_a, reward_b) = build_run(TrainConfig(**train_cfg))
     first.load_state_dict(states[0]["algo"])
     env_id = cfg.env_id or env_id
     if not env_id:
@@ -205,15 +205,18 @@ def finetune(
     if algo.data_batch_size() != algo.config.batch_size:
         raise ConfigError(f"option algo: fine-tuning {cfg.algo} (model-based) is unsupported")
     mix = algo.finetune_mix if cfg.mix == "auto" else cfg.mix
-    reward_a, reward_b = reward.affine(first.prepare_data(dataset))
     gamma = float(algo.config.gamma)
-    offline = TensorSampler(
-        prepared,
-        algo.config.batch_size,
-        seed=cfg.seed,
-        device=cfg.device,
-        **algo.sampler_options(),
-    )
+    # The mixers take offline rows by index from the offline run's sampler; another sampler
+    # (another copy of the data) only where the fine-tuned algorithm reads other batch fields
+    # (Balanced Replay's ensemble of CQL runs reads the same ones).
+    if algo.sampler_options() != first.sampler_options():
+        offline = TensorSampler(
+            prepared,
+            algo.config.batch_size,
+            seed=cfg.seed,
+            device=cfg.device,
+            **algo.sampler_options(),
+        )
 
     def make_sampler(buffer: ReplayBuffer) -> MixedSampler | BalancedSampler:
         online = OnlineRows(buffer, algo.normalizer(), reward_a, reward_b, cfg.num_envs)

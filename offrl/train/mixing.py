@@ -60,8 +60,7 @@ class OnlineRows:
     ) -> None:
         self.buffer = buffer
         self.num_envs = num_envs
-        self.mean = np.asarray(normalizer.mean, dtype=np.float32)
-        self.std = np.asarray(normalizer.std, dtype=np.float32)
+        self.normalizer = normalizer
         self.reward_a, self.reward_b = reward_a, reward_b
 
     def __len__(self) -> int:
@@ -70,13 +69,13 @@ class OnlineRows:
     def batch(self, idx: np.ndarray, device: torch.device) -> Batch:
         """The transitions at buffer positions ``idx``."""
         buf = self.buffer
-        unit = 2.0 * (buf.actions[idx] - buf.low) / (buf.high - buf.low) - 1.0
+        unit = buf.unit_actions(idx)
         rewards = buf.rewards[idx] * self.reward_a + self.reward_b
         fields = (
-            (buf.obs[idx] - self.mean) / self.std,
+            self.normalizer(buf.obs[idx]),
             unit,
             rewards.astype(np.float32),
-            (buf.next_obs[idx] - self.mean) / self.std,
+            self.normalizer(buf.next_obs[idx]),
             buf.terminals[idx].astype(np.float32),
         )
         obs, actions, rew, nxt, done = (torch.from_numpy(np.ascontiguousarray(f)) for f in fields)
@@ -88,8 +87,7 @@ class OnlineRows:
         written = nxt_pos < buf.size
         same = written & (buf.episode[nxt_pos] == buf.episode[idx])
         same &= ~(buf.terminals[idx] | buf.timeouts[idx])
-        unit_next = 2.0 * (buf.actions[nxt_pos] - buf.low) / (buf.high - buf.low) - 1.0
-        next_actions = torch.from_numpy(np.where(same[:, None], unit_next, unit))
+        next_actions = torch.from_numpy(np.where(same[:, None], buf.unit_actions(nxt_pos), unit))
         return Batch(obs, actions, rew, nxt, done, None, next_actions, rtg).to(device)
 
 
@@ -135,13 +133,10 @@ class MixedSampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def split(self, step: int) -> int:
-        """Rows of the next batch that come from the offline data (drawn for ``keep``)."""
-        n_off, n_on = self.offline.size, len(self.online)
-        if n_on == 0:
+        """Rows of the next batch that come from the offline data under a fixed-share rule
+        (``drop``, ``ratio``, ``anneal``); all of them while there is no online data."""
+        if len(self.online) == 0:
             return self.batch_size
-        if self.rule == "keep":  # uniform over the union: count the draws that land offline
-            pool = torch.randint(n_off + n_on, (self.batch_size,), generator=self.generator)
-            return int((pool < n_off).sum())
         share = offline_share(
             self.rule, step, self.offline_ratio, self.final_offline_ratio, self.anneal_steps
         )
@@ -150,10 +145,14 @@ class MixedSampler:
     def sample(self, step: int) -> Batch:
         """One batch at online step ``step``: offline rows, then online rows."""
         self.draws += 1
-        n_off = self.split(step)
-        off_idx = torch.randint(self.offline.size, (n_off,), generator=self.generator)
-        n_on = self.batch_size - n_off
-        on_idx = torch.randint(max(len(self.online), 1), (n_on,), generator=self.generator)
+        n_off, n_on, b = self.offline.size, len(self.online), self.batch_size
+        if self.rule == "keep" and n_on:  # uniform over the union of both sources' rows
+            pool = torch.randint(n_off + n_on, (b,), generator=self.generator)
+            off_idx, on_idx = pool[pool < n_off], pool[pool >= n_off] - n_off
+        else:
+            k = self.split(step)
+            off_idx = torch.randint(n_off, (k,), generator=self.generator)
+            on_idx = torch.randint(max(n_on, 1), (b - k,), generator=self.generator)
         return _concat(
             self.offline.rows_batch(off_idx.to(self.offline.device)),
             self.online.batch(on_idx.numpy(), self.offline.device),

@@ -230,10 +230,10 @@ def _say(message: str) -> None:
 
 def build_run(
     cfg: TrainConfig,
-) -> tuple[Algorithm, TensorSampler, Dataset, Dataset, str | None, RewardTransform]:
+) -> tuple[Algorithm, TensorSampler, Dataset, Dataset, str | None, tuple[float, float]]:
     """What a run trains: the algorithm (fresh, with the data's observation statistics), its
     sampler, the whole dataset, the prepared training data, the env id and the reward
-    transform (fine-tuning rebuilds an offline run's data with it)."""
+    transform as ``(a, b)``, ``r' = a r + b`` (fine-tuning puts online rewards through it)."""
     dataset = load_dataset(cfg.dataset, progress=_say if cfg.progress else None)
     if cfg.data_fraction < 1.0:
         dataset = dataset.subsample_episodes(cfg.data_fraction, cfg.data_seed)
@@ -264,7 +264,7 @@ def build_run(
         device=cfg.device,
         **algo.sampler_options(),
     )
-    return algo, sampler, dataset, prepared, env_id, reward
+    return algo, sampler, dataset, prepared, env_id, reward.affine(train_data)
 
 
 def _augmented(cfg: TrainConfig, sampler: TensorSampler, algo: Algorithm, data: Dataset) -> Sampler:
