@@ -659,10 +659,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         required=["algo", "dataset"],
     )
     _add_augment(run_options, field_docs(TrainConfig)["augment"])
-    _add_import(t, "import a module or .py file first (it registers your algorithm; repeatable)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    _add_allow_change(t)
-    _add_set(t, "KEY=VALUE")
+    _add_run_flags(t)
     t.set_defaults(func=cmd_train)
 
     o = sub.add_parser(
@@ -680,10 +677,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         flags={"env_id": ["--env"]},
         required=["env_id"],
     )
-    _add_import(o, "import a module or .py file first (it registers your algorithm; repeatable)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --out")
-    _add_allow_change(o)
-    _add_set(o, "KEY=VALUE")
+    _add_run_flags(o)
     o.set_defaults(func=cmd_online)
 
     from offrl.train.finetune import FinetuneConfig
@@ -703,10 +697,7 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
         skip=["algo_config"],
         flags={"env_id": ["--env"]},
     )
-    _add_import(f, "import a module or .py file first (it registers your algorithm; repeatable)")
-    f.add_argument("--resume", action="store_true", help="continue the run in --out")
-    _add_allow_change(f)
-    _add_set(f, "KEY=VALUE")
+    _add_run_flags(f)
     f.set_defaults(func=cmd_finetune)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
@@ -963,6 +954,15 @@ def _option_values(argv: list[str], flag: str) -> list[str]:
         elif token.startswith(flag + "="):
             out.append(token.split("=", 1)[1])
     return out
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """What ``train``, ``online`` and ``finetune`` share beyond their config's options:
+    ``--import``, ``--resume``, ``--allow-change`` and ``--set``."""
+    _add_import(p, "import a module or .py file first (it registers your algorithm; repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_allow_change(p)
+    _add_set(p, "KEY=VALUE")
 
 
 def _algo_help(argv: list[str]) -> dict[str, str]:
