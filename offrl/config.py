@@ -266,6 +266,13 @@ def from_namespace(cls: type[T], namespace: argparse.Namespace, **overrides: Any
 # wins. Sizes and learning rates must be positive; rates and fractions lie in the unit interval;
 # ``*_every`` may be 0 (off) except where a loop divides by it.
 RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
+    ("target_update_every", 1, math.inf, True, False),
+    ("eps_decay_updates", 1, math.inf, True, False),
+    ("eps_start", 0.0, 1.0, True, True),
+    ("eps_end", 0.0, 1.0, True, True),
+    ("threshold", 0.0, 1.0, True, False),
+    ("min_q_weight", 0.0, math.inf, True, False),
+    ("kappa", 0.0, math.inf, False, False),
     ("log_every", 1, math.inf, True, False),
     ("checkpoint_every", 1, math.inf, True, False),
     ("recompute_every", 1, math.inf, True, False),

@@ -20,6 +20,8 @@ __all__ = [
     "mmd",
     "ensemble_gradient_similarity",
     "density_ratio_loss",
+    "quantile_huber_loss",
+    "quantile_midpoints",
 ]
 
 
@@ -84,7 +86,7 @@ def crr_weights(
 
 def conservative_penalty(
     q_sampled: torch.Tensor,
-    log_density: torch.Tensor,
+    log_density: torch.Tensor | float,
     q_data: torch.Tensor,
     temperature: float = 1.0,
 ) -> torch.Tensor:
@@ -94,7 +96,8 @@ def conservative_penalty(
         T * logsumexp_j( (Q(s, a_j) - log mu(a_j | s)) / T )  -  Q(s, a_data),  averaged over s.
 
     ``q_sampled`` is ``[..., M, B]`` (``M`` sampled actions per state), ``log_density`` is
-    ``[M, B]`` (the log-density of the proposal each sample came from), ``q_data`` is ``[..., B]``
+    ``[M, B]`` (the log-density of the proposal each sample came from; ``0.0`` for discrete
+    actions, where the sum runs over every action exactly), ``q_data`` is ``[..., B]``
     -- or ``[..., B']`` for other states than the sampled ones (COMBO pushes down on data and
     model states, up on the data's alone); returns ``[...]`` (e.g. one value per critic). As in
     the official code the sum is not divided by ``M`` (that would subtract the constant
@@ -187,3 +190,27 @@ def density_ratio_loss(w_offline: torch.Tensor, w_online: torch.Tensor) -> torch
     f_star = -torch.log(2.0 / (w_offline + 1.0) + 1e-10)
     f_prime = torch.log(2.0 * w_online / (w_online + 1.0) + 1e-10)
     return f_star.mean() - f_prime.mean()
+
+
+def quantile_midpoints(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``tau_hat_i = (2 i + 1) / (2 n)``, ``i = 0..n-1``: the quantile levels QR-DQN's ``n``
+    outputs estimate (Dabney et al., 2018, lemma 2)."""
+    return (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n
+
+
+def quantile_huber_loss(
+    quantiles: torch.Tensor, target: torch.Tensor, kappa: float = 1.0
+) -> torch.Tensor:
+    """QR-DQN's quantile regression loss (Dabney et al., 2018, eq. 10):
+
+        sum_i  mean_j  |tau_hat_i - 1[u_ij < 0]| * L_kappa(u_ij) / kappa,   u_ij = T_j - theta_i
+
+    with ``L_kappa`` the Huber loss of threshold ``kappa``; averaged over the batch.
+    ``quantiles`` (``theta``) is ``[B, N]``, at the levels :func:`quantile_midpoints`;
+    ``target`` (``T theta'``, no gradient) is ``[B, M]``.
+    """
+    taus = quantile_midpoints(quantiles.shape[-1], quantiles.device)
+    u = target.detach().unsqueeze(-2) - quantiles.unsqueeze(-1)  # [B, N, M]
+    huber = torch.nn.functional.huber_loss(u, torch.zeros_like(u), reduction="none", delta=kappa)
+    weight = (taus[:, None] - (u.detach() < 0).to(u.dtype)).abs()
+    return (weight * huber / kappa).mean(-1).sum(-1).mean()

@@ -41,9 +41,12 @@ CONTRACT_DEFAULTS: dict[str, dict[str, Any]] = {
     "balanced_replay": {"members": 2},
 }
 
+# The algorithms for continuous actions, checked here (the discrete ones, with image and
+# vector observations: tests/test_algorithms_discrete.py).
+CONTINUOUS = [n for n in list_algorithms() if "continuous" in get_algorithm(n).action_kinds]
 # Every registered algorithm with its defaults (but small networks), plus extra variants.
 CASES: list[tuple[str, dict[str, Any]]] = [
-    (name, CONTRACT_DEFAULTS.get(name, {})) for name in list_algorithms()
+    (name, CONTRACT_DEFAULTS.get(name, {})) for name in CONTINUOUS
 ] + [
     ("bc", {"policy": "gaussian"}),
     ("td3bc", {"num_critics": 3, "policy_freq": 1}),
@@ -161,7 +164,7 @@ def test_at_most_one_level_of_inheritance_below_sac() -> None:
         assert len(chain) <= 2, f"{name}: {[c.__name__ for c in chain]}"
 
 
-@pytest.mark.parametrize("name", list_algorithms())
+@pytest.mark.parametrize("name", CONTINUOUS)
 def test_any_layer_stack_in_any_algorithm(name: str) -> None:
     """``activation``, ``actor_layer_norm`` and ``critic_layer_norm`` reach every policy and
     value network of every algorithm (not the behaviour VAEs), and the updates stay finite."""
@@ -381,11 +384,11 @@ def test_state_holds_no_dataset_sized_tensor(name: str, extra: dict[str, Any]) -
         assert len(full) not in t.shape, t.shape
 
 
-@pytest.mark.parametrize("name", list_algorithms())
+@pytest.mark.parametrize("name", CONTINUOUS)
 def test_load_state_dict_rejects_other_algorithm(name: str) -> None:
     spec = SPECS["unit"]
     algo = _make(name, {}, spec)
-    others = [n for n in list_algorithms() if n != name]
+    others = [n for n in CONTINUOUS if n != name]
     for other in others:
         state = _make(other, {}, spec).state_dict()
         with pytest.raises(ValueError, match=f"checkpoint is for '{other}'"):

@@ -3,7 +3,8 @@
 >>> from offrl.algos import get_algorithm, list_algorithms
 >>> list_algorithms()  # doctest: +NORMALIZE_WHITESPACE
 ['awac', 'awr', 'balanced_replay', 'bc', 'bc_pct', 'bcq', 'bear', 'calql', 'combo', 'cql', 'crr',
- 'edac', 'iql', 'mobile', 'mopo', 'rebrac', 'sac', 'sac_n', 'td3bc', 'uwac']
+ 'discrete_bcq', 'discrete_cql', 'discrete_crr', 'discrete_crr_cql', 'edac', 'iql', 'mobile',
+ 'mopo', 'qrdqn', 'rebrac', 'sac', 'sac_n', 'td3bc', 'uwac']
 """
 
 from offrl.algos import (  # noqa: F401  (registers the algorithms)
@@ -18,10 +19,15 @@ from offrl.algos import (  # noqa: F401  (registers the algorithms)
     combo,
     cql,
     crr,
+    discrete_bcq,
+    discrete_cql,
+    discrete_crr,
+    discrete_crr_cql,
     edac,
     iql,
     mobile,
     mopo,
+    qrdqn,
     rebrac,
     sac,
     sacn,
@@ -47,10 +53,15 @@ from offrl.algos.calql import CalQL, CalQLConfig
 from offrl.algos.combo import COMBO, COMBOConfig
 from offrl.algos.cql import CQL, CQLConfig
 from offrl.algos.crr import CRR, CRRConfig
+from offrl.algos.discrete_bcq import DiscreteBCQ, DiscreteBCQConfig
+from offrl.algos.discrete_cql import DiscreteCQL, DiscreteCQLConfig
+from offrl.algos.discrete_crr import DiscreteCRR, DiscreteCRRConfig
+from offrl.algos.discrete_crr_cql import DiscreteCRRCQL, DiscreteCRRCQLConfig
 from offrl.algos.edac import EDAC, EDACConfig
 from offrl.algos.iql import IQL, IQLConfig
 from offrl.algos.mobile import MOBILE, MOBILEConfig
 from offrl.algos.mopo import MOPO, MOPOConfig
+from offrl.algos.qrdqn import QRDQN, QRDQNConfig
 from offrl.algos.rebrac import ReBRAC, ReBRACConfig
 from offrl.algos.sac import SAC, SACConfig
 from offrl.algos.sacn import SACN, SACNConfig
@@ -86,6 +97,14 @@ __all__ = [
     "CQLConfig",
     "CRR",
     "CRRConfig",
+    "DiscreteCRRCQL",
+    "DiscreteCRRCQLConfig",
+    "DiscreteBCQ",
+    "DiscreteBCQConfig",
+    "DiscreteCQL",
+    "DiscreteCQLConfig",
+    "DiscreteCRR",
+    "DiscreteCRRConfig",
     "EDAC",
     "EDACConfig",
     "MOBILE",
@@ -94,6 +113,8 @@ __all__ = [
     "MOPOConfig",
     "IQL",
     "IQLConfig",
+    "QRDQN",
+    "QRDQNConfig",
     "ReBRAC",
     "ReBRACConfig",
     "SAC",

@@ -54,6 +54,7 @@ __all__ = [
     "list_algorithms",
     "make_optimizer",
     "soft_update",
+    "hard_update",
     "deployed_action",
     "task_name",
 ]
@@ -603,6 +604,13 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``target <- (1 - tau) target + tau source`` (one kernel per flat tensor)."""
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.lerp_(s, tau)
+
+
+@torch.no_grad()
+def hard_update(target: nn.Module, source: nn.Module) -> None:
+    """``target <- source``: copy every parameter (DQN's periodic target network update)."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.copy_(s)
 
 
 # ---------------------------------------------------------------------- registry

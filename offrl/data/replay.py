@@ -24,6 +24,9 @@ class ReplayBuffer:
 
     ``sample`` draws uniformly with a torch generator and returns a :class:`Batch` whose actions
     are mapped to the unit box ``[-1, 1]`` (the algorithms' convention) from the bounds given.
+    With ``discrete=True`` actions are ``int64`` indices (``action_dim`` is the number of
+    actions; the bounds are ignored) and pass unchanged. Observations are kept in ``obs_dtype``:
+    ``uint8`` frames stay bytes, as offline datasets keep them.
     """
 
     _FIELDS = ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts", "episode")
@@ -35,12 +38,16 @@ class ReplayBuffer:
         action_dim: int,
         action_low: np.ndarray,
         action_high: np.ndarray,
+        discrete: bool = False,
+        obs_dtype: type | np.dtype = np.float32,
     ) -> None:
         self.capacity = int(capacity)
-        self.obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
-        self.actions = np.zeros((capacity, action_dim), dtype=np.float32)
+        self.discrete = discrete
+        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        act_shape = (capacity,) if discrete else (capacity, action_dim)
+        self.actions = np.zeros(act_shape, dtype=np.int64 if discrete else np.float32)
         self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.terminals = np.zeros(capacity, dtype=bool)
         self.timeouts = np.zeros(capacity, dtype=bool)
         self.episode = np.zeros(capacity, dtype=np.int64)
@@ -91,7 +98,9 @@ class ReplayBuffer:
 
     def unit_actions(self, idx: np.ndarray) -> np.ndarray:
         """The actions at positions ``idx`` mapped from the bounds to the unit box ``[-1, 1]``
-        (the algorithms' convention)."""
+        (the algorithms' convention); discrete indices as they are."""
+        if self.discrete:
+            return self.actions[idx]
         return 2.0 * (self.actions[idx] - self.low) / (self.high - self.low) - 1.0
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:

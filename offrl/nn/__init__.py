@@ -14,6 +14,7 @@ from offrl.nn.mlp import ACTIVATIONS, EnsembleMLP
 from offrl.nn.policies import (
     CategoricalPolicy,
     DeterministicPolicy,
+    DiscreteQNetwork,
     EnsembleCritic,
     GaussianPolicy,
     MixtureTanhGaussianPolicy,
@@ -37,6 +38,7 @@ __all__ = [
     "CategoricalHead",
     "ProbabilisticHead",
     "CategoricalPolicy",
+    "DiscreteQNetwork",
     "DeterministicPolicy",
     "GaussianPolicy",
     "TanhGaussianPolicy",

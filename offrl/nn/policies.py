@@ -18,6 +18,7 @@ from offrl.nn.mlp import EnsembleMLP
 
 __all__ = [
     "CategoricalPolicy",
+    "DiscreteQNetwork",
     "observation_encoder",
     "DeterministicPolicy",
     "GaussianPolicy",
@@ -79,6 +80,49 @@ class CategoricalPolicy(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action: ``[B]`` int64."""
         return self.head.greedy(self.logits(obs))
+
+
+class DiscreteQNetwork(nn.Module):
+    """Q-values of every discrete action at once: an encoder (as :class:`CategoricalPolicy`'s),
+    an MLP, and ``num_actions * quantiles`` outputs -- plus ``extra`` outputs of the same torso
+    (discrete BCQ's imitation logits).
+
+    With ``hidden=()`` on frames it is the Nature DQN (Mnih et al., 2015: three convolutions, a
+    512-unit layer, the output layer) or MinAtar's DQN (Young & Tian, 2019: one convolution, a
+    128-unit layer). With ``quantiles > 1`` each action's value is a distribution given by
+    quantiles at :func:`offrl.losses.quantile_midpoints` (QR-DQN, Dabney et al., 2018), and the
+    Q-value is their mean.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        hidden: Sequence[int] = (),
+        quantiles: int = 1,
+        extra: int = 0,
+        layer_norm: bool = False,
+        **mlp: Any,
+    ) -> None:
+        super().__init__()
+        self.num_actions, self.num_quantiles, self.extra = num_actions, quantiles, extra
+        self.encoder = observation_encoder(obs_shape)
+        out = num_actions * quantiles + extra
+        self.net = EnsembleMLP(int(self.encoder.out_dim), out, hidden, layer_norm=layer_norm, **mlp)
+
+    def outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(quantiles [B, A, N], extra [B, extra])`` in one pass."""
+        out = self.net(self.encoder(obs))[0]
+        q, extra = out.split((self.num_actions * self.num_quantiles, self.extra), dim=-1)
+        return q.view(-1, self.num_actions, self.num_quantiles), extra
+
+    def quantiles(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[B, A, N]`` (``N = 1``: the Q-values)."""
+        return self.outputs(obs)[0]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[B, A]`` (the mean of each action's quantiles)."""
+        return self.quantiles(obs).mean(-1)
 
 
 def observation_encoder(obs_shape: Sequence[int]) -> CNNEncoder | FlattenEncoder:

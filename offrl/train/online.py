@@ -116,14 +116,20 @@ class OnlineConfig:
 
 
 def env_spec(env_id: str) -> EnvSpec:
-    """The :class:`EnvSpec` of a continuous-action Gymnasium environment."""
+    """The :class:`EnvSpec` of a Gymnasium environment with continuous (Box) or discrete
+    actions."""
     register_envs()  # offrl's MinAtar / Atari ids
     env = gym.make(env_id)
     obs_space, space = env.observation_space, env.action_space
     env.close()
-    if not isinstance(space, gym.spaces.Box):
-        raise ValueError(f"{env_id}: online training needs a continuous (Box) action space")
     assert obs_space.shape is not None
+    if isinstance(space, gym.spaces.Discrete):
+        return EnvSpec(tuple(obs_space.shape), int(space.n), discrete=True)
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(
+            f"{env_id}: online training needs a continuous (Box) or Discrete action space, "
+            f"not {type(space).__name__}"
+        )
     return EnvSpec(
         tuple(obs_space.shape),
         int(np.prod(space.shape)),
@@ -195,9 +201,14 @@ def run_online(
     for d in (run, latest.parent, run / "snapshots"):
         remove_stale_temps(d)
     spec = algo.spec
-    low = np.asarray(spec.action_low, dtype=np.float32)
-    high = np.asarray(spec.action_high, dtype=np.float32)
-    buffer = ReplayBuffer(cfg.buffer_size, spec.obs_shape, spec.action_dim, low, high)
+    low = np.asarray(spec.action_low or (-1.0,) * spec.action_dim, dtype=np.float32)
+    high = np.asarray(spec.action_high or (1.0,) * spec.action_dim, dtype=np.float32)
+    probe = gym.make(cfg.env_id)
+    obs_dtype = probe.observation_space.dtype or np.float32  # uint8 frames stay bytes
+    probe.close()
+    buffer = ReplayBuffer(
+        cfg.buffer_size, spec.obs_shape, spec.action_dim, low, high, spec.discrete, obs_dtype
+    )
     sampler = plan.make_sampler(buffer) if plan is not None else None
     rng = np.random.default_rng(cfg.seed)  # the uniform warm-up actions
     sample_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -329,9 +340,12 @@ def run_online(
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
     try:
         while step < cfg.steps:
-            if step < cfg.start_steps:
-                actions = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
-                actions = actions.astype(np.float32)
+            actions: np.ndarray
+            if step < cfg.start_steps and spec.discrete:
+                actions = rng.integers(0, spec.action_dim, size=cfg.num_envs)
+            elif step < cfg.start_steps:
+                uniform = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
+                actions = uniform.astype(np.float32)
             else:
                 actions = algo.explore(obs)
             next_obs, rew, term, trunc, _ = envs.step(actions)

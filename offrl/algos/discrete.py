@@ -1,0 +1,66 @@
+"""What the discrete-action algorithms share: their common options and their Q-network.
+
+QR-DQN, discrete BCQ, discrete CQL and discrete CRR learn Q-values of every action at once from
+one network over the observation: the Nature DQN over stacked Atari frames, MinAtar's small CNN
+over its 10 x 10 frames, an MLP over vector observations (:class:`~offrl.nn.DiscreteQNetwork`).
+Their defaults are the second seed's library's Atari examples (Tianshou 2.0.1:
+``atari_qrdqn.py``, ``atari_bcq.py``, ``atari_cql.py``, ``atari_crr.py``): batch 32, one-step
+targets, a target network copied every ``target_update_every`` updates.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from offrl.algos.base import AlgoConfig, EnvSpec
+from offrl.nn import DiscreteQNetwork
+
+__all__ = ["DiscreteConfig", "q_network", "greedy"]
+
+
+@dataclass
+class DiscreteConfig(AlgoConfig):
+    """Options every discrete-action algorithm shares."""
+
+    batch_size: int = 32
+    """Transitions per gradient step (DQN's 32)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layers after the encoder for *vector* observations. Frames go through the CNN and
+    its fully connected layer (Nature DQN: 512 units, MinAtar: 128) straight to the output
+    layer, as in the papers' networks."""
+    lr: float = 1e-4
+    """Adam learning rate (Tianshou's Atari examples)."""
+    target_update_every: int = 500
+    """Updates between copies of the network into its target (Tianshou's Atari examples)."""
+
+    def torso(self, spec: EnvSpec) -> tuple[int, ...]:
+        """The hidden layers between the encoder and the output layer for ``spec``'s
+        observations: :attr:`hidden` for vectors, none for frames."""
+        return () if len(spec.obs_shape) == 3 else self.hidden
+
+
+def q_network(
+    spec: EnvSpec, config: DiscreteConfig, device: torch.device, quantiles: int = 1, extra: int = 0
+) -> tuple[DiscreteQNetwork, DiscreteQNetwork]:
+    """A :class:`~offrl.nn.DiscreteQNetwork` for ``spec`` on ``device`` and its frozen target
+    copy."""
+    net = DiscreteQNetwork(
+        spec.obs_shape,
+        spec.action_dim,
+        config.torso(spec),
+        quantiles=quantiles,
+        extra=extra,
+        **config.critic_net(),
+    ).to(device)
+    return net, copy.deepcopy(net).requires_grad_(False)
+
+
+def greedy(q: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """``argmax_a Q(s, a)`` over ``[B, A]`` Q-values, among the ``allowed`` actions only
+    (``[B, A]`` bool; discrete BCQ's filter) if given."""
+    if allowed is not None:
+        q = q.masked_fill(~allowed, float("-inf"))
+    return q.argmax(-1)
