@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from offrl.errors import OfflineRLError
 
-__all__ = ["Dataset", "DatasetError", "EpisodeStats"]
+__all__ = ["Dataset", "DatasetError", "EpisodeStats", "EpisodeStructure"]
 
 
 class DatasetError(OfflineRLError, ValueError):
@@ -47,8 +47,157 @@ class EpisodeStats:
     length_mean: float
 
 
+_E = TypeVar("_E", bound="EpisodeStructure")
+
+
+class EpisodeStructure:
+    """Episode arithmetic over ``rewards``, ``terminals`` and ``timeouts`` in logging order,
+    shared by :class:`Dataset` and :class:`~offrl.data.frames.FrameDataset`. A subclass has
+    those three ``[N]`` arrays, ``metadata``, ``__len__`` and ``select(rows)``."""
+
+    rewards: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    metadata: dict[str, Any]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def select(self: _E, mask_or_index: np.ndarray) -> _E:
+        """A new dataset holding the given rows (a boolean mask or integer indices)."""
+        raise NotImplementedError
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """Indices of the last transition of each episode (terminal, timeout, or final row)."""
+        ends = self.terminals | self.timeouts
+        ends = ends.copy()
+        ends[-1] = True
+        return np.flatnonzero(ends)
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        """Indices of the first transition of each episode."""
+        return np.concatenate([[0], self.episode_ends[:-1] + 1]).astype(np.int64)
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode, in order."""
+        csum = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
+        return csum[self.episode_ends + 1] - csum[self.episode_starts]
+
+    def episode_ids(self) -> np.ndarray:
+        """``[N]`` index of the episode each transition belongs to."""
+        ids = np.zeros(len(self), dtype=np.int64)
+        ids[self.episode_ends[:-1] + 1] = 1
+        return np.cumsum(ids)
+
+    def stats(self) -> EpisodeStats:
+        """Transitions, episodes and return statistics."""
+        rets = self.episode_returns()
+        lengths = self.episode_ends - self.episode_starts + 1
+        return EpisodeStats(
+            num_transitions=len(self),
+            num_episodes=int(rets.size),
+            return_mean=float(rets.mean()),
+            return_std=float(rets.std()),
+            return_min=float(rets.min()),
+            return_max=float(rets.max()),
+            length_mean=float(lengths.mean()),
+        )
+
+    def select_episodes(self: _E, episodes: np.ndarray) -> _E:
+        """A new dataset holding whole episodes (by episode index), in the given order.
+
+        Episode boundaries are kept: an episode that ended only by being the dataset's last row
+        (no flag) is closed with ``timeouts = True`` if it is no longer last.
+        """
+        starts, ends = self.episode_starts, self.episode_ends
+        idx = np.asarray(episodes, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            raise DatasetError("episodes: no episode selected")
+        if idx.min() < 0 or idx.max() >= starts.size:
+            raise DatasetError(
+                f"episodes: index out of range (the dataset has {starts.size} episodes)"
+            )
+        rows = np.concatenate([np.arange(starts[e], ends[e] + 1) for e in idx])
+        out = self.select(rows)
+        # Every selected episode must stay closed: the dataset's final episode may end by being
+        # the last row (no flag); moved in front of another one it would merge with it. Its
+        # next_observation is real, so it is closed as a truncation.
+        last = np.cumsum(ends[idx] - starts[idx] + 1) - 1
+        open_end = last[~(out.terminals[last] | out.timeouts[last])]
+        out.timeouts[open_end[open_end < len(out) - 1]] = True
+        return out
+
+    def subsample_episodes(self: _E, fraction: float, seed: int = 0) -> _E:
+        """A seeded random ``fraction`` of the episodes (at least one), kept in their original
+        order: the dataset-size ablation (10 %, 1 %...)."""
+        if not 0.0 < fraction <= 1.0:
+            raise DatasetError(f"fraction: must be in (0, 1], got {fraction}")
+        n = self.episode_starts.size
+        keep = max(1, round(fraction * n))
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size=keep, replace=False))
+        out = self.select_episodes(chosen)
+        out.metadata = {**self.metadata, "subsample_fraction": fraction, "subsample_seed": seed}
+        return out
+
+    def top_episodes(self: _E, fraction: float) -> _E:
+        """The best ``fraction`` of the episodes by undiscounted return, kept in their original
+        order: the data of %BC (Chen et al., 2021; CORL's ``keep_best_trajectories``).
+
+        As in CORL, ``max(1, int(fraction * num_episodes))`` episodes are kept (rounded down,
+        at least one); ties go to the earlier episode.
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise DatasetError(f"fraction: must be in (0, 1], got {fraction}")
+        rets = self.episode_returns()
+        keep = max(1, int(fraction * rets.size))
+        best = np.argsort(-rets, kind="stable")[:keep]
+        out = self.select_episodes(np.sort(best))
+        out.metadata = {**self.metadata, "top_episodes_fraction": fraction}
+        return out
+
+    def returns_to_go(
+        self, gamma: float = 1.0, lam: float = 1.0, next_values: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``[N]`` float64 discounted return of every transition to the end of its episode.
+
+        With ``next_values`` (``V(s')`` for every row) this is the TD(lambda) return::
+
+            G_t = r_t + gamma * ((1 - lam) V(s'_t) + lam G_{t+1})    inside an episode
+            G_t = r_t                                                 at a terminal
+            G_t = r_t + gamma V(s'_t)                                 at a truncation
+
+        so ``lam = 1`` is the Monte-Carlo return with a bootstrap at truncations and ``lam = 0``
+        the one-step TD target. Without ``next_values``, truncated episodes do not bootstrap
+        (plain Monte-Carlo returns-to-go; ``lam`` must then be 1). The recursion runs backwards
+        over all episodes at once, one vectorised step per position from the episode end.
+        """
+        n = len(self)
+        rewards = self.rewards.astype(np.float64)
+        if next_values is None:
+            if lam != 1.0:
+                raise ValueError("returns_to_go: lam < 1 needs next_values")
+            v_next = np.zeros(n)
+        else:
+            v_next = np.asarray(next_values, dtype=np.float64).reshape(-1)
+            if v_next.shape != (n,):
+                raise ValueError(f"next_values: expected shape ({n},), got {v_next.shape}")
+        ends, starts = self.episode_ends, self.episode_starts
+        out = np.empty(n)
+        # Episode ends: nothing after them but V(s') (truncation) or zero (terminal).
+        out[ends] = rewards[ends] + gamma * (~self.terminals[ends]) * v_next[ends]
+        # Inside episodes, terminals cannot occur (a terminal ends its episode).
+        inner = rewards + gamma * (1.0 - lam) * v_next
+        lengths = ends - starts + 1
+        for k in range(1, int(lengths.max())):
+            rows = ends[lengths > k] - k  # the k-th row from the end of each long-enough episode
+            out[rows] = inner[rows] + gamma * lam * out[rows + 1]
+        return out
+
+
 @dataclass
-class Dataset:
+class Dataset(EpisodeStructure):
     """Aligned transitions with their episode structure.
 
     Build one from your own arrays with :meth:`from_arrays` (or :func:`offrl.data.load_dataset`
@@ -274,44 +423,6 @@ class Dataset:
             return int(self.actions.max()) + 1
         return int(self.actions.shape[1])
 
-    @property
-    def episode_ends(self) -> np.ndarray:
-        """Indices of the last transition of each episode (terminal, timeout, or final row)."""
-        ends = self.terminals | self.timeouts
-        ends = ends.copy()
-        ends[-1] = True
-        return np.flatnonzero(ends)
-
-    @property
-    def episode_starts(self) -> np.ndarray:
-        """Indices of the first transition of each episode."""
-        return np.concatenate([[0], self.episode_ends[:-1] + 1]).astype(np.int64)
-
-    def episode_returns(self) -> np.ndarray:
-        """Undiscounted return of every episode, in order."""
-        csum = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
-        return csum[self.episode_ends + 1] - csum[self.episode_starts]
-
-    def episode_ids(self) -> np.ndarray:
-        """``[N]`` index of the episode each transition belongs to."""
-        ids = np.zeros(len(self), dtype=np.int64)
-        ids[self.episode_ends[:-1] + 1] = 1
-        return np.cumsum(ids)
-
-    def stats(self) -> EpisodeStats:
-        """Transitions, episodes and return statistics."""
-        rets = self.episode_returns()
-        lengths = self.episode_ends - self.episode_starts + 1
-        return EpisodeStats(
-            num_transitions=len(self),
-            num_episodes=int(rets.size),
-            return_mean=float(rets.mean()),
-            return_std=float(rets.std()),
-            return_min=float(rets.min()),
-            return_max=float(rets.max()),
-            length_mean=float(lengths.mean()),
-        )
-
     def select(self, mask_or_index: np.ndarray) -> Dataset:
         """A new dataset holding the given rows (a boolean mask or integer indices)."""
         return Dataset(
@@ -319,96 +430,6 @@ class Dataset:
             env_id=self.env_id,
             metadata=dict(self.metadata),
         )
-
-    def select_episodes(self, episodes: np.ndarray) -> Dataset:
-        """A new dataset holding whole episodes (by episode index), in the given order.
-
-        Episode boundaries are kept: an episode that ended only by being the dataset's last row
-        (no flag) is closed with ``timeouts = True`` if it is no longer last.
-        """
-        starts, ends = self.episode_starts, self.episode_ends
-        idx = np.asarray(episodes, dtype=np.int64).reshape(-1)
-        if idx.size == 0:
-            raise DatasetError("episodes: no episode selected")
-        if idx.min() < 0 or idx.max() >= starts.size:
-            raise DatasetError(
-                f"episodes: index out of range (the dataset has {starts.size} episodes)"
-            )
-        rows = np.concatenate([np.arange(starts[e], ends[e] + 1) for e in idx])
-        out = self.select(rows)
-        # Every selected episode must stay closed: the dataset's final episode may end by being
-        # the last row (no flag); moved in front of another one it would merge with it. Its
-        # next_observation is real, so it is closed as a truncation.
-        last = np.cumsum(ends[idx] - starts[idx] + 1) - 1
-        open_end = last[~(out.terminals[last] | out.timeouts[last])]
-        out.timeouts[open_end[open_end < len(out) - 1]] = True
-        return out
-
-    def subsample_episodes(self, fraction: float, seed: int = 0) -> Dataset:
-        """A seeded random ``fraction`` of the episodes (at least one), kept in their original
-        order: the dataset-size ablation (10 %, 1 %...)."""
-        if not 0.0 < fraction <= 1.0:
-            raise DatasetError(f"fraction: must be in (0, 1], got {fraction}")
-        n = self.episode_starts.size
-        keep = max(1, round(fraction * n))
-        chosen = np.sort(np.random.default_rng(seed).choice(n, size=keep, replace=False))
-        out = self.select_episodes(chosen)
-        out.metadata = {**self.metadata, "subsample_fraction": fraction, "subsample_seed": seed}
-        return out
-
-    def top_episodes(self, fraction: float) -> Dataset:
-        """The best ``fraction`` of the episodes by undiscounted return, kept in their original
-        order: the data of %BC (Chen et al., 2021; CORL's ``keep_best_trajectories``).
-
-        As in CORL, ``max(1, int(fraction * num_episodes))`` episodes are kept (rounded down,
-        at least one); ties go to the earlier episode.
-        """
-        if not 0.0 < fraction <= 1.0:
-            raise DatasetError(f"fraction: must be in (0, 1], got {fraction}")
-        rets = self.episode_returns()
-        keep = max(1, int(fraction * rets.size))
-        best = np.argsort(-rets, kind="stable")[:keep]
-        out = self.select_episodes(np.sort(best))
-        out.metadata = {**self.metadata, "top_episodes_fraction": fraction}
-        return out
-
-    def returns_to_go(
-        self, gamma: float = 1.0, lam: float = 1.0, next_values: np.ndarray | None = None
-    ) -> np.ndarray:
-        """``[N]`` float64 discounted return of every transition to the end of its episode.
-
-        With ``next_values`` (``V(s')`` for every row) this is the TD(lambda) return::
-
-            G_t = r_t + gamma * ((1 - lam) V(s'_t) + lam G_{t+1})    inside an episode
-            G_t = r_t                                                 at a terminal
-            G_t = r_t + gamma V(s'_t)                                 at a truncation
-
-        so ``lam = 1`` is the Monte-Carlo return with a bootstrap at truncations and ``lam = 0``
-        the one-step TD target. Without ``next_values``, truncated episodes do not bootstrap
-        (plain Monte-Carlo returns-to-go; ``lam`` must then be 1). The recursion runs backwards
-        over all episodes at once, one vectorised step per position from the episode end.
-        """
-        n = len(self)
-        rewards = self.rewards.astype(np.float64)
-        if next_values is None:
-            if lam != 1.0:
-                raise ValueError("returns_to_go: lam < 1 needs next_values")
-            v_next = np.zeros(n)
-        else:
-            v_next = np.asarray(next_values, dtype=np.float64).reshape(-1)
-            if v_next.shape != (n,):
-                raise ValueError(f"next_values: expected shape ({n},), got {v_next.shape}")
-        ends, starts = self.episode_ends, self.episode_starts
-        out = np.empty(n)
-        # Episode ends: nothing after them but V(s') (truncation) or zero (terminal).
-        out[ends] = rewards[ends] + gamma * (~self.terminals[ends]) * v_next[ends]
-        # Inside episodes, terminals cannot occur (a terminal ends its episode).
-        inner = rewards + gamma * (1.0 - lam) * v_next
-        lengths = ends - starts + 1
-        for k in range(1, int(lengths.max())):
-            rows = ends[lengths > k] - k  # the k-th row from the end of each long-enough episode
-            out[rows] = inner[rows] + gamma * lam * out[rows + 1]
-        return out
 
     @staticmethod
     def concatenate(parts: list[Dataset], metadata: Mapping[str, Any] | None = None) -> Dataset:

@@ -1,0 +1,328 @@
+"""Image transitions stored one frame per step, stacked when a batch is drawn.
+
+An Atari observation is the last 4 frames of 84 x 84 bytes. Stored as stacks, with the next
+observation beside each, a 1M-step buffer takes 2 x 4 x 7 KB x 1M = 56 GB; stored once per
+frame, 7 GB. A :class:`FrameDataset` keeps each episode's frames contiguously, preceded by
+``stack - 1`` copies of its first frame (the stack at an episode's start repeats that frame, as
+Gymnasium's ``FrameStackObservation`` with ``padding_type="reset"`` and Tianshou's buffers do)::
+
+    frames:  [pad pad pad f0 f1 f2 ... fT | pad pad pad g0 g1 ... | ...]
+    index:              ^  ^  ^        transition t's newest frame; its next observation's is
+                                       index[t] + 1
+
+so transition ``t``'s observation is ``frames[index[t] - stack + 1 : index[t] + 1]`` and its next
+observation the same window one frame later: never across an episode, never copied. The last
+step of an episode that ends at a terminal has one frame after it (a copy: its value is never
+bootstrapped); an episode cut by a time limit without its successor loses its last step, whose
+frame is then the successor of the step before (D4RL's rule, as :meth:`Dataset.from_arrays`).
+
+:class:`FrameSampler` draws batches of ``[B, stack, H, W]`` ``uint8`` stacks with one gather.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from offrl.data.dataset import Dataset, DatasetError, EpisodeStructure
+from offrl.data.sampler import Batch
+from offrl.rng import restore_generator
+
+__all__ = ["FrameDataset", "FrameSampler"]
+
+
+@dataclass
+class FrameDataset(EpisodeStructure):
+    """Discrete-action transitions over stacked ``uint8`` frames, each frame stored once.
+
+    Build one with :meth:`from_steps`. The observation of transition ``t`` is
+    :meth:`stacked` ``([t])``; ``len()``, :attr:`obs_shape`, the episode methods and
+    :meth:`select` behave as :class:`~offrl.data.Dataset`'s.
+    """
+
+    frames: np.ndarray
+    """``[M, H, W]`` uint8: every episode's frames with its padding (module docstring)."""
+    index: np.ndarray
+    """``[N]`` int64: the newest frame of each transition's observation."""
+    actions: np.ndarray
+    """``[N]`` int64 action indices."""
+    rewards: np.ndarray
+    """``[N]`` float32."""
+    terminals: np.ndarray
+    """``[N]`` bool: true environment ends (no bootstrap)."""
+    timeouts: np.ndarray
+    """``[N]`` bool: truncations (bootstrap from the next observation)."""
+    stack: int = 4
+    """Frames per observation."""
+    env_id: str | None = None
+    """Gymnasium id of the environment that produced the data, when known."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable facts about the data."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_steps(
+        cls,
+        frames: Any,
+        actions: Any,
+        rewards: Any,
+        terminals: Any,
+        timeouts: Any,
+        stack: int = 4,
+        *,
+        env_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> FrameDataset:
+        """Build from per-step arrays in logging order: ``frames[t]`` (``[N, H, W]`` uint8) is the
+        newest frame of the observation step ``t`` acted in.
+
+        An episode ends at a terminal, a timeout, or the last row. Its successor frame is the
+        next row's within the episode; a terminal's is a copy of its own frame (never
+        bootstrapped); the last step of an episode ending otherwise has no logged successor and
+        is dropped, its predecessor becoming the truncated end (counted in
+        ``metadata["dropped_steps"]``).
+        """
+        f = np.asarray(frames)
+        if f.dtype != np.uint8 or f.ndim != 3:
+            raise DatasetError(
+                f"frames: expected uint8 frames of shape [N, H, W], got {f.dtype} {f.shape}"
+            )
+        n = f.shape[0]
+        if n == 0:
+            raise DatasetError("frames: the dataset is empty")
+        acts, rews = np.asarray(actions), np.asarray(rewards, dtype=np.float32)
+        term, tout = (np.asarray(x, dtype=bool).reshape(-1) for x in (terminals, timeouts))
+        for name, arr in (("actions", acts), ("rewards", rews), ("terminals", term),
+                          ("timeouts", tout)):  # fmt: skip
+            if arr.shape[0] != n:
+                raise DatasetError(f"{name}: expected {n} rows like frames, got {arr.shape[0]}")
+        if stack < 1:
+            raise DatasetError(f"stack: must be at least 1, got {stack}")
+        ends = term | tout
+        ends[-1] = True
+        starts = np.r_[0, np.flatnonzero(ends)[:-1] + 1]
+        stops = np.flatnonzero(ends) + 1  # one past each episode's last step
+        blocks, index, keep = [], [], []
+        offset = 0
+        for s, e in zip(starts, stops, strict=True):
+            ep = f[s:e]
+            extra = ep[-1:] if term[e - 1] else ep[:0]  # a terminal's (unused) successor
+            blocks += [np.repeat(ep[:1], stack - 1, axis=0), ep, extra]
+            rows = np.arange(s, e) if term[e - 1] else np.arange(s, e - 1)
+            keep.append(rows)
+            index.append(offset + stack - 1 + (rows - s))
+            offset += stack - 1 + len(ep) + len(extra)
+        kept = np.concatenate(keep)
+        if kept.size == 0:
+            raise DatasetError("frames: no transition has a successor (every episode is 1 step)")
+        new_tout = tout.copy()
+        cut_short = ~term[stops - 1] & (stops - 1 > starts)  # a step before the dropped one
+        new_tout[stops[cut_short] - 2] = True
+        meta = dict(metadata or {})
+        meta["dropped_steps"] = int(meta.get("dropped_steps", 0)) + n - kept.size
+        return cls(
+            frames=np.concatenate(blocks),
+            index=np.concatenate(index).astype(np.int64),
+            actions=acts[kept],
+            rewards=rews[kept],
+            terminals=term[kept],
+            timeouts=new_tout[kept] & ~term[kept],
+            stack=stack,
+            env_id=env_id,
+            metadata=meta,
+        )
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check shapes, dtypes and that every stack lies inside the frames; raise
+        :class:`~offrl.data.DatasetError` naming the field."""
+        if not isinstance(self.frames, np.ndarray) or self.frames.dtype != np.uint8:
+            got = getattr(self.frames, "dtype", type(self.frames).__name__)
+            raise DatasetError(f"frames: expected a uint8 array, got {got}")
+        if self.frames.ndim != 3:
+            raise DatasetError(f"frames: expected shape [M, H, W], got {self.frames.shape}")
+        n = len(self.index)
+        if n == 0:
+            raise DatasetError("index: the dataset is empty")
+        self.index = np.asarray(self.index, dtype=np.int64)
+        for name in ("actions", "rewards", "terminals", "timeouts"):
+            arr = np.asarray(getattr(self, name))
+            if arr.shape != (n,):
+                raise DatasetError(f"{name}: expected shape ({n},) like index, got {arr.shape}")
+        if not np.issubdtype(np.asarray(self.actions).dtype, np.integer):
+            raise DatasetError(f"actions: expected integer indices, got {self.actions.dtype}")
+        self.actions = np.asarray(self.actions, dtype=np.int64)
+        if (self.actions < 0).any():
+            raise DatasetError("actions: discrete actions must be non-negative indices")
+        self.rewards = np.asarray(self.rewards, dtype=np.float32)
+        if not np.isfinite(self.rewards).all():
+            bad = int(np.flatnonzero(~np.isfinite(self.rewards))[0])
+            raise DatasetError(f"rewards: contains NaN or inf (first at row {bad})")
+        self.terminals = np.asarray(self.terminals, dtype=bool)
+        self.timeouts = np.asarray(self.timeouts, dtype=bool)
+        low, high = self.index.min(), self.index.max()
+        if low < self.stack - 1 or high + 1 >= len(self.frames):
+            raise DatasetError(
+                f"index: frames {low}..{high + 1} with stacks of {self.stack} do not lie within "
+                f"the {len(self.frames)} stored frames"
+            )
+
+    def check_action_space(self, low: Any, high: Any) -> None:
+        """Raise :class:`~offrl.data.DatasetError` if an action index is ``>= high`` (the number
+        of actions; ``low`` is ignored), as :meth:`Dataset.check_action_space`."""
+        del low
+        if self.actions.max() >= int(np.asarray(high)):
+            raise DatasetError(
+                f"actions: index {int(self.actions.max())} outside the action space of "
+                f"{int(np.asarray(high))} actions"
+            )
+
+    # ------------------------------------------------------------------ structure
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    discrete = True
+    """Frame datasets have discrete actions."""
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """``(stack, H, W)``."""
+        return (self.stack, *(int(d) for d in self.frames.shape[1:]))
+
+    @property
+    def action_dim(self) -> int:
+        """The number of actions seen (max + 1)."""
+        return int(self.actions.max()) + 1
+
+    def window(self, rows: np.ndarray, next_obs: bool = False) -> np.ndarray:
+        """``[n, stack]`` frame numbers of the observations (or next observations) of ``rows``."""
+        newest = self.index[np.asarray(rows)] + int(next_obs)
+        return newest[:, None] + np.arange(1 - self.stack, 1)
+
+    def stacked(self, rows: Any, next_obs: bool = False) -> np.ndarray:
+        """``[n, stack, H, W]`` uint8: the observations (or next observations) of ``rows``."""
+        return self.frames[self.window(np.asarray(rows).reshape(-1), next_obs)]
+
+    def to_dataset(self) -> Dataset:
+        """Every stack materialised: a :class:`~offrl.data.Dataset` (``2 * stack`` times the
+        frames' memory: for small data, other formats and the tools that need arrays)."""
+        rows = np.arange(len(self))
+        return Dataset(
+            observations=self.stacked(rows),
+            actions=self.actions.copy(),
+            rewards=self.rewards.copy(),
+            next_observations=self.stacked(rows, next_obs=True),
+            terminals=self.terminals.copy(),
+            timeouts=self.timeouts.copy(),
+            env_id=self.env_id,
+            metadata=dict(self.metadata),
+        )
+
+    def select(self, mask_or_index: np.ndarray) -> FrameDataset:
+        """A new frame dataset of the given rows, keeping only the frames their stacks use."""
+        rows = np.arange(len(self))[np.asarray(mask_or_index)]
+        if rows.size == 0:
+            raise DatasetError("index: no row selected")
+        newest = self.index[rows]
+        used = np.unique(np.c_[self.window(rows), newest + 1])
+        return FrameDataset(
+            frames=self.frames[used],
+            index=np.searchsorted(used, self.index[rows]).astype(np.int64),
+            actions=self.actions[rows],
+            rewards=self.rewards[rows],
+            terminals=self.terminals[rows],
+            timeouts=self.timeouts[rows],
+            stack=self.stack,
+            env_id=self.env_id,
+            metadata=dict(self.metadata),
+        )
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of the frames, the index and the transition arrays, 16 hex digits (as
+        :meth:`Dataset.fingerprint`)."""
+        digest = hashlib.sha256(f"frames/{self.stack};".encode())
+        for name in ("frames", "index", "actions", "rewards", "terminals", "timeouts"):
+            arr = np.ascontiguousarray(getattr(self, name))
+            digest.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
+            digest.update(arr.data.cast("B"))
+        return digest.hexdigest()[:16]
+
+
+class FrameSampler:
+    """Uniform batches of stacked frames from a :class:`FrameDataset`, seeded: one gather of
+    ``[B, stack]`` frames for the observations and one for the next observations.
+
+    Args:
+        dataset: the transitions (rewards already transformed).
+        batch_size: rows per batch.
+        seed: seed of the sampler's own generator.
+        device: where the frames live (the whole frame store is moved there once).
+        returns_gamma: also fill ``Batch.returns_to_go``, discounted by this factor.
+    """
+
+    def __init__(
+        self,
+        dataset: FrameDataset,
+        batch_size: int = 32,
+        seed: int = 0,
+        device: str = "cpu",
+        returns_gamma: float | None = None,
+        **unused: Any,
+    ) -> None:
+        if unused.get("next_actions"):
+            raise ValueError("FrameSampler does not fill Batch.next_actions")
+        self.batch_size, self.seed, self.draws = batch_size, seed, 0
+        self.size = len(dataset)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.frames = torch.from_numpy(dataset.frames).to(self.device)
+        self.index = torch.from_numpy(dataset.index).to(self.device)
+        self.offsets = torch.arange(1 - dataset.stack, 1, device=self.device)
+        self.actions = torch.from_numpy(dataset.actions).to(self.device)
+        self.rewards = torch.from_numpy(dataset.rewards).to(self.device)
+        self.dones = torch.from_numpy(dataset.terminals.astype(np.float32)).to(self.device)
+        self.returns: torch.Tensor | None = None
+        if returns_gamma is not None:
+            rtg = dataset.returns_to_go(returns_gamma).astype(np.float32)
+            self.returns = torch.from_numpy(rtg).to(self.device)
+
+    def sample(self) -> Batch:
+        """Draw one batch (uniform, with replacement)."""
+        self.draws += 1
+        idx = torch.randint(
+            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
+        )
+        return self.rows_batch(idx)
+
+    def rows_batch(self, idx: torch.Tensor) -> Batch:
+        """The batch of the given rows."""
+        window = self.index.index_select(0, idx)[:, None] + self.offsets  # [B, stack]
+        obs = self.frames[window]
+        next_obs = self.frames[window + 1]
+        rtg = None if self.returns is None else self.returns.index_select(0, idx)
+        return Batch(
+            obs,
+            self.actions.index_select(0, idx),
+            self.rewards.index_select(0, idx),
+            next_obs,
+            self.dones.index_select(0, idx),
+            idx,
+            None,
+            rtg,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state and the number of batches drawn."""
+        return {"generator": self.generator.get_state(), "draws": self.draws}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.draws = int(state.get("draws", 0))
+        restore_generator(self.generator, state["generator"], self.seed, self.draws)
