@@ -107,6 +107,22 @@ def test_frames_are_stacked_as_tianshou_stacks_them(files: Path) -> None:
     assert ds.metadata["tianshou_stack_num"] == 4
 
 
+def test_frame_storage_reads_the_same_transitions(files: Path) -> None:
+    """``frames=True`` keeps each frame once; its stacks and next stacks are the stacked
+    reading's, row for row."""
+    stacked = load_tianshou(files / "atari.hdf5")
+    frames = load_tianshou(files / "atari.hdf5", frames=True)
+    assert len(frames) == len(stacked) and frames.obs_shape == (4, 6, 6)
+    # One frame a step, plus per episode 3 pads and one successor frame.
+    assert frames.frames.shape[0] <= len(frames) + 4 * frames.stats().num_episodes
+    again = frames.to_dataset()
+    for name in ("observations", "next_observations", "actions", "rewards", "terminals"):
+        assert np.array_equal(getattr(again, name), getattr(stacked, name)), name
+    assert np.array_equal(again.terminals | again.timeouts, stacked.terminals | stacked.timeouts)
+    with pytest.raises(DatasetError, match="^_meta/obs: frames=True"):
+        load_tianshou(files / "plain.hdf5", frames=True)
+
+
 def test_broken_buffers_are_refused_by_name(files: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.hdf5"
     with h5py.File(files / "plain.hdf5") as src, h5py.File(bad, "w") as dst:
