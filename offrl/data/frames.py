@@ -111,10 +111,12 @@ class FrameDataset(EpisodeStructure):
         blocks, index, keep = [], [], []
         offset = 0
         for s, e in zip(starts, stops, strict=True):
+            rows = np.arange(s, e) if term[e - 1] else np.arange(s, e - 1)
+            if rows.size == 0:  # a one-step episode without a successor: nothing to keep
+                continue
             ep = f[s:e]
             extra = ep[-1:] if term[e - 1] else ep[:0]  # a terminal's (unused) successor
             blocks += [np.repeat(ep[:1], stack - 1, axis=0), ep, extra]
-            rows = np.arange(s, e) if term[e - 1] else np.arange(s, e - 1)
             keep.append(rows)
             index.append(offset + stack - 1 + (rows - s))
             offset += stack - 1 + len(ep) + len(extra)
