@@ -71,8 +71,6 @@ class DiscreteBCQ(Algorithm):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         cfg = self.config
-        if self.num_updates % cfg.target_update_every == 0:
-            hard_update(self.q_target, self.q)
         q_all, logits = self.q.outputs(batch.obs)
         q = q_all[..., 0].gather(1, batch.actions[:, None])[:, 0]
         with torch.no_grad():
@@ -84,10 +82,13 @@ class DiscreteBCQ(Algorithm):
         imitation_loss = F.cross_entropy(logits, batch.actions)
         penalty = logits.pow(2).mean()
         loss = q_loss + imitation_loss + cfg.imitation_penalty * penalty
+        if self.num_updates % cfg.target_update_every == 0:  # serves from the next update
+            hard_update(self.q_target, self.q)
         self.optimize(self.q_optim, loss)
         return {
             "q_loss": q_loss.detach(),
             "imitation_loss": imitation_loss.detach(),
+            "logits_penalty": penalty.detach(),
             "q_mean": q.detach().mean(),
         }
 

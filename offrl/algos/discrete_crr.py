@@ -102,12 +102,12 @@ class DiscreteCRR(Algorithm):
         return loss, {"actor_loss": loss.detach(), "adv_weight_mean": weights.mean()}
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        if self.num_updates % self.config.target_update_every == 0:
-            hard_update(self.critic_target, self.critic)
-            hard_update(self.actor_target, self.actor)
         q_all = self.critic(batch.obs)
         critic_loss, info = self.critic_loss(batch, q_all)
         actor_loss, actor_info = self.actor_loss(batch, q_all)
+        if self.num_updates % self.config.target_update_every == 0:  # serve from the next one
+            hard_update(self.critic_target, self.critic)
+            hard_update(self.actor_target, self.actor)
         self.optimize(self.critic_optim, critic_loss)
         self.optimize(self.actor_optim, actor_loss)
         return {**info, **actor_info}

@@ -91,9 +91,11 @@ class QRDQN(Algorithm):
         return self.td_loss(batch, self.q.quantiles(batch.obs))
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        if self.num_updates % self.config.target_update_every == 0:
-            hard_update(self.q_target, self.q)
         loss, info = self.critic_loss(batch)
+        if self.num_updates % self.config.target_update_every == 0:
+            # The copy takes the weights before this step and serves from the next update
+            # (Tianshou's order: its targets are computed before the copy).
+            hard_update(self.q_target, self.q)
         self.optimize(self.q_optim, loss)
         return dict(info)
 
