@@ -425,6 +425,25 @@ def cmd_dataset_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_rollout(args: argparse.Namespace) -> int:
+    from offrl.data import save_dataset
+    from offrl.suite.rollout import noisy_rollout
+    from offrl.train.checkpoint import load_algorithm, load_checkpoint
+
+    algo = load_algorithm(args.checkpoint)
+    env_id = args.env or load_checkpoint(args.checkpoint).get("env_id")
+    if not env_id:
+        raise SystemExit("dataset rollout: the checkpoint names no environment: pass --env")
+    meta: dict[str, object] = {"behaviour_checkpoint": str(args.checkpoint)}
+    ds = noisy_rollout(algo, env_id, args.transitions, args.eps, args.seed, args.num_envs, meta)
+    save_dataset(ds, args.out, format=args.format)
+    print(
+        f"wrote {len(ds):,d} transitions ({ds.stats().num_episodes} episodes, behaviour return "
+        f"{ds.metadata['behaviour_return_mean']:.2f}) to {args.out}"
+    )
+    return 0
+
+
 def _rebuild(name: str) -> Any:
     from offrl.suite.builtin import make_builtin
 
@@ -810,6 +829,22 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     dm.add_argument("--seed", type=int, default=0)
     dm.add_argument("--num-envs", type=int, default=10)
     dm.set_defaults(func=cmd_dataset_make)
+    dr = dsub.add_parser(
+        "rollout",
+        help="roll a trained policy out with epsilon-greedy noise into a dataset",
+        description="The second seed's behaviour data: CHECKPOINT's policy (e.g. a QR-DQN "
+        "expert from `offrl online --algo qrdqn`) acting in its environment, each action "
+        "replaced by a uniform random one with probability --eps.",
+    )
+    dr.add_argument("checkpoint", help="a training checkpoint (checkpoints/latest.pt)")
+    dr.add_argument("--out", required=True, help="output file (.npz, .hdf5) or Minari dir")
+    dr.add_argument("--env", help="Gymnasium id (default: the checkpoint's)")
+    dr.add_argument("--eps", type=float, default=0.2, help="random-action probability (0.2)")
+    dr.add_argument("--transitions", type=int, default=1_000_000)
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--num-envs", type=int, default=10)
+    dr.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
+    dr.set_defaults(func=cmd_dataset_rollout)
     dp = dsub.add_parser("pack", help="export an online run's behaviour policies")
     dp.add_argument("run")
     dp.add_argument("--out", required=True)

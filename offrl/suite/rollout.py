@@ -1,7 +1,8 @@
 """Rolling a policy out in vectorised Gymnasium environments into a :class:`Dataset`.
 
-The common ground of :mod:`offrl.suite.builtin` (scripted pendulum policies) and
-:mod:`offrl.suite.factory` (SAC behaviour policies).
+The common ground of :mod:`offrl.suite.builtin` (scripted pendulum policies),
+:mod:`offrl.suite.factory` (SAC behaviour policies) and :func:`noisy_rollout` (any trained
+policy with epsilon-greedy noise: the second seed's noisy QR-DQN buffers).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
+from offrl.algos.base import Algorithm
 from offrl.data.dataset import Dataset
 from offrl.envs import register_envs
 
-__all__ = ["Policy", "rollout_dataset"]
+__all__ = ["Policy", "rollout_dataset", "epsilon_greedy", "noisy_rollout"]
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """``(observations [n, ...], rng) -> actions [n, action_dim]`` (a discrete space: integer
@@ -85,13 +87,66 @@ def rollout_dataset(
     eps = [ep for env_eps in per_env for ep in env_eps]
     actions = np.concatenate([e["a"] for e in eps])
     discrete = np.issubdtype(actions.dtype, np.integer)  # a Discrete space's indices stay [N]
+    observations = np.concatenate([e["o"] for e in eps])
+    frames = observations.dtype == np.uint8  # image frames stay bytes
     return Dataset(
-        observations=np.concatenate([e["o"] for e in eps]).astype(np.float32),
+        observations=observations if frames else observations.astype(np.float32),
         actions=actions.astype(np.int64 if discrete else np.float32),
         rewards=np.concatenate([e["r"] for e in eps]).astype(np.float32),
-        next_observations=np.concatenate([e["n"] for e in eps]).astype(np.float32),
+        next_observations=np.concatenate([e["n"] for e in eps]).astype(
+            np.uint8 if frames else np.float32
+        ),
         terminals=np.concatenate([e["t"] for e in eps]).astype(bool),
         timeouts=np.concatenate([e["tr"] for e in eps]).astype(bool),
         env_id=env_id,
         metadata=dict(metadata or {}),
     )
+
+
+def epsilon_greedy(algo: Algorithm, eps: float) -> Policy:
+    """``algo.act``, replaced in each row with probability ``eps`` by a uniform random action
+    (an index for discrete actions, a point of the action box otherwise)."""
+    spec = algo.spec
+    low = np.asarray(spec.action_low or (-1.0,) * spec.action_dim, dtype=np.float32)
+    high = np.asarray(spec.action_high or (1.0,) * spec.action_dim, dtype=np.float32)
+
+    def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        act = algo.act(obs)
+        coin = rng.random(len(obs)) < eps
+        if spec.discrete:
+            return np.where(coin, rng.integers(0, spec.action_dim, len(obs)), act)
+        noise = rng.uniform(low, high, size=act.shape).astype(np.float32)
+        return np.where(coin[:, None], noise, act)
+
+    return policy
+
+
+def noisy_rollout(
+    algo: Algorithm,
+    env_id: str,
+    transitions: int,
+    eps: float = 0.2,
+    seed: int = 0,
+    num_envs: int = 10,
+    metadata: dict[str, object] | None = None,
+) -> Dataset:
+    """``transitions`` steps of ``algo``'s policy with epsilon-greedy noise in ``env_id``: the
+    second seed's behaviour data (a QR-DQN expert, ``eps = 0.2``, 1M transitions).
+
+    ``metadata`` records the behaviour (``behaviour_eps``, ``behaviour_algo``) and the
+    episodes' mean return (``behaviour_return_mean``, episodes cut by the budget included).
+    """
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"eps: must be in [0, 1], got {eps}")
+    meta: dict[str, object] = {
+        "behaviour_algo": algo.name,
+        "behaviour_eps": eps,
+        "seed": seed,
+        **(metadata or {}),
+    }
+    data = rollout_dataset(
+        env_id, epsilon_greedy(algo, eps), seed=seed, num_envs=num_envs, transitions=transitions,
+        metadata=meta,
+    )  # fmt: skip
+    data.metadata["behaviour_return_mean"] = float(data.episode_returns().mean())
+    return data
