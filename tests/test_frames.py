@@ -3,6 +3,8 @@ from the next frame; the indexing at episode boundaries by hand."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +147,75 @@ def test_an_index_outside_the_frames_is_refused() -> None:
         )  # fmt: skip
     with pytest.raises(DatasetError, match="^actions: index 2 outside"):
         data.check_action_space(0, 2)
+
+
+def _game(n: int = 400, seed: int = 0) -> FrameDataset:
+    """10 x 10 single-channel frames in 4-stacks (MinAtar's CNN size), episodes of 40 steps."""
+    rng = np.random.default_rng(seed)
+    frames = (rng.random((n, 10, 10)) < 0.1).astype(np.uint8) * 255
+    return FrameDataset.from_steps(
+        frames, rng.integers(0, 3, n), rng.standard_normal(n).astype(np.float32),
+        np.arange(n) % 40 == 39, np.zeros(n, bool), 4, metadata={"note": "synthetic"},
+    )  # fmt: skip
+
+
+def test_frames_file_round_trips_and_load_npz_points_to_it(tmp_path: Path) -> None:
+    from offrl.data import load_npz
+    from offrl.data.frames import is_frames_file, load_frames, save_frames
+
+    data = _game()
+    path = save_frames(data, tmp_path / "game.npz")
+    assert is_frames_file(path)
+    back = load_frames(path)
+    for name in ("frames", "index", "actions", "rewards", "terminals", "timeouts"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(data, name))
+    assert back.stack == 4 and back.metadata == data.metadata
+    assert back.fingerprint() == data.fingerprint()
+    with pytest.raises(DatasetError, match="^frames: .*load_frames"):
+        load_npz(path)
+
+
+def test_training_on_stored_frames_equals_training_on_the_stacks(tmp_path: Path) -> None:
+    """``offrl train`` on a frames file draws the same rows as on the same data with every stack
+    materialised, and trains the same weights (a terminal's next observation, which differs
+    as a placeholder, never counts)."""
+    from offrl.data import save_npz
+    from offrl.data.frames import save_frames
+    from offrl.train import TrainConfig, train
+    from offrl.train.checkpoint import load_checkpoint
+
+    data = _game()
+    stored = save_frames(data, tmp_path / "frames.npz")
+    stacks = save_npz(data.to_dataset(), tmp_path / "stacks.npz")
+    states = []
+    for name, path in (("frames", stored), ("stacks", stacks)):
+        final = train(
+            TrainConfig(
+                algo="discrete_cql", dataset=str(path), steps=30, eval_every=0,
+                final_eval_episodes=0, eval_episodes=1, out=str(tmp_path / name),
+                progress=False, threads=1, norm_obs=False,
+                algo_config={"num_quantiles": 8, "batch_size": 16, "target_update_every": 10},
+            )
+        )  # fmt: skip
+        assert final["status"] == "completed"
+        states.append(load_checkpoint(tmp_path / name / "checkpoints" / "latest.pt")["algo"])
+    for key, value in states[0]["q"].items():
+        assert torch.equal(value, states[1]["q"][key]), key
+
+
+def test_training_on_a_fraction_of_stored_frames(tmp_path: Path) -> None:
+    import json
+
+    from offrl.data.frames import save_frames
+    from offrl.train import TrainConfig, train
+
+    path = save_frames(_game(), tmp_path / "frames.npz")
+    train(
+        TrainConfig(
+            algo="discrete_bcq", dataset=str(path), steps=5, eval_every=0, final_eval_episodes=0,
+            out=str(tmp_path / "run"), progress=False, threads=1, data_fraction=0.3,
+            algo_config={"batch_size": 8},
+        )
+    )  # fmt: skip
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"]["episodes"] == 3  # 30 % of 10 episodes

@@ -22,17 +22,23 @@ frame is then the successor of the step before (D4RL's rule, as :meth:`Dataset.f
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from offrl.data.dataset import Dataset, DatasetError, EpisodeStructure
+from offrl.data.loaders import _NPZ_HEADER, PathLike, _atomic_target, _jsonable_metadata
 from offrl.data.sampler import Batch
 from offrl.rng import restore_generator
 
-__all__ = ["FrameDataset", "FrameSampler"]
+__all__ = ["FrameDataset", "FrameSampler", "save_frames", "load_frames", "is_frames_file"]
+
+FRAMES_FORMAT = "offrl-frames"
+"""The ``format`` in the header of a :func:`save_frames` file."""
 
 
 @dataclass
@@ -328,3 +334,80 @@ class FrameSampler:
         """Restore :meth:`state_dict` output."""
         self.draws = int(state.get("draws", 0))
         restore_generator(self.generator, state["generator"], self.seed, self.draws)
+
+
+_FRAME_FIELDS = ("frames", "index", "actions", "rewards", "terminals", "timeouts")
+
+
+def save_frames(dataset: FrameDataset, path: PathLike) -> Path:
+    """Write ``dataset`` as an uncompressed ``.npz`` (the frames once each, the index and the
+    transition arrays, and a JSON header with the stack, env id and metadata), atomically.
+    :func:`load_frames` reads it back exactly, without pickle; ``offrl train --dataset`` reads
+    it directly."""
+    p = Path(path)
+    header = {
+        "format": FRAMES_FORMAT,
+        "version": 1,
+        "stack": dataset.stack,
+        "env_id": dataset.env_id,
+        "metadata": _jsonable_metadata(dataset.metadata),
+    }
+    payload: dict[str, Any] = {k: getattr(dataset, k) for k in _FRAME_FIELDS}
+    payload[_NPZ_HEADER] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    with _atomic_target(p) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **payload)
+    return p
+
+
+def _header(npz: Any, p: Path) -> dict[str, Any] | None:
+    if _NPZ_HEADER not in npz.files:
+        return None
+    try:
+        header = json.loads(npz[_NPZ_HEADER].tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{_NPZ_HEADER}: not valid JSON in {p} ({exc})") from exc
+    return header if isinstance(header, dict) else None
+
+
+def is_frames_file(path: PathLike) -> bool:
+    """Whether ``path`` is a ``.npz`` written by :func:`save_frames`."""
+    p = Path(path)
+    if p.suffix.lower() != ".npz" or not p.is_file():
+        return False
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            header = _header(npz, p)
+    except (OSError, ValueError, DatasetError):
+        return False
+    return header is not None and header.get("format") == FRAMES_FORMAT
+
+
+def load_frames(path: PathLike, env_id: str | None = None) -> FrameDataset:
+    """Load a file written by :func:`save_frames` (no pickle: a file cannot run code).
+
+    Raises:
+        DatasetError: the file is not one, or an array is missing or malformed (the message
+            names it and the file).
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            header = _header(npz, p)
+            if header is None or header.get("format") != FRAMES_FORMAT:
+                raise DatasetError(f"{_NPZ_HEADER}: {p} is not an offrl frames file")
+            missing = [k for k in _FRAME_FIELDS if k not in npz.files]
+            if missing:
+                raise DatasetError(f"{missing[0]}: array missing from the frames file {p}")
+            arrays = {k: npz[k] for k in _FRAME_FIELDS}
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"path: cannot read {p} as an .npz file ({exc})") from exc
+    stored = header.get("env_id")
+    try:
+        return FrameDataset(
+            **arrays,
+            stack=int(header.get("stack", 4)),
+            env_id=env_id or (stored if isinstance(stored, str) else None),
+            metadata=dict(header.get("metadata") or {}),
+        )
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (in {p})") from exc

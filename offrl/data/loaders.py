@@ -446,6 +446,11 @@ def load_npz(path: PathLike, env_id: str | None = None) -> Dataset:
         raise DatasetError(f"{_NPZ_HEADER}: not valid JSON in {p} ({exc})") from exc
     if not isinstance(header, dict) or not isinstance(header.get("metadata", {}), dict):
         raise DatasetError(f"{_NPZ_HEADER}: expected a JSON object with 'metadata' in {p}")
+    if header.get("format") == "offrl-frames":
+        raise DatasetError(
+            f"frames: {p} holds frames stored once each (a FrameDataset): read it with "
+            "offrl.data.frames.load_frames; `offrl train --dataset` reads it directly"
+        )
     version = header.get("version")
     if not isinstance(version, int) or version > _NPZ_FORMAT_VERSION:
         raise DatasetError(

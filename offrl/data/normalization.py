@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from offrl.data.dataset import Dataset
+from offrl.data.dataset import Dataset, EpisodeStructure
 
 __all__ = ["ObsNormalizer", "RewardTransform", "preprocess"]
 
@@ -60,7 +60,7 @@ class RewardTransform:
     scale: float = 1.0
     shift: float = 0.0
 
-    def affine(self, dataset: Dataset) -> tuple[float, float]:
+    def affine(self, dataset: EpisodeStructure) -> tuple[float, float]:
         """``(a, b)`` with ``r' = a * r + b`` for ``dataset`` (its return range fixes ``a`` in
         ``return_range`` mode): what :meth:`apply` does, for rewards that arrive later (online
         fine-tuning)."""
@@ -73,7 +73,7 @@ class RewardTransform:
             raise ValueError(f"reward mode: unknown {self.mode!r} (use 'none' or 'return_range')")
         return a, self.shift
 
-    def apply(self, dataset: Dataset) -> np.ndarray:
+    def apply(self, dataset: EpisodeStructure) -> np.ndarray:
         """The transformed reward array."""
         a, b = self.affine(dataset)
         return (dataset.rewards.astype(np.float64) * a + b).astype(np.float32)

@@ -42,7 +42,7 @@ from offrl.data.loaders import (
     _to_python,
 )
 
-__all__ = ["load_tianshou"]
+__all__ = ["load_tianshou", "tianshou_frame_stack"]
 
 _REQUIRED = ("obs", "act", "rew", "terminated", "truncated")
 
@@ -232,6 +232,19 @@ def _actions(act: np.ndarray, discrete: bool | None, p: Path) -> np.ndarray:
             f"{act.dtype} of shape {act.shape} in {p}"
         )
     return flat[:, 0].astype(np.int64)
+
+
+def tianshou_frame_stack(path: PathLike) -> int:
+    """The ``stack_num`` of a Tianshou buffer of single ``uint8`` frames (the Atari recipe,
+    which :func:`load_tianshou` reads with ``frames=True``); 0 for anything else."""
+    p = Path(path)
+    if p.suffix.lower() not in (".h5", ".hdf5") or not p.is_file() or not _looks_like_tianshou(p):
+        return 0
+    with _open_hdf5(p) as f:
+        obs = f.get("_meta/obs")
+        stack = int(_to_python(f.attrs.get("stack_num", 1)))
+        frames = isinstance(obs, h5py.Dataset) and obs.dtype == np.uint8 and obs.ndim == 3
+    return stack if frames and stack > 1 else 0
 
 
 @_damage_reported("HDF5 file")

@@ -46,6 +46,7 @@ import torch
 from offrl.algos import get_algorithm
 from offrl.algos.balanced import BalancedReplay, BalancedReplayConfig
 from offrl.algos.base import Algorithm
+from offrl.data.dataset import Dataset
 from offrl.data.replay import ReplayBuffer
 from offrl.data.sampler import TensorSampler
 from offrl.errors import ConfigError
@@ -186,6 +187,8 @@ def finetune(
         train_cfg["dataset"] = cfg.dataset
     train_cfg.update(out=str(run / "offline-data"), progress=cfg.progress, device=cfg.device)
     first, offline, _, prepared, env_id, (reward_a, reward_b) = build_run(TrainConfig(**train_cfg))
+    if not isinstance(prepared, Dataset) or not isinstance(offline, TensorSampler):
+        raise ConfigError("option dataset: fine-tuning reads vector data, not stored frames")
     first.load_state_dict(states[0]["algo"])
     env_id = cfg.env_id or env_id
     if not env_id:

@@ -32,7 +32,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,10 +47,12 @@ from offrl.algos.base import Algorithm, EnvSpec
 from offrl.config import check_options
 from offrl.data.augment import AugmentedSampler, canonical_specs, check_augmentable
 from offrl.data.dataset import Dataset
+from offrl.data.frames import FrameDataset, FrameSampler, is_frames_file, load_frames
 from offrl.data.loaders import load_dataset
 from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.registry import progress_to
 from offrl.data.sampler import Sampler, TensorSampler
+from offrl.data.tianshou_files import load_tianshou, tianshou_frame_stack
 from offrl.envs import register_envs
 from offrl.errors import ConfigError, IncompatibleDataError, ResumeError, TrainingDiverged
 from offrl.io import write_json
@@ -73,6 +75,7 @@ __all__ = [
     "final_evaluation",
     "spec_for",
     "build_run",
+    "load_training_data",
     "plot_curves",
     "SAFE_RESUME_CHANGES",
 ]
@@ -163,7 +166,7 @@ class TrainConfig:
         return Path(self.out or f"runs/{self.algo}-{name}-s{self.seed}")
 
 
-def spec_for(dataset: Dataset, env_id: str | None) -> EnvSpec:
+def spec_for(dataset: Dataset | FrameDataset, env_id: str | None) -> EnvSpec:
     """Observation/action spec from the environment when known, else from the data.
 
     With an environment, the dataset's observation shape, action kind and width, and action
@@ -228,13 +231,37 @@ def _say(message: str) -> None:
     print(f"offrl: {message}", file=sys.stderr, flush=True)
 
 
+def load_training_data(
+    name: str, progress: Callable[[str], None] | None = None
+) -> Dataset | FrameDataset:
+    """What ``--dataset`` names, as the trainer reads it: frames stored once each
+    (:class:`~offrl.data.frames.FrameDataset`) for an offrl frames file and for a Tianshou
+    buffer of single frames (the Atari recipe); :func:`~offrl.data.load_dataset` otherwise."""
+    if is_frames_file(name):
+        return load_frames(name)
+    if tianshou_frame_stack(name):
+        return load_tianshou(name, frames=True)
+    return load_dataset(name, progress=progress)
+
+
 def build_run(
     cfg: TrainConfig,
-) -> tuple[Algorithm, TensorSampler, Dataset, Dataset, str | None, tuple[float, float]]:
+) -> tuple[
+    Algorithm,
+    TensorSampler | FrameSampler,
+    Dataset | FrameDataset,
+    Dataset | FrameDataset,
+    str | None,
+    tuple[float, float],
+]:
     """What a run trains: the algorithm (fresh, with the data's observation statistics), its
     sampler, the whole dataset, the prepared training data, the env id and the reward
-    transform as ``(a, b)``, ``r' = a r + b`` (fine-tuning puts online rewards through it)."""
-    dataset = load_dataset(cfg.dataset, progress=_say if cfg.progress else None)
+    transform as ``(a, b)``, ``r' = a r + b`` (fine-tuning puts online rewards through it).
+
+    Frames stored once each (:class:`~offrl.data.frames.FrameDataset`) are trained on as they
+    are: bytes, all transitions (no ``prepare_data`` / ``attach_data``), batches stacked by a
+    :class:`~offrl.data.frames.FrameSampler`."""
+    dataset = load_training_data(cfg.dataset, progress=_say if cfg.progress else None)
     if cfg.data_fraction < 1.0:
         dataset = dataset.subsample_episodes(cfg.data_fraction, cfg.data_seed)
     env_id = cfg.env_id or dataset.env_id
@@ -243,15 +270,22 @@ def build_run(
     # Options that span "the run" (IQL's actor learning-rate schedule) take this run's length.
     algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config).for_run(cfg.steps)
     algo = algo_cls(spec, algo_cfg, seed=cfg.seed, device=cfg.device)
+    reward = RewardTransform(
+        cfg.reward_mode or algo_cfg.reward_mode, cfg.reward_scale, cfg.reward_shift
+    )
+    if isinstance(dataset, FrameDataset):
+        algo.set_normalizer(ObsNormalizer.identity(dataset.obs_shape))
+        frames = dataclasses.replace(dataset, rewards=reward.apply(dataset))
+        frame_sampler = FrameSampler(
+            frames, algo.data_batch_size(), cfg.seed, cfg.device, **algo.sampler_options()
+        )
+        return algo, frame_sampler, dataset, frames, env_id, reward.affine(dataset)
     # The algorithm picks the transitions it trains on (all by default; %BC keeps its best
     # episodes) before statistics are computed. ``dataset`` stays the whole data: its returns
     # describe the behaviour policy in config.json and final.json.
     train_data = algo.prepare_data(dataset)
     normalizer = ObsNormalizer.for_run(train_data, cfg.norm_obs)
     algo.set_normalizer(normalizer)
-    reward = RewardTransform(
-        cfg.reward_mode or algo_cfg.reward_mode, cfg.reward_scale, cfg.reward_shift
-    )
     prepared = preprocess(train_data, normalizer, reward, spec.action_low, spec.action_high)
     # Before any load_state_dict; Batch.rows index ``prepared``. A model-based algorithm trains
     # (or loads) its dynamics model here, reporting as a dataset build does.
@@ -267,10 +301,17 @@ def build_run(
     return algo, sampler, dataset, prepared, env_id, reward.affine(train_data)
 
 
-def _augmented(cfg: TrainConfig, sampler: TensorSampler, algo: Algorithm, data: Dataset) -> Sampler:
+def _augmented(
+    cfg: TrainConfig,
+    sampler: TensorSampler | FrameSampler,
+    algo: Algorithm,
+    data: Dataset | FrameDataset,
+) -> Sampler:
     """``sampler`` wrapped in the run's augmentation (:mod:`offrl.data.augment`), if any."""
     if not cfg.augment:
         return sampler
+    if isinstance(data, FrameDataset) or isinstance(sampler, FrameSampler):
+        raise ConfigError("option augment: the augmentations act on vector observations")
     check_augmentable(data, cfg.augment)
     raw = cfg.augment_space == "raw" and cfg.norm_obs  # without norm_obs the batch is raw
     return AugmentedSampler(
