@@ -418,6 +418,15 @@ def test_d4rl_round_trip(tmp_path: Path) -> None:
     assert back.metadata == {**ds.metadata, "source": str(path), "format": "d4rl-hdf5"}
 
 
+def test_d4rl_round_trip_of_integer_actions_and_frames(tmp_path: Path) -> None:
+    """D4RL's layout with discrete actions (``int64 [N]``) and ``uint8`` image observations:
+    what the second seed's discrete datasets are when written as D4RL-style HDF5."""
+    ds = _dataset(discrete=True, uint8=True)
+    back = load_d4rl_hdf5(save_d4rl_hdf5(ds, tmp_path / "d.hdf5"))
+    _assert_same_arrays(ds, back)
+    assert back.actions.dtype == np.int64 and back.observations.dtype == np.uint8
+
+
 def test_minari_round_trip(tmp_path: Path) -> None:
     ds = _dataset(discrete=True)
     ds.timeouts[-1] = True  # the final episode ends flagged, so the round trip is exact
