@@ -553,6 +553,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             algo_config=_parse_sets(args.set),
             device=args.device,
             cuda_graphs=args.cuda_graphs,
+            obs_shape=tuple(int(x) for x in args.obs_shape.split(",")) if args.obs_shape else None,
+            num_actions=args.num_actions,
         )
         results.append(r.as_dict())
         if not args.json:
@@ -913,6 +915,12 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     bs.add_argument("--json", action="store_true")
     bs.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     bs.add_argument("--cuda-graphs", action="store_true", help="replay updates from CUDA graphs")
+    bs.add_argument(
+        "--obs-shape",
+        help="discrete algorithms: frames C,H,W (default 4,84,84, the Nature DQN's; MinAtar: "
+        "4,10,10)",
+    )
+    bs.add_argument("--num-actions", type=int, default=6, help="discrete algorithms (6)")
     _add_set(bs, "KEY=VALUE")
     bs.set_defaults(func=cmd_bench_speed)
 

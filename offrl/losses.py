@@ -208,9 +208,79 @@ def quantile_huber_loss(
     with ``L_kappa`` the Huber loss of threshold ``kappa``; averaged over the batch.
     ``quantiles`` (``theta``) is ``[B, N]``, at the levels :func:`quantile_midpoints`;
     ``target`` (``T theta'``, no gradient) is ``[B, M]``.
+
+    Computed without the ``[B, N, M]`` table of pairs: with the targets sorted, each
+    ``theta_i`` splits them into four runs (``u < -kappa``, ``-kappa <= u < 0``, ``0 <= u <=
+    kappa``, ``u > kappa``) on which the loss and its gradient are sums of ``T`` and ``T^2``,
+    read from prefix sums (in float64) at the runs' ends. ``O(B N log M)`` instead of ``O(B N
+    M)``: at QR-DQN's 200 quantiles, batch 32, about 40x less work than the pairwise table.
     """
-    taus = quantile_midpoints(quantiles.shape[-1], quantiles.device)
-    u = target.detach().unsqueeze(-2) - quantiles.unsqueeze(-1)  # [B, N, M]
-    huber = torch.nn.functional.huber_loss(u, torch.zeros_like(u), reduction="none", delta=kappa)
-    weight = (taus[:, None] - (u.detach() < 0).to(u.dtype)).abs()
-    return (weight * huber / kappa).mean(-1).sum(-1).mean()
+    return _QuantileHuber.apply(quantiles, target.detach(), float(kappa))
+
+
+class _QuantileHuber(torch.autograd.Function):
+    """:func:`quantile_huber_loss` by sorted prefix sums; its gradient flows to the quantiles
+    only."""
+
+    @staticmethod
+    def _runs(theta: torch.Tensor, target: torch.Tensor, kappa: float) -> tuple[torch.Tensor, ...]:
+        """Per ``theta_i`` (float64 ``[B, N]``): the counts and the sums of ``T`` and ``T^2``
+        of the four runs of sorted targets, and the weights ``tau`` and ``1 - tau``."""
+        t = target.sort(-1).values
+        zero = t.new_zeros(t.shape[0], 1)
+        p1 = torch.cat([zero, t.cumsum(-1)], -1)
+        p2 = torch.cat([zero, (t * t).cumsum(-1)], -1)
+        m = t.shape[-1]
+        edges = [
+            torch.zeros_like(theta, dtype=torch.long),
+            torch.searchsorted(t, theta - kappa, side="left"),
+            torch.searchsorted(t, theta, side="left"),
+            torch.searchsorted(t, theta + kappa, side="right"),
+            torch.full_like(theta, m, dtype=torch.long),
+        ]
+        counts, s1, s2 = [], [], []
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            counts.append((hi - lo).to(theta.dtype))
+            s1.append(p1.gather(-1, hi) - p1.gather(-1, lo))
+            s2.append(p2.gather(-1, hi) - p2.gather(-1, lo))
+        tau = quantile_midpoints(theta.shape[-1], theta.device).to(theta.dtype)
+        return (*counts, *s1, *s2, tau.expand_as(theta), 1.0 - tau.expand_as(theta))
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        quantiles: torch.Tensor,
+        target: torch.Tensor,
+        kappa: float,
+    ) -> torch.Tensor:
+        theta, t = quantiles.detach().double(), target.double()
+        n1, n2, n3, n4, a1, a2, a3, a4, b1, b2, b3, b4, tau, rest = _QuantileHuber._runs(
+            theta, t, kappa
+        )
+        # sum over a run of (T - theta)^2 = S2 - 2 theta S1 + n theta^2.
+        sq2 = b2 - 2 * theta * a2 + n2 * theta * theta
+        sq3 = b3 - 2 * theta * a3 + n3 * theta * theta
+        per = (
+            rest * kappa * (n1 * (theta - 0.5 * kappa) - a1)  # u < -kappa: kappa (|u| - kappa/2)
+            + rest * 0.5 * sq2
+            + tau * 0.5 * sq3
+            + tau * kappa * (a4 - n4 * (theta + 0.5 * kappa))  # u > kappa
+        )
+        batch, m = theta.shape[0], t.shape[-1]
+        scale = 1.0 / (kappa * m * batch)
+        # d/dtheta_i: -sum_j w_ij clamp(u_ij, -kappa, kappa), times the same scale.
+        grad = -(
+            -rest * kappa * n1
+            + rest * (a2 - theta * n2)
+            + tau * (a3 - theta * n3)
+            + tau * kappa * n4
+        )
+        ctx.save_for_backward((grad * scale).to(quantiles.dtype))
+        return (per.sum() * scale).to(quantiles.dtype)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return grad * grad_out, None, None

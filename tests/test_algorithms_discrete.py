@@ -166,6 +166,29 @@ def test_quantile_huber_loss_by_hand() -> None:
     assert big.item() == pytest.approx(0.5 * 2.0 * (3.0 - 1.0) / 2.0)
 
 
+@pytest.mark.parametrize(("batch", "n", "m", "kappa", "scale"), [(32, 200, 200, 1.0, 1.0),
+                         (5, 7, 3, 2.0, 3.0), (8, 50, 50, 0.5, 40.0)])  # fmt: skip
+def test_quantile_huber_loss_equals_the_pairwise_table(
+    batch: int, n: int, m: int, kappa: float, scale: float
+) -> None:
+    """The sorted prefix-sum computation equals eq. 10 over the [B, N, M] table of pairs, value
+    and gradient, with ties between quantiles and targets."""
+    g = torch.Generator().manual_seed(0)
+    theta = (torch.randn(batch, n, generator=g) * scale).requires_grad_(True)
+    target = torch.randn(batch, m, generator=g) * scale
+    target[:, :2] = theta.detach()[:, :2]  # u = 0 exactly
+    target[:, 2] = theta.detach()[:, 3] + kappa  # u = kappa exactly
+    u = target[:, None, :] - theta[:, :, None]
+    huber = torch.where(u.abs() <= kappa, 0.5 * u * u, kappa * (u.abs() - 0.5 * kappa))
+    weight = (quantile_midpoints(n)[:, None] - (u.detach() < 0).float()).abs()
+    pairwise = (weight * huber / kappa).mean(-1).sum(-1).mean()
+    (want,) = torch.autograd.grad(pairwise, theta)
+    loss = quantile_huber_loss(theta, target, kappa)
+    (got,) = torch.autograd.grad(loss, theta)
+    assert loss.item() == pytest.approx(pairwise.item(), rel=1e-6)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
 def test_cql_logsumexp_penalty_by_hand() -> None:
     """Discrete CQL(H): log sum_a exp Q(s, a) - Q(s, a_data), exact over the actions."""
     q = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])

@@ -12,6 +12,11 @@ includes drawing its batch from a 100k-transition in-memory dataset, exactly as 
   thread count; ``bound_updates_per_s = matmul_gflops / flops_per_update`` is the speed if every
   FLOP ran at that rate and nothing else cost time; ``bound_fraction`` is how close we are.
 
+Discrete algorithms are timed on frames: ``obs_shape=(4, 84, 84)`` (the Nature DQN's input,
+batch 32 by their defaults) or MinAtar's ``(4, 10, 10)``, with ``num_actions`` actions, drawn
+from a dataset of random ``uint8`` frames (:func:`synthetic_frames`); their bound is the same
+matmul rate (convolutions run below it).
+
 With ``device="cuda"`` the algorithm, its data and the reference matmul live on the GPU. Each
 update still ends in a host sync (``Algorithm.update`` returns its metrics as Python floats, as
 training logs them), so the rate is that of training, not of queued kernels.
@@ -44,6 +49,7 @@ __all__ = [
     "measure_sampling",
     "matmul_gflops",
     "synthetic_dataset",
+    "synthetic_frames",
 ]
 
 
@@ -84,10 +90,13 @@ class SpeedResult:
     hidden: list[int]
     obs_dim: int
     act_dim: int
+    """Continuous: the action dimension; discrete: the number of actions."""
     torch_version: str
     cpu: str
     device: str = "cpu"
     """``cpu``, or the GPU's name (e.g. ``cuda: NVIDIA H100 80GB HBM3``)."""
+    obs_shape: list[int] | None = None
+    """Discrete algorithms: the frames' ``[C, H, W]``."""
 
     def as_dict(self) -> dict[str, Any]:
         """The result as plain data (``offrl bench speed --json``)."""
@@ -106,6 +115,25 @@ def synthetic_dataset(
         actions=rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
         rewards=rng.standard_normal(n, dtype=np.float32),
         next_observations=rng.standard_normal((n, obs_dim), dtype=np.float32),
+        terminals=np.zeros(n, dtype=bool),
+        timeouts=timeouts,
+    )
+
+
+def synthetic_frames(
+    n: int, obs_shape: tuple[int, ...], num_actions: int, seed: int = 0
+) -> Dataset:
+    """Seeded random ``uint8`` frames (a tenth of the pixels lit, as in MinAtar and Atari's
+    sparse screens) with integer actions; episodes of 1000 steps ending in timeouts."""
+    rng = np.random.default_rng(seed)
+    frames = (rng.random((n + 1, *obs_shape)) < 0.1).astype(np.uint8) * 255
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[999::1000] = True
+    return Dataset(
+        observations=frames[:-1],
+        actions=rng.integers(0, num_actions, n),
+        rewards=rng.standard_normal(n, dtype=np.float32),
+        next_observations=frames[1:],
         terminals=np.zeros(n, dtype=bool),
         timeouts=timeouts,
     )
@@ -170,15 +198,30 @@ def measure_speed(
     algo_config: dict[str, Any] | None = None,
     device: str = "cpu",
     cuda_graphs: bool = False,
+    obs_shape: tuple[int, ...] | None = None,
+    num_actions: int = 6,
 ) -> SpeedResult:
     """Time ``algo_name``'s updates (with sampling) at the standard size on ``device``
-    (replayed from CUDA graphs with ``cuda_graphs``: :mod:`offrl.train.graphs`)."""
+    (replayed from CUDA graphs with ``cuda_graphs``: :mod:`offrl.train.graphs`).
+
+    ``obs_shape`` (``C, H, W``) times a discrete algorithm on frames with ``num_actions``
+    actions (a discrete-only algorithm defaults to the Nature DQN's ``(4, 84, 84)``)."""
     torch.set_num_threads(threads)
     cls = get_algorithm(algo_name)
     cfg = cls.config_class.from_dict(algo_config or {})
-    algo = cls(EnvSpec((obs_dim,), act_dim), cfg, seed=0, device=device)
+    if obs_shape is None and "continuous" not in cls.action_kinds:
+        obs_shape = (4, 84, 84)
+    if obs_shape is not None:
+        spec = EnvSpec(tuple(obs_shape), num_actions, discrete=True)
+        obs_dim, act_dim = int(np.prod(obs_shape)), num_actions
+        # 10k rows of frames (0.6 GB at 84 x 84 x 4, the next frames included).
+        raw = synthetic_frames(10_000, tuple(obs_shape), num_actions)
+    else:
+        spec = EnvSpec((obs_dim,), act_dim)
+        raw = synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim)
+    algo = cls(spec, cfg, seed=0, device=device)
     # The trainer's data hooks (%BC keeps its best episodes, AWR computes its returns).
-    data = algo.prepare_data(synthetic_dataset(obs_dim=obs_dim, act_dim=act_dim))
+    data = algo.prepare_data(raw)
     algo.attach_data(data)
     sampler = TensorSampler(data, cfg.batch_size, device=device, **algo.sampler_options())
     update = GraphedUpdate(algo).update if cuda_graphs else algo.update
@@ -213,6 +256,7 @@ def measure_speed(
             if algo.device.type == "cuda"
             else algo.device.type
         ),
+        obs_shape=list(obs_shape) if obs_shape is not None else None,
     )
 
 
