@@ -3,10 +3,8 @@
 # MinAtar games, whose epsilon-greedy rollouts (eps = 0.2, the second seed's recipe) become the
 # discrete datasets. Training follows MinAtar's DQN setup (Young & Tian, 2019): batch 32, replay
 # 100k, replay start 5000, one update per step, target copied every 1000 updates, epsilon 1 ->
-# 0.1 over the first 100k steps, lr 2.5e-4 (Adam here, RMSprop there); QR-DQN with 50
-# quantiles (the paper's 200 cost B N^2 in the loss: 40 environment steps/s here against ~145
-# at 50, with two grids running), kappa 1. STEPS per game (default 500k; MinAtar's paper trains
-# 5M frames).
+# 0.1 over the first 100k steps, lr 2.5e-4 (Adam here, RMSprop there); QR-DQN's 200 quantiles
+# and kappa 1 (the paper's). STEPS per game (default 500k; MinAtar's paper trains 5M frames).
 # Resumable: each run checkpoints every 25k steps and a re-run continues it (--resume).
 #
 #   bash benchmarks/minatar/experts.sh [OUT]          # default runs/minatar-experts
@@ -28,5 +26,5 @@ for game in ${GAMES//,/ }; do
         --eval-episodes 10 --snapshot-every 0 --checkpoint-every 25000 --log-every 5000 \
         --threads 1 --progress 0 "${resume[@]}" \
         --set lr=2.5e-4 target_update_every=1000 eps_start=1.0 eps_end=0.1 \
-              eps_decay_updates=100000 num_quantiles=50
+              eps_decay_updates=100000 num_quantiles=200
 done
