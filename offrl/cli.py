@@ -347,6 +347,15 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
         size = spec.episodes * len(spec.policies) * 200
         ret = _cached_return(cache / f"{name}.npz")
         print(f"{name:30s} {spec.env_id:15s} {size:>11,d} {ret:>17s}  {ret != '?'}")
+    from offrl.suite.minatar import MINATAR_DATASETS, TRANSITIONS, expert_file
+
+    for name, game in MINATAR_DATASETS.items():
+        env_id = f"MinAtar-{game}"
+        ret = _cached_return(cache / f"{name}.npz")
+        if ret == "?" and not expert_file(game).exists():
+            print(f"{name:30s} {env_id:15s} {'-':>11s} {'(not shipped)':>17s}  False")
+            continue
+        print(f"{name:30s} {env_id:15s} {TRANSITIONS:>11,d} {ret:>17s}  {ret != '?'}")
     packs: dict[str, Any] = {}
     for name, (env_id, pack_file, level) in MUJOCO_DATASETS.items():
         if pack_file not in packs:
@@ -425,13 +434,28 @@ def cmd_dataset_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_expert(args: argparse.Namespace) -> int:
+    from offrl.suite.minatar import export_expert, load_expert
+
+    out = export_expert(args.run, args.out)
+    expert = load_expert(out)
+    print(f"wrote the {expert.name} expert of {args.run} to {out} ({out.stat().st_size:,d} bytes)")
+    return 0
+
+
 def cmd_dataset_rollout(args: argparse.Namespace) -> int:
     from offrl.data import save_dataset
     from offrl.suite.rollout import noisy_rollout
     from offrl.train.checkpoint import load_algorithm, load_checkpoint
 
-    algo = load_algorithm(args.checkpoint)
-    env_id = args.env or load_checkpoint(args.checkpoint).get("env_id")
+    state = load_checkpoint(args.checkpoint)
+    if state.get("format") == "offrl-expert-1":  # an expert file (offrl dataset expert)
+        from offrl.suite.minatar import load_expert
+
+        algo = load_expert(args.checkpoint)
+    else:
+        algo = load_algorithm(args.checkpoint)
+    env_id = args.env or state.get("env_id")
     if not env_id:
         raise SystemExit("dataset rollout: the checkpoint names no environment: pass --env")
     meta: dict[str, object] = {"behaviour_checkpoint": str(args.checkpoint)}
@@ -847,6 +871,15 @@ def build_parser(epilogs: dict[str, str] | None = None) -> argparse.ArgumentPars
     dr.add_argument("--num-envs", type=int, default=10)
     dr.add_argument("--format", choices=["npz", "d4rl", "minari"], default=None)
     dr.set_defaults(func=cmd_dataset_rollout)
+    dx = dsub.add_parser(
+        "expert",
+        help="keep an online QR-DQN run's policy network as an expert file",
+        description="The file `offrl dataset rollout` and the minatar-<game>-noisy-v0 names "
+        "roll out (offrl/data/behaviour/minatar-<game>-qrdqn.pt ships with offrl).",
+    )
+    dx.add_argument("run", help="an `offrl online` run directory")
+    dx.add_argument("--out", required=True)
+    dx.set_defaults(func=cmd_dataset_expert)
     dp = dsub.add_parser("pack", help="export an online run's behaviour policies")
     dp.add_argument("run")
     dp.add_argument("--out", required=True)

@@ -4,12 +4,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from offrl.train import TrainConfig, train
+
+
+def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` through ``torch.save`` and ``torch.load(weights_only=True)``, as a checkpoint
+    travels."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    loaded: dict[str, Any] = torch.load(buf, weights_only=True)
+    return loaded
 
 
 def train_run(tmp_path: Path, **kw: Any) -> dict[str, Any]:

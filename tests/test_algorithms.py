@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from _devices import DEVICES, needs_cuda
+from _training import roundtrip
 
 from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
 from offrl.algos.base import Component
@@ -125,14 +126,6 @@ def _module_states(algo: Algorithm) -> dict[str, torch.Tensor]:
             for k, t in value.state_dict().items():
                 out[f"{key}.{k}"] = t.detach().clone()
     return out
-
-
-def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    loaded: dict[str, Any] = torch.load(buf, weights_only=True)
-    return loaded
 
 
 def _assert_same_metrics(a: dict[str, float], b: dict[str, float]) -> None:
@@ -255,9 +248,7 @@ def test_act_normalises_and_rescales(name: str, extra: dict[str, Any]) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
 @pytest.mark.parametrize(("name", "extra"), CASES, ids=CASE_IDS)
-def test_state_dict_roundtrip(
-    name: str, extra: dict[str, Any], spec_name: str, device: str
-) -> None:
+def test_state_dictroundtrip(name: str, extra: dict[str, Any], spec_name: str, device: str) -> None:
     spec = SPECS[spec_name]
     algo = _make(name, extra, spec, seed=3, device=device)
     algo.set_normalizer(
@@ -268,7 +259,7 @@ def test_state_dict_roundtrip(
     for _ in range(5):  # odd: TD3+BC's next update is a critic-only one
         algo.update(sampler.sample())
 
-    state = _roundtrip(algo.state_dict())
+    state = roundtrip(algo.state_dict())
     copy = Algorithm.from_state_dict(state, device=device)
     copy.attach_data(data)  # as the trainer does on resume; the data is not in the state
     assert type(copy) is type(algo)
@@ -299,7 +290,7 @@ def test_load_state_dict_into_existing(name: str, extra: dict[str, Any]) -> None
     dst = _make(name, extra, spec, seed=1)
     obs = np.random.default_rng(5).standard_normal((4, OBS_DIM)).astype(np.float32)
     assert not np.array_equal(src.act(obs), dst.act(obs))
-    dst.load_state_dict(_roundtrip(src.state_dict()))
+    dst.load_state_dict(roundtrip(src.state_dict()))
     np.testing.assert_array_equal(src.act(obs), dst.act(obs))
 
 
@@ -331,7 +322,7 @@ def test_gpu_state_loads_on_cpu_and_back(name: str, extra: dict[str, Any]) -> No
     cpu_sampler = _sampler(cpu, data, seed=2)
     for _ in range(3):
         assert all(math.isfinite(v) for v in cpu.update(cpu_sampler.sample()).values())
-    back = Algorithm.from_state_dict(_roundtrip(cpu.state_dict()), device="cuda")
+    back = Algorithm.from_state_dict(roundtrip(cpu.state_dict()), device="cuda")
     back.attach_data(data)
     assert all(math.isfinite(v) for v in back.update(gpu_sampler.sample()).values())
     assert back.num_updates == 9

@@ -4,13 +4,13 @@ penalty, CRR's exact advantage, QR-DQN's target and epsilon schedule."""
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _training import roundtrip
 
 from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
 from offrl.algos.discrete_bcq import DiscreteBCQ
@@ -65,14 +65,6 @@ def _states(algo: Algorithm) -> dict[str, torch.Tensor]:
     }
 
 
-def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    loaded: dict[str, Any] = torch.load(buf, weights_only=True)
-    return loaded
-
-
 def test_the_discrete_algorithms_are_registered() -> None:
     assert {
         "bc",
@@ -86,7 +78,7 @@ def test_the_discrete_algorithms_are_registered() -> None:
 
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
 @pytest.mark.parametrize("name", DISCRETE)
-def test_update_act_and_roundtrip(name: str, spec_name: str) -> None:
+def test_update_act_androundtrip(name: str, spec_name: str) -> None:
     """Every network moves, metrics are finite floats, acting gives valid indices for single
     and batched frames (uint8 kept), and a checkpoint continues identically."""
     spec = SPECS[spec_name]
@@ -107,7 +99,7 @@ def test_update_act_and_roundtrip(name: str, spec_name: str) -> None:
     assert algo.act(obs[0]).shape == ()
     np.testing.assert_array_equal(algo.act(obs), many)  # deterministic
 
-    copy = Algorithm.from_state_dict(_roundtrip(algo.state_dict()))
+    copy = Algorithm.from_state_dict(roundtrip(algo.state_dict()))
     assert type(copy) is type(algo) and copy.config == algo.config and copy.spec == spec
     for _ in range(6):  # across a target copy (every 5 updates)
         batch = sampler.sample()

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from offrl.algos.base import AlgoConfig, EnvSpec
+from offrl.losses import conservative_penalty
 from offrl.nn import DiscreteQNetwork
 
-__all__ = ["DiscreteConfig", "q_network", "greedy"]
+__all__ = ["DiscreteConfig", "q_network", "greedy", "cql_penalty"]
 
 
 @dataclass
@@ -64,3 +65,9 @@ def greedy(q: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor
     if allowed is not None:
         q = q.masked_fill(~allowed, float("-inf"))
     return q.argmax(-1)
+
+
+def cql_penalty(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """CQL(H)'s penalty over discrete actions (Kumar et al., 2020, eq. 4, the log-sum-exp
+    exact): ``mean_s [log sum_a exp Q(s, a) - Q(s, a_data)]`` for Q-values ``[B, A]``."""
+    return conservative_penalty(q.T, 0.0, q.gather(1, actions[:, None])[:, 0])

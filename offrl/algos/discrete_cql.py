@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from offrl.algos.base import register
+from offrl.algos.discrete import cql_penalty
 from offrl.algos.qrdqn import QRDQN, QRDQNConfig
 from offrl.data.sampler import Batch
-from offrl.losses import conservative_penalty
 
 __all__ = ["DiscreteCQL", "DiscreteCQLConfig"]
 
@@ -46,6 +46,6 @@ class DiscreteCQL(QRDQN):
         quantiles = self.q.quantiles(batch.obs)
         loss, info = self.td_loss(batch, quantiles)
         q = quantiles.mean(-1)  # [B, A]
-        penalty = conservative_penalty(q.T, 0.0, q.gather(1, batch.actions[:, None])[:, 0])
+        penalty = cql_penalty(q, batch.actions)
         info["cql_loss"] = penalty.detach()
         return loss + self.config.min_q_weight * penalty, info

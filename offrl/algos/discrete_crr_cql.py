@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from offrl.algos.base import register
+from offrl.algos.discrete import cql_penalty
 from offrl.algos.discrete_crr import DiscreteCRR, DiscreteCRRConfig
 from offrl.data.sampler import Batch
-from offrl.losses import conservative_penalty
 
 __all__ = ["DiscreteCRRCQL", "DiscreteCRRCQLConfig"]
 
@@ -45,6 +45,6 @@ class DiscreteCRRCQL(DiscreteCRR):
         self, batch: Batch, q_all: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, info = super().critic_loss(batch, q_all)
-        penalty = conservative_penalty(q_all.T, 0.0, q_all.gather(1, batch.actions[:, None])[:, 0])
+        penalty = cql_penalty(q_all, batch.actions)
         info["cql_loss"] = penalty.detach()
         return loss + self.config.min_q_weight * penalty, info

@@ -32,8 +32,7 @@ import torch
 
 from offrl.data.dataset import Dataset, DatasetError, EpisodeStructure
 from offrl.data.loaders import _NPZ_HEADER, PathLike, _atomic_target, _jsonable_metadata
-from offrl.data.sampler import Batch
-from offrl.rng import restore_generator
+from offrl.data.sampler import Batch, UniformSampler
 
 __all__ = ["FrameDataset", "FrameSampler", "save_frames", "load_frames", "is_frames_file"]
 
@@ -262,7 +261,7 @@ class FrameDataset(EpisodeStructure):
         return digest.hexdigest()[:16]
 
 
-class FrameSampler:
+class FrameSampler(UniformSampler):
     """Uniform batches of stacked frames from a :class:`FrameDataset`, seeded: one gather of
     ``[B, stack]`` frames for the observations and one for the next observations.
 
@@ -285,29 +284,15 @@ class FrameSampler:
     ) -> None:
         if unused.get("next_actions"):
             raise ValueError("FrameSampler does not fill Batch.next_actions")
-        self.batch_size, self.seed, self.draws = batch_size, seed, 0
+        super().__init__(batch_size, seed, device)
         self.size = len(dataset)
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
         self.frames = torch.from_numpy(dataset.frames).to(self.device)
         self.index = torch.from_numpy(dataset.index).to(self.device)
         self.offsets = torch.arange(1 - dataset.stack, 1, device=self.device)
         self.actions = torch.from_numpy(dataset.actions).to(self.device)
         self.rewards = torch.from_numpy(dataset.rewards).to(self.device)
         self.dones = torch.from_numpy(dataset.terminals.astype(np.float32)).to(self.device)
-        self.returns: torch.Tensor | None = None
-        if returns_gamma is not None:
-            rtg = dataset.returns_to_go(returns_gamma).astype(np.float32)
-            self.returns = torch.from_numpy(rtg).to(self.device)
-
-    def sample(self) -> Batch:
-        """Draw one batch (uniform, with replacement)."""
-        self.draws += 1
-        idx = torch.randint(
-            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
-        )
-        return self.rows_batch(idx)
+        self.keep_returns(dataset, returns_gamma)
 
     def rows_batch(self, idx: torch.Tensor) -> Batch:
         """The batch of the given rows."""
@@ -325,15 +310,6 @@ class FrameSampler:
             None,
             rtg,
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The generator state and the number of batches drawn."""
-        return {"generator": self.generator.get_state(), "draws": self.draws}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        self.draws = int(state.get("draws", 0))
-        restore_generator(self.generator, state["generator"], self.seed, self.draws)
 
 
 _FRAME_FIELDS = ("frames", "index", "actions", "rewards", "terminals", "timeouts")

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-from offrl.data.dataset import Dataset
+from offrl.data.dataset import Dataset, EpisodeStructure
 from offrl.rng import restore_generator
 
-__all__ = ["Batch", "Sampler", "TensorSampler"]
+__all__ = ["Batch", "Sampler", "UniformSampler", "TensorSampler"]
 
 
 class Batch(NamedTuple):
@@ -74,7 +74,54 @@ class Sampler(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class TensorSampler:
+class UniformSampler:
+    """What every in-memory sampler shares: uniform rows with replacement from its own seeded
+    generator, the count of batches drawn, and their saved state. A subclass sets ``size`` and
+    implements :meth:`rows_batch`."""
+
+    size: int
+
+    def __init__(self, batch_size: int, seed: int, device: str) -> None:
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.seed = seed
+        self.draws = 0
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.returns: torch.Tensor | None = None
+
+    def keep_returns(self, dataset: EpisodeStructure, gamma: float | None) -> None:
+        """With a ``gamma``, keep the dataset's discounted returns-to-go for
+        ``Batch.returns_to_go``."""
+        if gamma is not None:
+            rtg = dataset.returns_to_go(gamma).astype(np.float32)
+            self.returns = torch.from_numpy(rtg).to(self.device)
+
+    def sample(self) -> Batch:
+        """Draw one batch (uniform, with replacement)."""
+        self.draws += 1
+        idx = torch.randint(
+            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
+        )
+        return self.rows_batch(idx)
+
+    def rows_batch(self, idx: torch.Tensor) -> Batch:
+        """The batch of the given rows (``[n]`` int64 on the sampler's device)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state (restoring it replays the same batch sequence) and the number of
+        batches drawn."""
+        return {"generator": self.generator.get_state(), "draws": self.draws}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator state (re-seeded from the seed and the number of batches drawn
+        if it was saved on another kind of device: see :mod:`offrl.rng`)."""
+        self.draws = int(state.get("draws", 0))  # absent from checkpoints before 2026-11-23
+        restore_generator(self.generator, state["generator"], self.seed, self.draws)
+
+
+class TensorSampler(UniformSampler):
     """Uniform sampling with replacement from an in-memory dataset, seeded.
 
     Args:
@@ -96,13 +143,8 @@ class TensorSampler:
         next_actions: bool = False,
         returns_gamma: float | None = None,
     ) -> None:
-        self.batch_size = batch_size
+        super().__init__(batch_size, seed, device)
         self.size = len(dataset)
-        self.device = torch.device(device)
-        self.seed = seed
-        self.draws = 0
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
         obs = dataset.observations.reshape(self.size, -1)
         self.obs_shape = dataset.obs_shape
         self.discrete = dataset.discrete
@@ -138,18 +180,7 @@ class TensorSampler:
             successor[ends] = ends  # no next row in the data: the row's own action
             self.next_rows = torch.from_numpy(successor).to(self.device)
             self.actions = torch.from_numpy(np.ascontiguousarray(dataset.actions)).to(self.device)
-        self.returns: torch.Tensor | None = None
-        if returns_gamma is not None:
-            rtg = dataset.returns_to_go(returns_gamma).astype(np.float32)
-            self.returns = torch.from_numpy(rtg).to(self.device)
-
-    def sample(self) -> Batch:
-        """Draw one batch (uniform, with replacement)."""
-        self.draws += 1
-        idx = torch.randint(
-            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
-        )
-        return self.rows_batch(idx)
+        self.keep_returns(dataset, returns_gamma)
 
     def rows_batch(self, idx: torch.Tensor) -> Batch:
         """The batch of the given rows (``[n]`` int64 on the sampler's device), with the extra
@@ -169,14 +200,3 @@ class TensorSampler:
             return Batch(obs.view(shape), act, rew.view(-1), nxt.view(shape), done.view(-1), idx)
         obs, act, rew, nxt, done = (f.index_select(0, idx) for f in self.fields)
         return Batch(obs, act, rew, nxt, done, idx)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The generator state (restoring it replays the same batch sequence) and the number of
-        batches drawn."""
-        return {"generator": self.generator.get_state(), "draws": self.draws}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the generator state (re-seeded from the seed and the number of batches drawn
-        if it was saved on another kind of device: see :mod:`offrl.rng`)."""
-        self.draws = int(state.get("draws", 0))  # absent from checkpoints before 2026-11-23
-        restore_generator(self.generator, state["generator"], self.seed, self.draws)

@@ -32,6 +32,7 @@ from offrl.data.dataset import Dataset
 from offrl.data.loaders import load_npz, save_npz
 from offrl.data.registry import data_dir, report_progress
 from offrl.suite.factory import MUJOCO_DATASETS, make_mujoco
+from offrl.suite.minatar import MINATAR_DATASETS, make_minatar
 from offrl.suite.rollout import Policy, rollout_dataset
 
 __all__ = ["BUILTIN", "BuiltinSpec", "make_builtin", "pendulum_expert"]
@@ -117,13 +118,16 @@ def _with_meta(ds: Dataset, meta: dict[str, object]) -> Dataset:
 def make_builtin(name: str, rebuild: bool = False) -> Dataset:
     """Load the built-in dataset ``name``, building and caching it on first use.
 
-    MuJoCo names (``hopper-medium-v0``...) are built by :mod:`offrl.suite.factory`.
+    MuJoCo names (``hopper-medium-v0``...) are built by :mod:`offrl.suite.factory`, MinAtar
+    names (``minatar-breakout-noisy-v0``...) by :mod:`offrl.suite.minatar`.
     Raises ``KeyError`` for an unknown name.
     """
     if name in MUJOCO_DATASETS:
         return make_mujoco(name, rebuild=rebuild)
+    if name in MINATAR_DATASETS:
+        return make_minatar(name, rebuild=rebuild)
     if name not in BUILTIN:
-        known = sorted(BUILTIN) + sorted(MUJOCO_DATASETS)
+        known = sorted(BUILTIN) + sorted(MUJOCO_DATASETS) + sorted(MINATAR_DATASETS)
         raise KeyError(f"unknown built-in dataset {name!r}; available: {known}")
     path = data_dir() / "datasets" / f"{name}.npz"
     if path.exists() and not rebuild:

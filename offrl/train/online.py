@@ -204,7 +204,8 @@ def run_online(
     low = np.asarray(spec.action_low or (-1.0,) * spec.action_dim, dtype=np.float32)
     high = np.asarray(spec.action_high or (1.0,) * spec.action_dim, dtype=np.float32)
     probe = gym.make(cfg.env_id)
-    obs_dtype = probe.observation_space.dtype or np.float32  # uint8 frames stay bytes
+    frames = probe.observation_space.dtype == np.uint8  # frames stay bytes; the rest float32
+    obs_dtype = np.uint8 if frames else np.float32
     probe.close()
     buffer = ReplayBuffer(
         cfg.buffer_size, spec.obs_shape, spec.action_dim, low, high, spec.discrete, obs_dtype
