@@ -41,9 +41,15 @@ def _run(cmd: list[str]) -> dict[str, Any]:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed:\n{done.stderr[-2000:]}")
-    line = [x for x in done.stdout.splitlines() if x.strip().startswith("{")][-1]
-    out: dict[str, Any] = json.loads(line)
-    return out
+    lines = done.stdout.splitlines()
+    for start in range(len(lines) - 1, -1, -1):  # the last JSON object (one line or indented)
+        if lines[start].startswith("{"):
+            try:
+                out: dict[str, Any] = json.loads("\n".join(lines[start:]))
+                return out
+            except json.JSONDecodeError:
+                continue
+    raise RuntimeError(f"{cmd[0]} printed no JSON object:\n{done.stdout[-2000:]}")
 
 
 def main() -> None:
