@@ -90,6 +90,14 @@ def test_failed_cell_is_reported_and_retried(
     assert "Cells without a result" in md and "td3bc / seed 0: failed" in md
     assert "**Partial results:** 1 of 2 cells have finished" in md
     assert report["table"]["pendulum-medium-v0"]["td3bc"]["scores"] == []
+    # The data's behaviour, in the scores' unit (Pendulum's medium data: about -528 return).
+    from offrl.data import load_dataset
+    from offrl.scores import normalized_score
+
+    behaviour = load_dataset("pendulum-medium-v0").stats().return_mean
+    want = normalized_score("Pendulum-v1", behaviour)
+    assert report["behaviour"]["pendulum-medium-v0"] == pytest.approx(want)
+    assert f"| pendulum-medium-v0 | {want:.1f} |" in md
     # A different protocol in the same directory is refused.
     with pytest.raises(ValueError, match="steps"):
         run_grid(GridSpec(["bc"], ["pendulum-medium-v0"], [0], steps=200), out)

@@ -55,6 +55,7 @@ from offrl.bench.grid import (
 )
 from offrl.bench.selection import SelectionConfig, SelectionResult, ucb_selection
 from offrl.io import atomic_write_bytes
+from offrl.scores import normalized_score
 from offrl.train.loggers import read_metrics
 
 __all__ = ["CellResult", "collect", "collect_external", "read_run", "aggregate", "write_report"]
@@ -88,6 +89,9 @@ class CellResult:
     final_eval: list[float] | None = None
     """Every episode's score in the final evaluation (``final.json``'s ``final_eval``), or
     ``None`` for a run without one."""
+    behaviour: float | None = None
+    """The data's mean episode return (``final.json``'s ``behaviour_return_mean``), in the
+    scores' unit (normalised where they are)."""
     finetune: dict[str, float | None] | None = None
     """An offline-to-online cell's ``offline_score``, ``online_score``, ``initial_drop`` and
     ``regret`` (:mod:`offrl.train.finetune`); ``None`` for an offline cell."""
@@ -116,6 +120,9 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
     curve = [(int(r["step"]), float(r[key])) for r in evals if r.get(key) is not None]
     best, best_step = best_evaluation(curve, score, final.get("steps"))
     episodes = (final.get("final_eval") or {}).get("normalized" if normalised else "returns")
+    behaviour = final.get("behaviour_return_mean")
+    if behaviour is not None and normalised and final.get("env_id"):
+        behaviour = normalized_score(str(final["env_id"]), float(behaviour))
     return CellResult(
         algo,
         dataset,
@@ -127,6 +134,7 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
         best=best,
         best_step=best_step,
         final_eval=[float(x) for x in episodes] if episodes else None,
+        behaviour=float(behaviour) if behaviour is not None else None,
         finetune={k: final.get(k) for k in FINETUNE_KEYS} if "offline_score" in final else None,
     )
 
@@ -343,6 +351,24 @@ def write_report(
             row.append(text)
         lines.append(f"| {ds} | " + " | ".join(row) + " |")
 
+    behaviour = {
+        ds: next(
+            (r.behaviour for r in results if r.dataset == ds and r.behaviour is not None), None
+        )
+        for ds in spec.datasets
+    }
+    if any(v is not None for v in behaviour.values()):
+        lines += [
+            "",
+            "## The data's behaviour",
+            "",
+            f"The mean episode {unit} of each dataset's own episodes: the policy that collected "
+            "the data, which an offline algorithm should beat.",
+            "",
+            "| dataset | behaviour |",
+            "|---|---|",
+            *(f"| {ds} | {v:.1f} |" for ds, v in behaviour.items() if v is not None),
+        ]
     lines += _finetune_lines(spec, by_cell)
     versus = _versus_d3rlpy(spec, by_cell)
     if versus:
@@ -451,6 +477,7 @@ def write_report(
         "protocol": spec.to_dict(),
         "unit": unit,
         "table": table,
+        "behaviour": behaviour,
         "aggregate": agg,
         "cells": [_cell_json(r) for r in results],
         "external": {
