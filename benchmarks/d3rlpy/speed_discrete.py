@@ -15,11 +15,7 @@ the pixels lit).
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,20 +23,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from discrete_speed_common import parse_args, report, synthetic_frames, time_updates  # noqa: E402
 from speed import run_steps  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--obs-shape", default="4,84,84")
-    parser.add_argument("--num-actions", type=int, default=6)
-    parser.add_argument("--quantiles", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parse_args()
     import d3rlpy
     from d3rlpy.constants import ActionSpace
     from d3rlpy.dataset import MDPDataset
@@ -49,20 +38,19 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     d3rlpy.seed(0)
-    shape = tuple(int(x) for x in args.obs_shape.split(","))
-    n, a = 10_000, args.num_actions
-    rng = np.random.default_rng(0)
-    frames = (rng.random((n, *shape)) < 0.1).astype(np.uint8) * 255
+    a = args.num_actions
+    data = synthetic_frames(args.shape, a)
+    n = len(data["rewards"])
     timeouts = np.zeros(n, dtype=np.float32)
     timeouts[999::1000] = 1.0
     dataset = MDPDataset(
-        observations=frames, actions=rng.integers(0, a, n),
-        rewards=rng.standard_normal(n).astype(np.float32), terminals=np.zeros(n, np.float32),
-        timeouts=timeouts, action_space=ActionSpace.DISCRETE, action_size=a,
+        observations=data["frames"][:-1], actions=data["actions"], rewards=data["rewards"],
+        terminals=np.zeros(n, np.float32), timeouts=timeouts, action_space=ActionSpace.DISCRETE,
+        action_size=a,
     )  # fmt: skip
     encoder = (
         PixelEncoderFactory(filters=[[16, 3, 1]], feature_size=128)
-        if shape[1] == 10
+        if args.shape[1] == 10
         else PixelEncoderFactory()
     )
     algo = d3rlpy.algos.DiscreteCQLConfig(
@@ -72,27 +60,11 @@ def main() -> None:
     ).create(device="cpu:0")  # fmt: skip
     algo.build_with_dataset(dataset)
     losses: dict[str, list[float]] = defaultdict(list)
-    run_steps(algo, dataset, args.warmup, losses)
-    rates = []
-    for _ in range(args.repeats):
-        count, t0 = 0, time.perf_counter()
-        while count == 0 or time.perf_counter() - t0 < args.seconds / args.repeats:
-            run_steps(algo, dataset, 5, losses)
-            count += 5
-        rates.append(count / (time.perf_counter() - t0))
-    result = {
-        "library": "d3rlpy",
-        "algo": "DiscreteCQL(QRQFunctionFactory)",
-        "updates_per_s": statistics.median(rates),
-        "repeats": rates,
-        "obs_shape": list(shape),
-        "num_actions": a,
-        "quantiles": args.quantiles,
-        "batch_size": 32,
-        "threads": args.threads,
-        "torch_version": torch.__version__,
-    }
-    print(json.dumps(result) if args.json else f"{result['updates_per_s']:.1f} updates/s")
+    rates = time_updates(lambda: run_steps(algo, dataset, 1, losses), args)
+    report(
+        "d3rlpy", "DiscreteCQL(QRQFunctionFactory)", rates, args, batch_size=32,
+        torch_version=torch.__version__,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,10 +13,8 @@ copied every 500 updates, Adam lr 1e-4, ``min_q_weight`` 10. Data: 10 000 transi
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +25,9 @@ from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from discrete_speed_common import parse_args, report, synthetic_frames, time_updates  # noqa: E402
 
 
 class QNet(nn.Module):
@@ -59,60 +60,27 @@ class QNet(nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--obs-shape", default="4,84,84")
-    parser.add_argument("--num-actions", type=int, default=6)
-    parser.add_argument("--quantiles", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    shape = tuple(int(x) for x in args.obs_shape.split(","))
-    n, a = 10_000, args.num_actions
-    rng = np.random.default_rng(0)
-    frames = (rng.random((n + 1, *shape)) < 0.1).astype(np.uint8) * 255
+    a = args.num_actions
+    data = synthetic_frames(args.shape, a)
+    n = len(data["rewards"])
     terminated = np.zeros(n, dtype=bool)
     buffer = ReplayBuffer.from_data(
-        obs=frames[:-1], act=rng.integers(0, a, n), rew=rng.standard_normal(n).astype(np.float32),
-        terminated=terminated, truncated=np.zeros(n, dtype=bool), done=terminated,
-        obs_next=frames[1:],
+        obs=data["frames"][:-1], act=data["actions"], rew=data["rewards"], terminated=terminated,
+        truncated=np.zeros(n, dtype=bool), done=terminated, obs_next=data["frames"][1:],
     )  # fmt: skip
-    net = QNet(shape, a, args.quantiles)  # type: ignore[arg-type]
+    net = QNet(args.shape, a, args.quantiles)
     policy = QRDQNPolicy(model=net, action_space=gym.spaces.Discrete(a))
     algo = DiscreteCQL(
         policy=policy, optim=AdamOptimizerFactory(lr=1e-4), min_q_weight=10.0,
         num_quantiles=args.quantiles, target_update_freq=500,
     )  # fmt: skip
     algo.train()
-    rates = []
     with policy_within_training_step(policy):  # what Tianshou's trainer sets around updates
-        for _ in range(args.warmup):
-            algo.update(buffer=buffer, sample_size=args.batch_size)
-        for _ in range(args.repeats):
-            count, t0 = 0, time.perf_counter()
-            while count == 0 or time.perf_counter() - t0 < args.seconds / args.repeats:
-                for _ in range(5):
-                    algo.update(buffer=buffer, sample_size=args.batch_size)
-                count += 5
-            rates.append(count / (time.perf_counter() - t0))
-    result = {
-        "library": "tianshou",
-        "algo": "DiscreteCQL",
-        "updates_per_s": statistics.median(rates),
-        "repeats": rates,
-        "obs_shape": list(shape),
-        "num_actions": a,
-        "quantiles": args.quantiles,
-        "batch_size": args.batch_size,
-        "threads": args.threads,
-        "torch_version": torch.__version__,
-    }
-    print(json.dumps(result) if args.json else f"{result['updates_per_s']:.1f} updates/s")
+        rates = time_updates(lambda: algo.update(buffer=buffer, sample_size=32), args)
+    report("tianshou", "DiscreteCQL", rates, args, batch_size=32, torch_version=torch.__version__)
 
 
 if __name__ == "__main__":
