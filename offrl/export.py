@@ -12,8 +12,10 @@ checkpoint), the policy network, the ``tanh`` squashing and clipping, and the re
 * ``onnx`` (``.onnx``): ``onnxruntime.InferenceSession(path).run(None, {"obs": obs})[0]``, with
   one input ``obs`` and one output ``action``.
 
-Both take a batch, ``float32`` ``[B, *obs_shape]`` with any ``B``, and return ``[B, act_dim]``
-(discrete: ``[B]``). Policies that act by scoring sampled actions (BCQ, BEAR, UWAC) draw their
+Both take a batch, ``float32`` ``[B, *obs_shape]`` with any ``B`` (image policies, whose
+observations are ``[C, H, W]`` frames: ``uint8``, the bytes the environment gives, scaled inside
+as in training), and return ``[B, act_dim]`` (discrete: ``[B]``). Policies that act by
+scoring sampled actions (BCQ, BEAR, UWAC) draw their
 samples from the algorithm's generator, which ``act`` puts back after every call; the export
 holds the draws of the checkpoint's generator state as constants
 (:meth:`Algorithm.frozen_policy <offrl.algos.base.Algorithm.frozen_policy>`), so it acts exactly
@@ -99,10 +101,12 @@ class DeployedPolicy(nn.Module):
         action_low: torch.Tensor,
         action_high: torch.Tensor,
         discrete: bool,
+        frames: bool = False,
     ) -> None:
         super().__init__()
         self.policy = policy
         self.discrete = discrete
+        self.frames = frames
         self.register_buffer("obs_mean", obs_mean.detach().clone())
         self.register_buffer("obs_std", obs_std.detach().clone())
         self.register_buffer("action_low", action_low.detach().clone())
@@ -112,7 +116,7 @@ class DeployedPolicy(nn.Module):
         """``[B, *obs_shape]`` raw observations -> ``[B, act_dim]`` actions (discrete: ``[B]``)."""
         a = deployed_action(
             self.policy,
-            obs.to(self.obs_mean.dtype),
+            obs.to(torch.uint8) if self.frames else obs.to(self.obs_mean.dtype),
             self.obs_mean,
             self.obs_std,
             self.action_low,
@@ -122,8 +126,11 @@ class DeployedPolicy(nn.Module):
         return a.to(torch.int64) if self.discrete else a
 
 
-def deployed_policy(algo: Algorithm) -> DeployedPolicy:
+def deployed_policy(algo: Algorithm, frames: bool | None = None) -> DeployedPolicy:
     """A :class:`DeployedPolicy` of ``algo`` on the CPU that a tracer can record.
+
+    ``frames``: take ``uint8`` frames (default: for ``[C, H, W]`` observations); ``False``
+    takes ``float32`` as they are (frames already scaled by the user).
 
     It runs on a copy of ``algo`` (rebuilt from its state dict, so ``algo`` itself is not
     touched) whose weights do not require gradients: a traced graph holds them as constants.
@@ -142,7 +149,13 @@ def deployed_policy(algo: Algorithm) -> DeployedPolicy:
         copy.action_low,
         copy.action_high,
         copy.spec.discrete,
+        frames=_frames(copy) if frames is None else frames,
     ).eval()
+
+
+def _frames(algo: Algorithm) -> bool:
+    """Whether ``algo`` acts on ``[C, H, W]`` frames (exported with ``uint8`` input)."""
+    return len(algo.spec.obs_shape) == 3
 
 
 def export_metadata(algo: Algorithm, format: str, env_id: str | None = None) -> dict[str, Any]:
@@ -159,7 +172,11 @@ def export_metadata(algo: Algorithm, format: str, env_id: str | None = None) -> 
         "action_dim": spec.action_dim,
         "action_low": None if spec.discrete else algo.action_low.cpu().tolist(),
         "action_high": None if spec.discrete else algo.action_high.cpu().tolist(),
-        "input": "obs: float32 [B, *obs_shape], raw (unnormalised) observations",
+        "input": (
+            "obs: uint8 [B, *obs_shape], frames as the environment gives them"
+            if _frames(algo)
+            else "obs: float32 [B, *obs_shape], raw (unnormalised) observations"
+        ),
         "output": (
             "action: int64 [B], action indices"
             if spec.discrete
@@ -224,9 +241,12 @@ def export_policy(
         if env_id is None and isinstance(saved_env, str):
             env_id = saved_env
         algo = restore_algorithm(state, where=str(algo))
-    obs = _check_batch(algo) if check_obs is None else np.asarray(check_obs, dtype=np.float32)
+    # Frames export with uint8 input, unless the check batch says the user's are floats.
+    frames = _frames(algo) and (check_obs is None or np.asarray(check_obs).dtype == np.uint8)
+    dtype = np.uint8 if frames else np.float32
+    obs = _check_batch(algo) if check_obs is None else np.asarray(check_obs, dtype=dtype)
     expected = np.asarray(algo.act(obs))
-    module = deployed_policy(algo)
+    module = deployed_policy(algo, frames)
     example = torch.as_tensor(obs[: min(2, len(obs))])
     meta = export_metadata(algo, fmt, env_id)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -338,6 +358,8 @@ def _compare(actions: np.ndarray, expected: np.ndarray, atol: float, fmt: str, n
 def _check_batch(algo: Algorithm, size: int = 64) -> np.ndarray:
     """Observations around the stored statistics, seeded: the default check batch."""
     rng = np.random.default_rng(0)
+    if _frames(algo):  # sparse 0 / 255 frames, as MinAtar's and Atari's screens
+        return (rng.random((size, *algo.spec.obs_shape)) < 0.1).astype(np.uint8) * 255
     mean = algo.obs_mean.cpu().numpy()
     std = algo.obs_std.cpu().numpy()
     noise = rng.standard_normal((size, *algo.spec.obs_shape))

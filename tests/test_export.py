@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,11 @@ import pytest
 import torch
 
 from offrl.algos import Algorithm, EnvSpec, get_algorithm, list_algorithms
-from offrl.algos.base import _REGISTRY, AlgoConfig
 from offrl.cli import main
 from offrl.data import Dataset
 from offrl.data.normalization import ObsNormalizer
-from offrl.data.sampler import Batch, TensorSampler
+from offrl.data.sampler import TensorSampler
 from offrl.export import ExportError, deployed_policy, export_policy, format_for
-from offrl.nn import EnsembleMLP
 from offrl.train.checkpoint import save_checkpoint
 
 pytest.importorskip("onnx")
@@ -178,36 +175,27 @@ def test_export_leaves_the_algorithm_untouched() -> None:
 
 
 # ---------------------------------------------------------------------- discrete policies
-@dataclass
-class _GreedyConfig(AlgoConfig):
-    """A Q-network acting greedily: the shape of the discrete algorithms' policies."""
+DISCRETE_ONLY = [n for n in list_algorithms() if "continuous" not in get_algorithm(n).action_kinds]
 
 
-class _Greedy(Algorithm):
-    name = "test_export_greedy"
-    config_class = _GreedyConfig
-    action_kinds = ("discrete",)
-
-    def build(self) -> None:
-        self.q = EnsembleMLP(self.spec.obs_dim, self.spec.action_dim, self.config.hidden)
-
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-        return {}
-
-    def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.q(obs)[0].argmax(-1)
-
-
-def test_discrete_policy_exports_indices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(_REGISTRY, _Greedy.name, _Greedy)
-    spec = EnvSpec((OBS_DIM,), 5, discrete=True)
-    algo = _Greedy(spec, _GreedyConfig(hidden=(16,)), seed=3)
-    algo.set_normalizer(
-        ObsNormalizer(np.full(OBS_DIM, 2, np.float32), np.full(OBS_DIM, 3, np.float32))
-    )
-    obs = (np.random.default_rng(0).standard_normal((100, OBS_DIM)) * 6).astype(np.float32)
+@pytest.mark.parametrize("frames", [True, False], ids=["frames", "vector"])
+@pytest.mark.parametrize("name", DISCRETE_ONLY)
+def test_discrete_policy_exports_indices(tmp_path: Path, name: str, frames: bool) -> None:
+    """QR-DQN, discrete BCQ / CQL / CRR: ``uint8`` frames (MinAtar's size, the bytes as the
+    algorithm acts on them) or normalised vectors in, action indices out, as ``act``."""
+    rng = np.random.default_rng(0)
+    cls = get_algorithm(name)
+    options = {"hidden": (16,), "num_quantiles": 8} if name in ("qrdqn", "discrete_cql") else {}
+    shape = (4, 10, 10) if frames else (OBS_DIM,)
+    algo = cls(EnvSpec(shape, 5, discrete=True), cls.config_class.from_dict(options), seed=3)
+    if frames:
+        obs = (rng.random((100, *shape)) < 0.1).astype(np.uint8) * 255
+    else:
+        algo.set_normalizer(
+            ObsNormalizer(np.full(OBS_DIM, 2, np.float32), np.full(OBS_DIM, 3, np.float32))
+        )
+        obs = (rng.standard_normal((100, OBS_DIM)) * 6).astype(np.float32)
     want = algo.act(obs)
-    assert len(set(want.tolist())) > 1
     export_policy(algo, tmp_path / "q.onnx", check_obs=obs)
     export_policy(algo, tmp_path / "q.pt", check_obs=obs)
     session = onnxruntime.InferenceSession(str(tmp_path / "q.onnx"))
