@@ -174,6 +174,21 @@ class EnvSpec:
         """Flattened observation size."""
         return int(np.prod(self.obs_shape))
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of a continuous action space as ``float32`` arrays (``-1`` / ``+1``
+        where not given)."""
+        low = self.action_low if self.action_low is not None else (-1.0,) * self.action_dim
+        high = self.action_high if self.action_high is not None else (1.0,) * self.action_dim
+        return np.asarray(low, np.float32), np.asarray(high, np.float32)
+
+    def uniform_actions(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` uniform random actions: indices ``[n]`` (discrete) or points of the action box
+        ``[n, action_dim]`` (``float32``), drawn from ``rng``."""
+        if self.discrete:
+            return rng.integers(0, self.action_dim, size=n)
+        low, high = self.bounds()
+        return rng.uniform(low, high, size=(n, self.action_dim)).astype(np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples become lists), as stored in checkpoints."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -254,10 +269,9 @@ class Algorithm(ABC):
         self.generator.manual_seed(seed)
         self.obs_mean = torch.zeros(spec.obs_shape, device=self.device)
         self.obs_std = torch.ones(spec.obs_shape, device=self.device)
-        low = spec.action_low if spec.action_low is not None else (-1.0,) * spec.action_dim
-        high = spec.action_high if spec.action_high is not None else (1.0,) * spec.action_dim
-        self.action_low = torch.tensor(low, dtype=torch.float32, device=self.device)
-        self.action_high = torch.tensor(high, dtype=torch.float32, device=self.device)
+        low, high = spec.bounds()
+        self.action_low = torch.from_numpy(low).to(self.device)
+        self.action_high = torch.from_numpy(high).to(self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # network initialisation is a function of the seed alone
             self.build()

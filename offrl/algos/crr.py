@@ -37,7 +37,14 @@ from dataclasses import dataclass
 
 import torch
 
-from offrl.algos.base import AlgoConfig, Algorithm, make_optimizer, register, soft_update
+from offrl.algos.base import (
+    AlgoConfig,
+    Algorithm,
+    hard_update,
+    make_optimizer,
+    register,
+    soft_update,
+)
 from offrl.data.sampler import Batch
 from offrl.losses import crr_weights, ensemble_td_loss, sampled_advantage, td_target
 from offrl.nn import EnsembleCritic, GaussianPolicy, sample_actions
@@ -136,8 +143,8 @@ class CRR(Algorithm):
             soft_update(self.critic_target, self.critic, cfg.tau)
             soft_update(self.actor_target, self.actor, cfg.tau)
         elif (self.num_updates + 1) % cfg.target_update_interval == 0:
-            self.critic_target.load_state_dict(self.critic.state_dict())
-            self.actor_target.load_state_dict(self.actor.state_dict())
+            hard_update(self.critic_target, self.critic)
+            hard_update(self.actor_target, self.actor)
         return info
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:

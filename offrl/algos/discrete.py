@@ -19,7 +19,7 @@ from offrl.algos.base import AlgoConfig, EnvSpec
 from offrl.losses import conservative_penalty
 from offrl.nn import DiscreteQNetwork
 
-__all__ = ["DiscreteConfig", "q_network", "greedy", "cql_penalty"]
+__all__ = ["DiscreteConfig", "q_network", "greedy", "action_values", "cql_penalty"]
 
 
 @dataclass
@@ -67,7 +67,12 @@ def greedy(q: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor
     return q.argmax(-1)
 
 
+def action_values(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``Q(s, a)`` of the given actions: ``[B]`` from Q-values ``[B, A]`` and indices ``[B]``."""
+    return q.gather(1, actions[:, None])[:, 0]
+
+
 def cql_penalty(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """CQL(H)'s penalty over discrete actions (Kumar et al., 2020, eq. 4, the log-sum-exp
     exact): ``mean_s [log sum_a exp Q(s, a) - Q(s, a_data)]`` for Q-values ``[B, A]``."""
-    return conservative_penalty(q.T, 0.0, q.gather(1, actions[:, None])[:, 0])
+    return conservative_penalty(q.T, 0.0, action_values(q, actions))

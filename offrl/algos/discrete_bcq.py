@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from offrl.algos.base import Algorithm, hard_update, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, greedy, q_network
+from offrl.algos.discrete import DiscreteConfig, action_values, greedy, q_network
 from offrl.data.sampler import Batch
 from offrl.losses import td_target
 
@@ -72,11 +72,11 @@ class DiscreteBCQ(Algorithm):
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         cfg = self.config
         q_all, logits = self.q.outputs(batch.obs)
-        q = q_all[..., 0].gather(1, batch.actions[:, None])[:, 0]
+        q = action_values(q_all[..., 0], batch.actions)
         with torch.no_grad():
             next_q, next_logits = self.q.outputs(batch.next_obs)
             best = greedy(next_q[..., 0], self.allowed(next_logits))
-            next_value = self.q_target(batch.next_obs).gather(1, best[:, None])[:, 0]
+            next_value = action_values(self.q_target(batch.next_obs), best)
             target = td_target(batch.rewards, batch.dones, next_value, cfg.gamma)
         q_loss = F.smooth_l1_loss(q, target)
         imitation_loss = F.cross_entropy(logits, batch.actions)

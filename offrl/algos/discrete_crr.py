@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from offrl.algos.base import Algorithm, hard_update, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, q_network
+from offrl.algos.discrete import DiscreteConfig, action_values, q_network
 from offrl.data.sampler import Batch
 from offrl.losses import crr_weights, td_target
 from offrl.nn import CategoricalPolicy
@@ -77,7 +77,7 @@ class DiscreteCRR(Algorithm):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Half the squared TD error of the dataset actions' values (from ``q_all``, ``[B, A]``
         at ``batch.obs``), bootstrapping on the target policy's expected target value."""
-        q = q_all.gather(1, batch.actions[:, None])[:, 0]
+        q = action_values(q_all, batch.actions)
         with torch.no_grad():
             probs = torch.softmax(self.actor_target.logits(batch.next_obs), -1)
             next_value = (probs * self.critic_target(batch.next_obs)).sum(-1)
@@ -96,7 +96,7 @@ class DiscreteCRR(Algorithm):
             baseline = (torch.softmax(logits.detach(), -1) * q_all).sum(-1)
         else:
             baseline = q_all.amax(-1)
-        advantage = q_all.gather(1, batch.actions[:, None])[:, 0] - baseline
+        advantage = action_values(q_all, batch.actions) - baseline
         weights = crr_weights(advantage, cfg.weight_type, cfg.beta, cfg.max_weight)
         loss = (weights * F.cross_entropy(logits, batch.actions, reduction="none")).mean()
         return loss, {"actor_loss": loss.detach(), "adv_weight_mean": weights.mean()}

@@ -385,11 +385,7 @@ class Dataset(EpisodeStructure):
         indices are ``0 .. high - 1`` and ``low`` is ignored.
         """
         if self.discrete:
-            if self.actions.max() >= int(np.asarray(high)):
-                raise DatasetError(
-                    f"actions: index {int(self.actions.max())} outside the action space "
-                    f"of {int(np.asarray(high))} actions"
-                )
+            check_action_indices(self.actions, int(np.asarray(high)))
             return
         lo = np.broadcast_to(np.asarray(low, dtype=np.float64), self.actions.shape[1:])
         hi = np.broadcast_to(np.asarray(high, dtype=np.float64), self.actions.shape[1:])
@@ -468,12 +464,26 @@ class Dataset(EpisodeStructure):
         """A SHA-256 of the six arrays (names, dtypes, shapes and bytes), 16 hex digits: equal
         for equal data whatever file it came from, different for any changed value. Runs and
         checkpoints record it, so that ``--resume`` on other data is refused."""
-        digest = hashlib.sha256()
-        for name, arr in self.arrays().items():
-            arr = np.ascontiguousarray(arr)
-            digest.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
-            digest.update(arr.data.cast("B"))
-        return digest.hexdigest()[:16]
+        return array_digest(self.arrays())
+
+
+def array_digest(arrays: Mapping[str, np.ndarray], prefix: str = "") -> str:
+    """16 hex digits of a SHA-256 over ``prefix`` and each array's name, dtype, shape and bytes,
+    in order: what the datasets' ``fingerprint`` methods record."""
+    digest = hashlib.sha256(prefix.encode())
+    for name, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
+        digest.update(arr.data.cast("B"))
+    return digest.hexdigest()[:16]
+
+
+def check_action_indices(actions: np.ndarray, num_actions: int) -> None:
+    """Raise :class:`DatasetError` if an action index is ``>= num_actions``."""
+    if actions.max() >= num_actions:
+        raise DatasetError(
+            f"actions: index {int(actions.max())} outside the action space of {num_actions} actions"
+        )
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:

@@ -21,7 +21,6 @@ frame is then the successor of the step before (D4RL's rule, as :meth:`Dataset.f
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from offrl.data.dataset import Dataset, DatasetError, EpisodeStructure
+from offrl.data.dataset import (
+    Dataset,
+    DatasetError,
+    EpisodeStructure,
+    array_digest,
+    check_action_indices,
+)
 from offrl.data.loaders import _NPZ_HEADER, PathLike, _atomic_target, _jsonable_metadata
 from offrl.data.sampler import Batch, UniformSampler
 
 __all__ = ["FrameDataset", "FrameSampler", "save_frames", "load_frames", "is_frames_file"]
 
+_FRAME_FIELDS = ("frames", "index", "actions", "rewards", "terminals", "timeouts")
+"""The arrays of a :class:`FrameDataset`, in file and fingerprint order."""
 FRAMES_FORMAT = "offrl-frames"
 """The ``format`` in the header of a :func:`save_frames` file."""
 
@@ -184,11 +191,7 @@ class FrameDataset(EpisodeStructure):
         """Raise :class:`~offrl.data.DatasetError` if an action index is ``>= high`` (the number
         of actions; ``low`` is ignored), as :meth:`Dataset.check_action_space`."""
         del low
-        if self.actions.max() >= int(np.asarray(high)):
-            raise DatasetError(
-                f"actions: index {int(self.actions.max())} outside the action space of "
-                f"{int(np.asarray(high))} actions"
-            )
+        check_action_indices(self.actions, int(np.asarray(high)))
 
     # ------------------------------------------------------------------ structure
     def __len__(self) -> int:
@@ -253,12 +256,8 @@ class FrameDataset(EpisodeStructure):
     def fingerprint(self) -> str:
         """A SHA-256 of the frames, the index and the transition arrays, 16 hex digits (as
         :meth:`Dataset.fingerprint`)."""
-        digest = hashlib.sha256(f"frames/{self.stack};".encode())
-        for name in ("frames", "index", "actions", "rewards", "terminals", "timeouts"):
-            arr = np.ascontiguousarray(getattr(self, name))
-            digest.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
-            digest.update(arr.data.cast("B"))
-        return digest.hexdigest()[:16]
+        arrays = {name: getattr(self, name) for name in _FRAME_FIELDS}
+        return array_digest(arrays, prefix=f"frames/{self.stack};")
 
 
 class FrameSampler(UniformSampler):
@@ -310,9 +309,6 @@ class FrameSampler(UniformSampler):
             None,
             rtg,
         )
-
-
-_FRAME_FIELDS = ("frames", "index", "actions", "rewards", "terminals", "timeouts")
 
 
 def save_frames(dataset: FrameDataset, path: PathLike) -> Path:

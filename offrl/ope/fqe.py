@@ -38,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl.algos.base import Algorithm, EnvSpec, make_optimizer
+from offrl.algos.base import Algorithm, make_optimizer
 from offrl.config import check_options
 from offrl.data.dataset import Dataset
 from offrl.data.normalization import ObsNormalizer, preprocess
@@ -214,7 +214,7 @@ class FQE:
         actions = np.concatenate(parts, axis=0)
         if self.spec.discrete:
             return torch.as_tensor(actions.reshape(-1), dtype=torch.int64, device=self.device)
-        low, high = _bounds(self.spec)
+        low, high = self.spec.bounds()
         scaled = 2.0 * (actions.reshape(len(raw_obs), -1) - low) / (high - low) - 1.0
         return torch.as_tensor(np.clip(scaled, -1.0, 1.0), dtype=torch.float32, device=self.device)
 
@@ -427,10 +427,3 @@ def _ranks(v: np.ndarray) -> np.ndarray:
         tied = v == value
         ranks[tied] = ranks[tied].mean()
     return ranks
-
-
-def _bounds(spec: EnvSpec) -> tuple[np.ndarray, np.ndarray]:
-    ones = (1.0,) * spec.action_dim
-    low = spec.action_low if spec.action_low is not None else tuple(-x for x in ones)
-    high = spec.action_high if spec.action_high is not None else ones
-    return np.asarray(low, np.float32), np.asarray(high, np.float32)

@@ -106,17 +106,12 @@ def rollout_dataset(
 def epsilon_greedy(algo: Algorithm, eps: float) -> Policy:
     """``algo.act``, replaced in each row with probability ``eps`` by a uniform random action
     (an index for discrete actions, a point of the action box otherwise)."""
-    spec = algo.spec
-    low = np.asarray(spec.action_low or (-1.0,) * spec.action_dim, dtype=np.float32)
-    high = np.asarray(spec.action_high or (1.0,) * spec.action_dim, dtype=np.float32)
 
     def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         act = algo.act(obs)
         coin = rng.random(len(obs)) < eps
-        if spec.discrete:
-            return np.where(coin, rng.integers(0, spec.action_dim, len(obs)), act)
-        noise = rng.uniform(low, high, size=act.shape).astype(np.float32)
-        return np.where(coin[:, None], noise, act)
+        noise = algo.spec.uniform_actions(len(obs), rng)
+        return np.where(coin if algo.spec.discrete else coin[:, None], noise, act)
 
     return policy
 

@@ -201,8 +201,7 @@ def run_online(
     for d in (run, latest.parent, run / "snapshots"):
         remove_stale_temps(d)
     spec = algo.spec
-    low = np.asarray(spec.action_low or (-1.0,) * spec.action_dim, dtype=np.float32)
-    high = np.asarray(spec.action_high or (1.0,) * spec.action_dim, dtype=np.float32)
+    low, high = spec.bounds()
     probe = gym.make(cfg.env_id)
     frames = probe.observation_space.dtype == np.uint8  # frames stay bytes; the rest float32
     obs_dtype = np.uint8 if frames else np.float32
@@ -341,12 +340,8 @@ def run_online(
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
     try:
         while step < cfg.steps:
-            actions: np.ndarray
-            if step < cfg.start_steps and spec.discrete:
-                actions = rng.integers(0, spec.action_dim, size=cfg.num_envs)
-            elif step < cfg.start_steps:
-                uniform = rng.uniform(low, high, size=(cfg.num_envs, spec.action_dim))
-                actions = uniform.astype(np.float32)
+            if step < cfg.start_steps:
+                actions = spec.uniform_actions(cfg.num_envs, rng)
             else:
                 actions = algo.explore(obs)
             next_obs, rew, term, trunc, _ = envs.step(actions)
