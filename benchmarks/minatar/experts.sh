@@ -4,7 +4,8 @@
 # discrete datasets. Training follows MinAtar's DQN setup (Young & Tian, 2019): batch 32, replay
 # 100k, replay start 5000, one update per step, target copied every 1000 updates, epsilon 1 ->
 # 0.1 over the first 100k steps, lr 2.5e-4 (Adam here, RMSprop there); QR-DQN's 200 quantiles
-# and kappa 1 (the paper's). STEPS per game (default 500k; MinAtar's paper trains 5M frames).
+# and kappa 1 (the paper's). STEPS per game (default 300k, about 45 min a game on an idle core here;
+# MinAtar's paper trains 5M frames).
 # Resumable: each run checkpoints every 25k steps and a re-run continues it (--resume).
 #
 #   bash benchmarks/minatar/experts.sh [OUT]          # default runs/minatar-experts
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/minatar-experts}
 GAMES=${GAMES:-Breakout,SpaceInvaders,Asterix,Freeway,Seaquest}
-STEPS=${STEPS:-500000}
+STEPS=${STEPS:-300000}
 for game in ${GAMES//,/ }; do
     run="$OUT/$game"
     resume=()
