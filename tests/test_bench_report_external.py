@@ -9,13 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 from _scripts import load_script
 
-from offrl.bench.grid import Cell, GridSpec, grid_cells
+from offrl.bench.grid import Cell, GridSpec, claim, grid_cells
 from offrl.bench.report import collect_external, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +91,7 @@ def test_external_columns_in_table_json_and_commands(tmp_path: Path) -> None:
     # Per evaluation (both evaluate at steps 5 and 10 with the final score): the seeds' means.
     assert versus[("d2", "td3bc")]["per_evaluation"] == [(5, 60.0, 22.0), (10, 60.0, 22.0)]
     assert versus[("d1", "iql")]["per_evaluation"] == [(5, 40.0, 33.0), (10, 40.0, 33.0)]
-    assert "| +38.0 | 5: 60.0 / 22.0, 10: 60.0 / 22.0 |" in md
+    assert "| +38.0 | – | 5: 60.0 / 22.0, 10: 60.0 / 22.0 |" in md
     assert (out / "curves_d1.png").exists()
 
 
@@ -120,6 +119,46 @@ def test_versus_per_evaluation_means_over_seeds_at_shared_steps(tmp_path: Path) 
     (versus,) = report["offrl_vs_d3rlpy"]
     assert versus["per_evaluation"] == [(5, 20.0, 2.0), (10, 40.0, 3.0)]
     assert "| 5: 20.0 / 2.0, 10: 40.0 / 3.0 |" in (out / "REPORT.md").read_text()
+
+
+def test_versus_tianshou_pairs_discrete_algorithms_with_their_update_rates(
+    tmp_path: Path,
+) -> None:
+    """Tianshou's columns (``benchmarks/tianshou/grid.py``) pair with offrl's discrete
+    algorithms; updates/s is each side's median over its train rows, averaged over seeds."""
+    out = tmp_path / "grid"
+    spec = GridSpec(["discrete_cql", "bc"], ["d1"], [0, 1], steps=10, eval_every=5, eval_episodes=1)
+    out.mkdir(parents=True)
+    (out / "grid.json").write_text(json.dumps(spec.to_dict()))
+    rates = {"discrete_cql": [(100.0, 140.0, 120.0), (130.0,)], "tianshou-cql": [(50.0,), (70.0,)]}
+    for algo, per_seed in {**rates, "bc": [(), ()]}.items():
+        for seed, seed_rates in enumerate(per_seed):
+            run = Cell(algo, "d1", seed).run_dir(out)
+            run.mkdir(parents=True)
+            ret = 4.0 + seed if algo == "discrete_cql" else 3.0
+            (run / "final.json").write_text(
+                json.dumps({"normalized_score": None, "return_mean": ret})
+            )
+            rows = [
+                *(
+                    {"step": 1 + i, "kind": "train", "updates_per_s": r}
+                    for i, r in enumerate(seed_rates)
+                ),
+                {"step": 10, "kind": "eval", "eval/return_mean": ret},
+            ]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = write_report(out, reps=20)
+    assert report["offrl_vs_d3rlpy"] == []
+    (versus,) = report["offrl_vs_tianshou"]
+    assert versus["tianshou"] == "tianshou-cql" and versus["difference"] == pytest.approx(1.5)
+    assert versus["offrl_updates_per_s"] == pytest.approx((120.0 + 130.0) / 2)
+    assert versus["peer_updates_per_s"] == pytest.approx(60.0)
+    md = (out / "REPORT.md").read_text()
+    assert "## offrl vs tianshou" in md
+    assert (
+        "| d1 | discrete_cql / tianshou-cql | 4.5 ± 0.5 | 3.0 ± 0.0 | +1.5 | 125 / 60 (2.08×) |"
+        in md
+    )
 
 
 def test_report_without_external_runs_is_unchanged(tmp_path: Path) -> None:
@@ -196,14 +235,11 @@ def test_d3rlpy_train_script_killed_run_resumes_exactly(tmp_path: Path) -> None:
     assert a["return_mean"] == b["return_mean"]
 
 
-def _d3rlpy_grid_module() -> ModuleType:
-    return load_script("d3rlpy/grid.py", "d3rlpy_grid")
-
-
-def test_d3rlpy_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) -> None:
+def test_peer_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) -> None:
     """Two grid processes on one folder never run the same cell: a locked cell is skipped (not
-    failed), a free one runs, and one that finished meanwhile is not run again."""
-    grid = _d3rlpy_grid_module()
+    failed), a free one runs, and one that finished meanwhile is not run again
+    (``benchmarks/peer_grid.py``, which d3rlpy's and Tianshou's grids run their cells with)."""
+    grid = load_script("peer_grid.py", "peer_grid")
     run = tmp_path / "ds" / "d3rlpy-cql" / "s0"
     final = {"normalized_score": 42.0, "return_mean": 1.0}
     # Stands in for train.py: counts its runs, writes final.json.
@@ -213,10 +249,10 @@ def test_d3rlpy_grid_cell_lock_skips_a_cell_running_elsewhere(tmp_path: Path) ->
         f"(r / 'final.json').write_text(json.dumps({final!r}))"
     )
     cmd = [sys.executable, "-c", code, str(run)]
-    with grid.claim(run / ".lock") as mine:  # another grid process holds the cell
+    with claim(run / ".lock") as mine:  # another grid process holds the cell
         assert mine
         assert grid.run_one("k", cmd, run)[1:3] == ("skipped", "running in another process")
-        with grid.claim(run / ".lock") as again:
+        with claim(run / ".lock") as again:
             assert not again
     assert not (run / "final.json").exists()
     key, status, detail, _ = grid.run_one("k", cmd, run)

@@ -8,13 +8,10 @@ Usage (in offrl's environment, after ``bash benchmarks/d3rlpy/setup.sh``)::
 ``OUT/grid.json`` (written by ``offrl bench run``, or by hand) gives the datasets, seeds, steps,
 evaluation interval and episodes. Every (dataset, algorithm, seed) runs
 ``benchmarks/d3rlpy/train.py`` in ``benchmarks/.venv-d3rlpy`` as a single-threaded subprocess,
-into ``OUT/<dataset>/d3rlpy-<algo>/s<seed>/``. A cell whose ``final.json`` exists is done and
-skipped, so an interrupted run is resumed by running the command again (an unfinished cell
-continues from its last checkpoint, written at each evaluation: see train.py). A failing cell
-leaves the tail of its output in ``error.txt`` and the others go on; the exit status is 1 if any
-failed. A running cell holds a lock on ``<run>/.lock`` (``flock``: the kernel drops it when the
-process ends, killed or not), so two grid processes on the same folder never run the same cell:
-the second skips it and says so.
+into ``OUT/<dataset>/d3rlpy-<algo>/s<seed>/``, run as ``benchmarks/peer_grid.py`` runs every peer's
+cells (done cells skipped, failures in ``error.txt``, a lock per running cell); an unfinished
+cell continues from its last checkpoint, written at each evaluation (see train.py). The exit
+status is 1 if any cell failed.
 
 Datasets are resolved through offrl: an ``.hdf5`` path is used as it is, a MuJoCo built-in
 (``hopper-medium-v0``...) through its cached D4RL-layout HDF5 file, anything else (the
@@ -25,19 +22,16 @@ under ``OUT/.d3rlpy-data/``. Normalised scores use offrl's reference table (``of
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from offrl.bench.grid import Cell, GridSpec, claim, load_grid
+from offrl.bench.grid import Cell, GridSpec, load_grid
 from offrl.data.loaders import load_d4rl_hdf5, load_dataset, save_d4rl_hdf5
-from offrl.io import atomic_write_bytes
 from offrl.scores import get_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peer_grid import Todo, run_cells  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN = HERE / "train.py"
@@ -99,32 +93,6 @@ def cell_command(
     return cmd
 
 
-def run_cell(cmd: list[str], run: Path) -> tuple[bool, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode == 0 and (run / "final.json").exists():
-        (run / "error.txt").unlink(missing_ok=True)
-        return True, ""
-    tail = (proc.stdout + proc.stderr)[-4000:]
-    atomic_write_bytes(run / "error.txt", f"exit status {proc.returncode}\n{tail}".encode())
-    return False, tail.strip().splitlines()[-1] if tail.strip() else f"exit {proc.returncode}"
-
-
-def run_one(key: str, cmd: list[str], run: Path) -> tuple[str, str, str, float]:
-    """Run one cell unless another process is running it or it finished meanwhile:
-    ``(key, "done" | "failed" | "skipped", detail, seconds)``."""
-    t0 = time.perf_counter()
-    with claim(run / ".lock") as mine:
-        if not mine:
-            return key, "skipped", "running in another process", 0.0
-        ok, detail = (True, "") if (run / "final.json").exists() else run_cell(cmd, run)
-    if ok:
-        final = json.loads((run / "final.json").read_text())
-        score = final["normalized_score"]
-        detail = f"score {score:.1f}" if score is not None else f"return {final['return_mean']:.1f}"
-    return key, "done" if ok else "failed", detail, time.perf_counter() - t0
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
@@ -153,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if not set(datasets) <= set(spec.datasets):
             p.error(f"--datasets must be among the grid's {spec.datasets}")
 
-    todo: list[tuple[str, list[str], Path]] = []
+    todo: list[Todo] = []
     total = 0
     for dataset in datasets:
         data = resolve(dataset, grid)
@@ -165,18 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 key = f"{dataset}/d3rlpy-{algo}/s{seed}"
                 todo.append((key, cell_command(algo, dataset, seed, data, run, spec), run))
-    print(f"{total} d3rlpy cells, {total - len(todo)} done, {len(todo)} to run", flush=True)
-
-    failed = []
-    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        for future in as_completed([pool.submit(run_one, *item) for item in todo]):
-            key, status, detail, seconds = future.result()
-            print(f"[{status}] {key} ({seconds:.0f} s) {detail}", flush=True)
-            if status == "failed":
-                failed.append(key)
-    if failed:
-        print(f"{len(failed)} failed: see error.txt in their directories", file=sys.stderr)
-    return 1 if failed else 0
+    return run_cells("d3rlpy", todo, total, args.workers)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create benchmarks/.venv-tianshou: a separate virtual environment holding Tianshou 2.0.1, the
 # peer whose replay buffers (ReplayBuffer.save_hdf5: the second seed's `--save-buffer-name
-# expert.hdf5`) offrl reads; the tests write real files with it.
+# expert.hdf5`) offrl reads; the tests write real files with it. It also holds MinAtar, so that
+# Tianshou's discrete algorithms are scored in the same environments as offrl's
+# (benchmarks/tianshou/grid.py).
 #
 # torch is installed FIRST and pinned, so that Tianshou's torch requirement is already
 # satisfied by the CPU build and pip never pulls a multi-GB CUDA build.
@@ -11,6 +13,7 @@ set -euo pipefail
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 TIANSHOU_VERSION="2.0.1"
+MINATAR_VERSION="1.0.15"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$(dirname "$HERE")/.venv-tianshou"
 PY="$VENV/bin/python"
@@ -19,6 +22,7 @@ check() {
     "$PY" - "$TIANSHOU_VERSION" "$TORCH_VERSION" <<'PYEOF' >/dev/null 2>&1
 import sys
 
+import minatar  # noqa: F401
 import tianshou
 import torch
 
@@ -34,6 +38,6 @@ fi
 python3 -m venv "$VENV"
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q "torch==$TORCH_VERSION"
-"$PY" -m pip install -q "tianshou==$TIANSHOU_VERSION"
+"$PY" -m pip install -q "tianshou==$TIANSHOU_VERSION" "minatar==$MINATAR_VERSION"
 check || { echo "tianshou venv: the expected versions do not import" >&2; exit 1; }
 echo "tianshou venv ready: $VENV"

@@ -24,39 +24,10 @@ from tianshou.algorithm.modelfree.qrdqn import QRDQNPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from discrete_speed_common import parse_args, report, synthetic_frames, time_updates  # noqa: E402
-
-
-class QNet(nn.Module):
-    """Frames -> quantiles ``[B, A, N]``: offrl's ``DiscreteQNetwork`` layout."""
-
-    def __init__(self, shape: tuple[int, int, int], actions: int, quantiles: int) -> None:
-        super().__init__()
-        c, h, _ = shape
-        if h == 10:  # MinAtar
-            convs = [nn.Conv2d(c, 16, 3, 1), nn.ReLU()]
-            features = 128
-        else:  # the Nature DQN
-            convs = [
-                nn.Conv2d(c, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
-                nn.Conv2d(64, 64, 3, 1), nn.ReLU(),
-            ]  # fmt: skip
-            features = 512
-        self.convs = nn.Sequential(*convs, nn.Flatten())
-        with torch.no_grad():
-            flat = self.convs(torch.zeros(1, *shape)).shape[1]
-        self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
-        self.out = nn.Linear(features, actions * quantiles)
-        self.actions, self.quantiles = actions, quantiles
-
-    def forward(self, obs, state=None, info=None):  # noqa: ANN001, ANN201
-        x = torch.as_tensor(obs)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        q = self.out(self.fc(self.convs(x)))
-        return q.view(-1, self.actions, self.quantiles), state
+from nets import Head, Trunk  # noqa: E402
 
 
 def main() -> None:
@@ -71,7 +42,7 @@ def main() -> None:
         obs=data["frames"][:-1], act=data["actions"], rew=data["rewards"], terminated=terminated,
         truncated=np.zeros(n, dtype=bool), done=terminated, obs_next=data["frames"][1:],
     )  # fmt: skip
-    net = QNet(args.shape, a, args.quantiles)
+    net = Head(Trunk(args.shape), a, args.quantiles)
     policy = QRDQNPolicy(model=net, action_space=gym.spaces.Discrete(a))
     algo = DiscreteCQL(
         policy=policy, optim=AdamOptimizerFactory(lr=1e-4), min_q_weight=10.0,

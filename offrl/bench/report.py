@@ -62,6 +62,16 @@ __all__ = ["CellResult", "collect", "collect_external", "read_run", "aggregate",
 
 D3RLPY_PAIRS = {"td3bc": "d3rlpy-td3plusbc", "iql": "d3rlpy-iql", "cql": "d3rlpy-cql"}
 """offrl algorithm -> the external column holding d3rlpy's counterpart."""
+TIANSHOU_PAIRS = {
+    "discrete_bcq": "tianshou-bcq",
+    "discrete_cql": "tianshou-cql",
+    "discrete_crr": "tianshou-crr",
+    "discrete_crr_cql": "tianshou-crr_cql",
+}
+"""offrl algorithm -> the external column holding Tianshou's counterpart
+(``benchmarks/tianshou/grid.py``)."""
+PEERS = {"d3rlpy": D3RLPY_PAIRS, "tianshou": TIANSHOU_PAIRS}
+"""The peer libraries whose columns the report pairs with offrl's algorithms."""
 
 
 @dataclass
@@ -95,6 +105,9 @@ class CellResult:
     finetune: dict[str, float | None] | None = None
     """An offline-to-online cell's ``offline_score``, ``online_score``, ``initial_drop`` and
     ``regret`` (:mod:`offrl.train.finetune`); ``None`` for an offline cell."""
+    updates_per_s: float | None = None
+    """The median over the run's ``train`` rows of their ``updates_per_s`` (gradient updates
+    per second of training, evaluations excluded), or ``None`` where the rows lack it."""
 
     @property
     def last(self) -> float | None:
@@ -115,7 +128,9 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
         return CellResult(algo, dataset, seed, "failed", error=why)
     normalised = final.get("normalized_score") is not None
     key = "eval/normalized_score" if normalised else "eval/return_mean"
-    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+    rows = read_metrics(run / "metrics.jsonl")
+    evals = [r for r in rows if r["kind"] == "eval"]
+    rates = [float(r["updates_per_s"]) for r in rows if "updates_per_s" in r]
     score = final["normalized_score"] if normalised else final["return_mean"]
     curve = [(int(r["step"]), float(r[key])) for r in evals if r.get(key) is not None]
     best, best_step = best_evaluation(curve, score, final.get("steps"))
@@ -136,6 +151,7 @@ def read_run(run: Path, algo: str, dataset: str, seed: int) -> CellResult | None
         final_eval=[float(x) for x in episodes] if episodes else None,
         behaviour=float(behaviour) if behaviour is not None else None,
         finetune={k: final.get(k) for k in FINETUNE_KEYS} if "offline_score" in final else None,
+        updates_per_s=statistics.median(rates) if rates else None,
     )
 
 
@@ -370,29 +386,10 @@ def write_report(
             *(f"| {ds} | {v:.1f} |" for ds, v in behaviour.items() if v is not None),
         ]
     lines += _finetune_lines(spec, by_cell)
-    versus = _versus_d3rlpy(spec, by_cell)
-    if versus:
-        lines += [
-            "",
-            "## offrl vs d3rlpy",
-            "",
-            f"Same HDF5 files, step budget, seeds and evaluation episodes; final {unit}, mean ± "
-            "std over seeds (d3rlpy at its D4RL reproduction settings, see benchmarks/README.md), "
-            "then the mean over seeds at each evaluation, step: offrl / d3rlpy (a single final "
-            "score catches a fast-moving method at one point of its path).",
-            "",
-            "| dataset | algorithm | offrl | d3rlpy | offrl − d3rlpy | per evaluation |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row_ in versus:
-            path = ", ".join(
-                f"{step:,}: {a:.1f} / {b:.1f}" for step, a, b in row_["per_evaluation"]
-            )
-            lines.append(
-                f"| {row_['dataset']} | {row_['offrl']} / {row_['d3rlpy']} | "
-                f"{_fmt(row_['offrl_scores'])} | {_fmt(row_['d3rlpy_scores'])} | "
-                f"{row_['difference']:+.1f} | {path or '–'} |"
-            )
+    versus = {peer: _versus_peer(spec, by_cell, pairs) for peer, pairs in PEERS.items()}
+    for peer, peer_rows in versus.items():
+        if peer_rows:
+            lines += _versus_lines(peer, peer_rows, unit)
 
     evaluation = _evaluation_rows(spec, columns, by_cell, reps)
     if evaluation:
@@ -485,7 +482,8 @@ def write_report(
             "cells": [_cell_json(r) for r in external],
             "commands": commands,
         },
-        "offrl_vs_d3rlpy": versus,
+        "offrl_vs_d3rlpy": versus["d3rlpy"],
+        "offrl_vs_tianshou": versus["tianshou"],
         "evaluation": evaluation,
         "aggregate_protocol": protocol_agg,
         "selection": {"config": dataclasses.asdict(sel_cfg), "rows": chosen},
@@ -495,41 +493,86 @@ def write_report(
     return report
 
 
-def _versus_d3rlpy(
-    spec: GridSpec, by_cell: dict[tuple[str, str], list[CellResult]]
-) -> list[dict[str, Any]]:
-    """offrl's algorithm next to d3rlpy's counterpart, per dataset, where both have scores,
-    with ``per_evaluation``: ``(step, offrl mean, d3rlpy mean)`` over seeds at every evaluation
-    step that all the finished runs of both sides share."""
+_PEER_SETUP = {
+    "d3rlpy": "Same HDF5 files, step budget, seeds and evaluation episodes; d3rlpy at its D4RL "
+    "reproduction settings (see benchmarks/README.md).",
+    "tianshou": "Same dataset file, update budget, seeds and evaluation episodes; Tianshou's "
+    "algorithms at offrl's settings (its Atari examples') on offrl's networks "
+    "(benchmarks/tianshou/train_discrete.py).",
+}
 
-    def finished(ds: str, algo: str) -> list[tuple[float, list[tuple[int, float]]]]:
-        """(final score, curve) of each run of ``algo`` on ``ds`` that has a score."""
-        return [
-            (r.score, r.curve or []) for r in by_cell.get((ds, algo), []) if r.score is not None
-        ]
+
+def _versus_lines(peer: str, rows: list[dict[str, Any]], unit: str) -> list[str]:
+    """The "offrl vs <peer>" table."""
+    lines = [
+        "",
+        f"## offrl vs {peer}",
+        "",
+        f"{_PEER_SETUP[peer]} Final {unit}, mean ± std over seeds; the median gradient updates "
+        "per second of training (one thread each, evaluations excluded) where both sides record "
+        f"it; then the mean over seeds at each evaluation, step: offrl / {peer} (a single final "
+        "score catches a fast-moving method at one point of its path).",
+        "",
+        f"| dataset | algorithm | offrl | {peer} | offrl − {peer} | updates/s | per evaluation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        path = ", ".join(f"{step:,}: {a:.1f} / {b:.1f}" for step, a, b in row["per_evaluation"])
+        speed = "–"
+        ours, theirs = row["offrl_updates_per_s"], row["peer_updates_per_s"]
+        if ours and theirs:
+            speed = f"{ours:.0f} / {theirs:.0f} ({ours / theirs:.2f}×)"
+        lines.append(
+            f"| {row['dataset']} | {row['offrl']} / {row[peer]} | "
+            f"{_fmt(row['offrl_scores'])} | {_fmt(row[f'{peer}_scores'])} | "
+            f"{row['difference']:+.1f} | {speed} | {path or '–'} |"
+        )
+    return lines
+
+
+def _versus_peer(
+    spec: GridSpec, by_cell: dict[tuple[str, str], list[CellResult]], pairs: dict[str, str]
+) -> list[dict[str, Any]]:
+    """offrl's algorithm next to a peer's counterpart (``pairs``: offrl name -> the peer's
+    column, ``<peer>-<name>``), per dataset, where both have scores: the scores, their
+    difference of means, ``per_evaluation`` (``(step, offrl mean, peer mean)`` over seeds at
+    every evaluation step that all the finished runs of both sides share), and each side's mean
+    ``updates_per_s`` over its runs (``None`` where no run records it)."""
+
+    def finished(ds: str, algo: str) -> list[CellResult]:
+        return [r for r in by_cell.get((ds, algo), []) if r.score is not None]
+
+    def rate(runs: list[CellResult]) -> float | None:
+        values = [r.updates_per_s for r in runs if r.updates_per_s is not None]
+        return statistics.fmean(values) if values else None
 
     rows = []
     for ds in spec.datasets:
-        for ours, theirs in D3RLPY_PAIRS.items():
+        for ours, theirs in pairs.items():
             ra, rb = finished(ds, ours), finished(ds, theirs)
-            if ra and rb:
-                a, b = [score for score, _ in ra], [score for score, _ in rb]
-                steps, ys = _aligned([curve for _, curve in (*ra, *rb)])
-                per_eval = [
-                    (step, float(ys[: len(ra), j].mean()), float(ys[len(ra) :, j].mean()))
-                    for j, step in enumerate(steps)
-                ]
-                rows.append(
-                    {
-                        "dataset": ds,
-                        "offrl": ours,
-                        "d3rlpy": theirs,
-                        "offrl_scores": a,
-                        "d3rlpy_scores": b,
-                        "difference": statistics.fmean(a) - statistics.fmean(b),
-                        "per_evaluation": per_eval,
-                    }
-                )
+            if not (ra and rb):
+                continue
+            peer = theirs.split("-")[0]
+            a = [float(r.score) for r in ra if r.score is not None]
+            b = [float(r.score) for r in rb if r.score is not None]
+            steps, ys = _aligned([r.curve or [] for r in (*ra, *rb)])
+            per_eval = [
+                (step, float(ys[: len(ra), j].mean()), float(ys[len(ra) :, j].mean()))
+                for j, step in enumerate(steps)
+            ]
+            rows.append(
+                {
+                    "dataset": ds,
+                    "offrl": ours,
+                    peer: theirs,
+                    "offrl_scores": a,
+                    f"{peer}_scores": b,
+                    "difference": statistics.fmean(a) - statistics.fmean(b),
+                    "per_evaluation": per_eval,
+                    "offrl_updates_per_s": rate(ra),
+                    "peer_updates_per_s": rate(rb),
+                }
+            )
     return rows
 
 
