@@ -32,8 +32,7 @@ the registered names ``halfcheetah-medium-v0`` etc. -- offrl's datasets, not D4R
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from offrl.data.registry import data_dir, report_progress
 from offrl.data.replay import ReplayBuffer
 from offrl.envs import register_envs
 from offrl.nn import TanhGaussianPolicy
-from offrl.suite.rollout import Policy, rollout_dataset
+from offrl.suite.rollout import Policy, one_thread, rollout_dataset
 from offrl.train.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -315,7 +314,7 @@ def export_pack(
     checkpoint = run / "checkpoints" / "latest.pt"
     if checkpoint.exists():
         pack.replay = pack_replay(_run_buffer(pack, run, medium_step))
-    with _one_thread():
+    with one_thread():
         pack.returns = {
             "random": _measure(pack.env_id, pack.actor(None), episodes, 1),
             "medium": _measure(pack.env_id, pack.actor(medium_step), episodes, 2),
@@ -373,18 +372,6 @@ def _run_buffer(pack: BehaviourPack, run_dir: Path, until: int) -> Dataset:
     return buf.to_dataset(first=until, env_id=pack.env_id)
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run small-batch policy inference on one thread: a second thread only adds
-    synchronisation (and stalls badly when another process holds the other core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def build_level(
     pack: BehaviourPack,
     level: str,
@@ -401,7 +388,7 @@ def build_level(
     """
     if level not in LEVELS:
         raise DatasetError(f"level: unknown level {level!r}; choose from {LEVELS}")
-    with _one_thread():
+    with one_thread():
         return _build_level(pack, level, transitions, seed, num_envs, run_dir)
 
 

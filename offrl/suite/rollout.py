@@ -7,10 +7,12 @@ policy with epsilon-greedy noise: the second seed's noisy QR-DQN buffers).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from offrl.algos.base import Algorithm
 from offrl.data.dataset import Dataset
@@ -21,6 +23,20 @@ __all__ = ["Policy", "rollout_dataset", "epsilon_greedy", "noisy_rollout"]
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """``(observations [n, ...], rng) -> actions [n, action_dim]`` (a discrete space: integer
 indices ``[n]``)."""
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small-batch policy inference on one thread. A second thread only adds
+    synchronisation, and it stalls badly when another process holds the other core (a MinAtar
+    rollout ran 14x slower on two threads beside a training run). A dataset build then also
+    does not depend on how many cores the machine has."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def rollout_dataset(
@@ -126,7 +142,8 @@ def noisy_rollout(
     metadata: dict[str, object] | None = None,
 ) -> Dataset:
     """``transitions`` steps of ``algo``'s policy with epsilon-greedy noise in ``env_id``: the
-    second seed's behaviour data (a QR-DQN expert, ``eps = 0.2``, 1M transitions).
+    second seed's behaviour data (a QR-DQN expert, ``eps = 0.2``, 1M transitions), on one
+    thread (:func:`one_thread`).
 
     ``metadata`` records the behaviour (``behaviour_eps``, ``behaviour_algo``) and the
     episodes' mean return (``behaviour_return_mean``, episodes cut by the budget included).
@@ -139,9 +156,10 @@ def noisy_rollout(
         "seed": seed,
         **(metadata or {}),
     }
-    data = rollout_dataset(
-        env_id, epsilon_greedy(algo, eps), seed=seed, num_envs=num_envs, transitions=transitions,
-        metadata=meta,
-    )  # fmt: skip
+    with one_thread():
+        data = rollout_dataset(
+            env_id, epsilon_greedy(algo, eps), seed=seed, num_envs=num_envs,
+            transitions=transitions, metadata=meta,
+        )  # fmt: skip
     data.metadata["behaviour_return_mean"] = float(data.episode_returns().mean())
     return data
