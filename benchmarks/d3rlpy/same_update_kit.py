@@ -128,16 +128,17 @@ def to_dtype(impl: Any) -> None:
 def run_all(
     args: argparse.Namespace,
     runs: Callable[[list[dict[str, torch.Tensor]]], dict[str, Any]],
+    make_batches: Callable[[int, int, int], list[dict[str, torch.Tensor]]] = seeded_batches,
     **extra: Any,
 ) -> None:
-    """For each of ``--dtypes``, as torch's default dtype: the batches and ``runs(batches)``
-    (``{variant: run}``); saved to ``--out`` as ``{dtype: {"batches", "runs"}}`` with the
-    library's version, the updates' noise seeds and ``extra``."""
+    """For each of ``--dtypes``, as torch's default dtype: the batches (``make_batches(updates,
+    seed, size)``) and ``runs(batches)`` (``{variant: run}``); saved to ``--out`` as ``{dtype:
+    {"batches", "runs"}}`` with the library's version, the updates' noise seeds and ``extra``."""
     torch.set_num_threads(1)
     by_dtype = {}
     for name in args.dtypes:
         torch.set_default_dtype(getattr(torch, name))
-        batches = seeded_batches(args.updates, args.data_seed, args.batch_size)
+        batches = make_batches(args.updates, args.data_seed, args.batch_size)
         by_dtype[name] = {"batches": batches, "runs": runs(batches)}
     torch.set_default_dtype(torch.float32)
     torch.save(

@@ -24,14 +24,15 @@ frames."""
 
 
 class FlattenEncoder(nn.Module):
-    """``[B, *shape] -> [B, prod(shape)]`` as float (a vector observation as it is)."""
+    """``[B, *shape] -> [B, prod(shape)]`` in torch's default float dtype (a vector observation
+    as it is)."""
 
     def __init__(self, shape: Sequence[int]) -> None:
         super().__init__()
         self.out_dim = int(torch.Size(shape).numel())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.flatten(1).float()
+        return obs.flatten(1).to(torch.get_default_dtype())
 
 
 class CNNEncoder(nn.Module):

@@ -1,0 +1,107 @@
+"""d3rlpy 2.8.1's discrete Q-learning updates, update by update, for a comparison with offrl's
+``qrdqn`` and ``discrete_cql``.
+
+Run in d3rlpy's virtual environment (``bash benchmarks/d3rlpy/setup.sh``)::
+
+    benchmarks/.venv-d3rlpy/bin/python benchmarks/d3rlpy/same_update_discrete.py --out d.pt
+
+Two runs, both on d3rlpy's ``QRQFunctionFactory`` (``n_quantiles`` 32, midpoint taus, Huber
+threshold 1) over its default ``VectorEncoder`` (256 x 2, ReLU), one critic, Adam lr 1e-4,
+gamma 0.99, target copied every 3 updates (so that copies happen within the run):
+
+* ``qrdqn`` -- ``DoubleDQNConfig``: the next action chosen by the online network, valued by
+  the target's quantiles;
+* ``cql`` -- ``DiscreteCQLConfig`` (a ``DoubleDQN``) with ``alpha`` 4: the quantile loss plus
+  ``alpha * mean(logsumexp_a Q(s, a) - Q(s, a_data))``.
+
+Batches: 8-dimensional standard-normal observations, 4 actions drawn uniformly, standard-normal
+rewards, 10 % terminals; float32 and float64 (``same_update_kit.run_all``).
+``tests/test_d3rlpy_same_discrete.py`` replays both runs in offrl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import d3rlpy
+import torch
+from d3rlpy.models import QRQFunctionFactory
+from d3rlpy.torch_utility import TorchMiniBatch
+from same_update_kit import mlp, parser, run_all, to_dtype
+
+OBS_DIM, ACTIONS, QUANTILES, TARGET_EVERY, ALPHA, LR = 8, 4, 32, 3, 4.0, 1e-4
+
+
+def discrete_batches(updates: int, seed: int, size: int) -> list[dict[str, torch.Tensor]]:
+    """``updates`` seeded batches (drawn in float32, then in torch's default dtype)."""
+    g = torch.Generator().manual_seed(seed)
+    dtype = torch.get_default_dtype()
+    out = []
+    for _ in range(updates):
+        b = {
+            "obs": torch.randn(size, OBS_DIM, generator=g).to(dtype),
+            "actions": torch.randint(ACTIONS, (size,), generator=g),
+            "rewards": torch.randn(size, generator=g).to(dtype),
+            "next_obs": torch.randn(size, OBS_DIM, generator=g).to(dtype),
+            "dones": (torch.rand(size, generator=g) < 0.1).to(dtype),
+        }
+        out.append(b)
+    return out
+
+
+def minibatch(b: dict[str, torch.Tensor]) -> TorchMiniBatch:
+    n = b["obs"].shape[0]
+    return TorchMiniBatch(
+        observations=b["obs"],
+        actions=b["actions"][:, None],
+        rewards=b["rewards"][:, None],
+        next_observations=b["next_obs"],
+        next_actions=torch.zeros(n, 1, dtype=torch.int64),  # unused
+        returns_to_go=torch.zeros(n, 1),  # unused
+        terminals=b["dones"][:, None],
+        intervals=torch.ones(n, 1),  # gamma ** intervals: gamma
+        device="cpu",
+    )
+
+
+def run(args: Any, batches: list[dict[str, torch.Tensor]], kind: str) -> dict[str, Any]:
+    torch.manual_seed(args.seed)
+    common = dict(
+        learning_rate=LR,
+        batch_size=args.batch_size,
+        gamma=0.99,
+        n_critics=1,
+        target_update_interval=TARGET_EVERY,
+        q_func_factory=QRQFunctionFactory(n_quantiles=QUANTILES),
+    )
+    if kind == "cql":
+        config: Any = d3rlpy.algos.DiscreteCQLConfig(alpha=ALPHA, **common)
+    else:
+        config = d3rlpy.algos.DoubleDQNConfig(**common)
+    algo = config.create(device="cpu")
+    algo.create_impl((OBS_DIM,), ACTIONS)
+    impl = algo.impl
+    to_dtype(impl)
+    q = impl._modules.q_funcs[0]
+    out: dict[str, Any] = {"initial": {"q": mlp(q)}}
+    metrics = [impl.inner_update(minibatch(b), k) for k, b in enumerate(batches)]
+    out["final"] = {"q": mlp(q), "q_target": mlp(impl._modules.targ_q_funcs[0])}
+    out["metrics"] = metrics
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser(__doc__, batch_size=32).parse_args(argv)
+    run_all(
+        args,
+        lambda batches: {kind: run(args, batches, kind) for kind in ("qrdqn", "cql")},
+        discrete_batches,
+        settings={
+            "obs_dim": OBS_DIM, "actions": ACTIONS, "quantiles": QUANTILES,
+            "target_every": TARGET_EVERY, "alpha": ALPHA, "lr": LR,
+        },
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
