@@ -1,13 +1,21 @@
 """offrl's ``qrdqn`` and ``discrete_cql`` are d3rlpy 2.8.1's ``DoubleDQN`` and ``DiscreteCQL`` on
-its ``QRQFunctionFactory``, from the same weights and batches, to rounding after eight updates
-with two target copies, in float32 and float64 (``benchmarks/d3rlpy/same_update_discrete.py``).
+its ``QRQFunctionFactory``, and offrl's ``discrete_bcq`` is its ``DiscreteBCQ`` (the imitator
+sharing the encoder). They start from the same weights and batches and agree to rounding after
+eight updates with two target copies, in float32 and float64
+(``benchmarks/d3rlpy/same_update_discrete.py``).
 
-The quantile loss, the double-Q target, the terminal mask and CQL(H)'s log-sum-exp penalty are
-the same arithmetic. One documented difference is the target copy's timing. d3rlpy copies the
-network into its target *after* the optimiser step of update ``k`` when ``k % interval == 0``,
-from the first update on. offrl copies the weights from *before* the step (Tianshou's order,
-which offrl's Tianshou test pins). With d3rlpy's timing switched in (:class:`AfterStep`), the
-updates are d3rlpy's; with offrl's own timing, the run ends elsewhere.
+The quantile loss, the double-Q target, the terminal mask, CQL(H)'s log-sum-exp penalty, and
+BCQ's filtered target and imitation loss are the same arithmetic. Two documented differences
+remain:
+
+* the target copy's timing: d3rlpy copies the network into its target *after* the optimiser
+  step of update ``k`` when ``k % interval == 0``, from the first update on; offrl copies the
+  weights from *before* the step (Tianshou's order, which offrl's Tianshou test pins);
+* BCQ's logit penalty: d3rlpy squares the log-probabilities (:class:`LogProbPenaltyBCQ`),
+  offrl (as Tianshou) the logits.
+
+With d3rlpy's choices switched in (``target_copy="after_step"`` and that penalty), the updates
+are d3rlpy's; with offrl's own, the run ends elsewhere.
 
 Needs d3rlpy's virtual environment (``bash benchmarks/d3rlpy/setup.sh``; CI builds it).
 """
@@ -23,12 +31,13 @@ from _d3rlpy_replay import DTYPES, TOLERANCE, assert_metrics, default_dtype, rec
 
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.base import hard_update
-from offrl.algos.qrdqn import QRDQN
+from offrl.algos.discrete_bcq import DiscreteBCQ
 from offrl.data.sampler import Batch
 
 pytestmark = needs_d3rlpy
 
-NAMES = {"qrdqn": "qrdqn", "cql": "discrete_cql"}
+NAMES = {"qrdqn": "qrdqn", "cql": "discrete_cql", "bcq": "discrete_bcq"}
+KINDS = list(NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -37,40 +46,48 @@ def d3rlpy_file(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return run_d3rlpy("same_update_discrete.py", out, "--updates", "8")
 
 
-def _after_step(cls: type[QRDQN]) -> type[QRDQN]:
-    """``cls`` with d3rlpy's target timing: the copy after the step, at ``k % interval == 0``."""
+class LogProbPenaltyBCQ(DiscreteBCQ):
+    """offrl's discrete BCQ with d3rlpy's regulariser: d3rlpy squares ``Categorical(logits=
+    x).logits``, which torch normalises to log-probabilities, not the raw logits."""
 
-    class AfterStep(cls):  # type: ignore[misc, valid-type]
-        def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
-            loss, info = self.critic_loss(batch)
-            self.optimize(self.q_optim, loss)
-            if self.num_updates % self.config.target_update_every == 0:
-                hard_update(self.q_target, self.q)
-            return dict(info)
+    def logits_penalty(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(logits, -1).pow(2).mean()
 
-    return AfterStep
+
+def _layers(weights: dict[str, Any], q: str = "q") -> list[list[Any]]:
+    """d3rlpy's Q-network ``q`` as offrl's ``DiscreteQNetwork`` layers: for BCQ, the imitator's
+    linear layer on the shared encoder is the output layer's extra rows (Q-values, then
+    logits)."""
+    layers = weights[q]
+    if "imitator" in weights:
+        (w, b), (wi, bi) = layers[-1], weights["imitator"]
+        layers = [*layers[:-1], [torch.cat([w, wi]), torch.cat([b, bi])]]
+    return layers
 
 
 def _replay(saved: dict[str, Any], kind: str, dtype: str, d3rlpy_timing: bool) -> tuple[Any, list]:
     """offrl's algorithm from d3rlpy's initial weights through its batches."""
     run = recorded(saved, dtype)
     s = saved["settings"]
-    cls = get_algorithm(NAMES[kind])
-    if d3rlpy_timing:
-        cls = _after_step(cls)
+    cls = LogProbPenaltyBCQ if kind == "bcq" and d3rlpy_timing else get_algorithm(NAMES[kind])
     options: dict[str, Any] = {
+        "target_copy": "after_step" if d3rlpy_timing else "before_step",
         "hidden": (256, 256),
-        "num_quantiles": int(s["quantiles"]),
         "target_update_every": int(s["target_every"]),
         "lr": float(s["lr"]),
         "batch_size": 32,
     }
+    if kind == "bcq":
+        options["threshold"] = float(s["flexibility"])
+        options["imitation_penalty"] = float(s["beta"])
+    else:
+        options["num_quantiles"] = int(s["quantiles"])
     if kind == "cql":
         options["min_q_weight"] = float(s["alpha"])
     with default_dtype(dtype):
         algo = cls(EnvSpec((int(s["obs_dim"]),), int(s["actions"]), discrete=True),
                    cls.config_class.from_dict(options), seed=0)  # fmt: skip
-        load_layers(algo.q.net, [run["runs"][kind]["initial"]["q"]])
+        load_layers(algo.q.net, [_layers(run["runs"][kind]["initial"])])
         hard_update(algo.q_target, algo.q)
         metrics = []
         for b in run["batches"]:
@@ -80,33 +97,45 @@ def _replay(saved: dict[str, Any], kind: str, dtype: str, d3rlpy_timing: bool) -
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", ["qrdqn", "cql"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_offrl_update_equals_d3rlpys_with_its_target_timing(
     d3rlpy_file: dict[str, Any], kind: str, dtype: str
 ) -> None:
     assert d3rlpy_file["library"] == "d3rlpy 2.8.1"
     theirs = recorded(d3rlpy_file, dtype)["runs"][kind]
     algo, metrics = _replay(d3rlpy_file, kind, dtype, d3rlpy_timing=True)
-    if kind == "cql":
-        assert_metrics(
-            metrics,
-            theirs["metrics"],
-            {"qr_loss": "td_loss", "cql_loss": "conservative_loss"},
-            dtype,
-        )
-    else:
-        assert_metrics(metrics, theirs["metrics"], {"qr_loss": "loss"}, dtype)
-    tol = TOLERANCE[dtype].weights
-    assert max_diff(algo.q.net, [theirs["final"]["q"]]) < tol
-    assert max_diff(algo.q_target.net, [theirs["final"]["q_target"]]) < tol
+    names = {
+        "qrdqn": {"qr_loss": "loss"},
+        "cql": {"qr_loss": "td_loss", "cql_loss": "conservative_loss"},
+        "bcq": {"q_loss": "td_loss"},
+    }[kind]
+    assert_metrics(metrics, theirs["metrics"], names, dtype)
+    tol = TOLERANCE[dtype]
+    if kind == "bcq":  # d3rlpy reports the imitator's NLL and its logit penalty together
+        beta = float(d3rlpy_file["settings"]["beta"])
+        for ours, its in zip(metrics, theirs["metrics"], strict=True):
+            mine = float(ours["imitation_loss"]) + beta * float(ours["logits_penalty"])  # log-probs
+            assert mine == pytest.approx(its["imitator_loss"], rel=tol.rel, abs=tol.abs)
+    assert max_diff(algo.q.net, [_layers(theirs["final"])]) < tol.weights
+    # The target's Q rows are d3rlpy's target network (its extra logit rows are never read).
+    (w, b), (tw, tb) = algo.q_target.net.layers()[-1], theirs["final"]["q_target"][-1]
+    a = int(d3rlpy_file["settings"]["actions"]) * (
+        1 if kind == "bcq" else int(d3rlpy_file["settings"]["quantiles"])
+    )
+    hidden = algo.q_target.net.layers()[:-1]
+    for (hw, hb), (dw, db) in zip(hidden, theirs["final"]["q_target"][:-1], strict=True):
+        assert float((hw[0] - dw.t()).abs().max()) < tol.weights
+        assert float((hb[0, 0] - db).abs().max()) < tol.weights
+    assert float((w[0, :, :a] - tw.t()).abs().max()) < tol.weights
+    assert float((b[0, 0, :a] - tb).abs().max()) < tol.weights
     # Eight updates moved the weights far beyond the tolerance, so the check can tell.
-    assert max_diff(algo.q.net, [theirs["initial"]["q"]]) > 1e-4
+    assert max_diff(algo.q.net, [_layers(theirs["initial"])]) > 1e-4
 
 
-@pytest.mark.parametrize("kind", ["qrdqn", "cql"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_offrls_own_target_timing_ends_elsewhere(d3rlpy_file: dict[str, Any], kind: str) -> None:
     """offrl's copy of the pre-step weights is the only difference: left in, the run ends away
     from d3rlpy's by far more than float64 rounding."""
     theirs = recorded(d3rlpy_file, "float64")["runs"][kind]
     algo, _ = _replay(d3rlpy_file, kind, "float64", d3rlpy_timing=False)
-    assert max_diff(algo.q.net, [theirs["final"]["q"]]) > 1e-7
+    assert max_diff(algo.q.net, [_layers(theirs["final"])]) > 1e-7

@@ -11,15 +11,25 @@ targets, a target network copied every ``target_update_every`` updates.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
 
-from offrl.algos.base import AlgoConfig, EnvSpec
+from offrl.algos.base import AlgoConfig, Algorithm, EnvSpec, hard_update
 from offrl.losses import conservative_penalty
 from offrl.nn import DiscreteQNetwork
 
-__all__ = ["DiscreteConfig", "q_network", "greedy", "action_values", "cql_penalty"]
+__all__ = [
+    "DiscreteConfig",
+    "q_network",
+    "greedy",
+    "action_values",
+    "cql_penalty",
+    "step_and_copy",
+]
 
 
 @dataclass
@@ -36,6 +46,10 @@ class DiscreteConfig(AlgoConfig):
     """Adam learning rate (Tianshou's Atari examples)."""
     target_update_every: int = 500
     """Updates between copies of the network into its target (Tianshou's Atari examples)."""
+    target_copy: Literal["before_step", "after_step"] = "before_step"
+    """Which weights every ``target_update_every``-th update copies into the target:
+    ``before_step``, those it starts from, serving from the next update (Tianshou's order);
+    ``after_step``, those it ends with (d3rlpy's order). The first update copies either way."""
 
     def torso(self, spec: EnvSpec) -> tuple[int, ...]:
         """The hidden layers between the encoder and the output layer for ``spec``'s
@@ -76,3 +90,24 @@ def cql_penalty(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """CQL(H)'s penalty over discrete actions (Kumar et al., 2020, eq. 4, the log-sum-exp
     exact): ``mean_s [log sum_a exp Q(s, a) - Q(s, a_data)]`` for Q-values ``[B, A]``."""
     return conservative_penalty(q.T, 0.0, action_values(q, actions))
+
+
+def step_and_copy(
+    algo: Algorithm,
+    steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor]],
+    targets: Sequence[tuple[nn.Module, nn.Module]],
+) -> None:
+    """One update's optimiser steps (each ``(optimiser, loss)``), and, at every
+    ``target_update_every``-th update, the copy of each ``(target, network)`` pair, before or
+    after the steps as ``algo.config.target_copy`` says."""
+    cfg = algo.config
+    assert isinstance(cfg, DiscreteConfig)
+    due = algo.num_updates % cfg.target_update_every == 0
+    if due and cfg.target_copy == "before_step":
+        for target, net in targets:
+            hard_update(target, net)
+    for optim, loss in steps:
+        algo.optimize(optim, loss)
+    if due and cfg.target_copy == "after_step":
+        for target, net in targets:
+            hard_update(target, net)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from offrl.algos.base import Algorithm, hard_update, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, action_values, greedy, q_network
+from offrl.algos.base import Algorithm, make_optimizer, register
+from offrl.algos.discrete import DiscreteConfig, action_values, greedy, q_network, step_and_copy
 from offrl.data.sampler import Batch
 from offrl.losses import td_target
 
@@ -69,6 +69,11 @@ class DiscreteBCQ(Algorithm):
         log_tau = math.log(self.config.threshold) if self.config.threshold > 0 else -math.inf
         return logits - logits.amax(-1, keepdim=True) >= log_tau
 
+    def logits_penalty(self, logits: torch.Tensor) -> torch.Tensor:
+        """The imitation head's regulariser, weighted by ``imitation_penalty``: the mean squared
+        logit (the paper's code and Tianshou's)."""
+        return logits.pow(2).mean()
+
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         cfg = self.config
         q_all, logits = self.q.outputs(batch.obs)
@@ -80,11 +85,9 @@ class DiscreteBCQ(Algorithm):
             target = td_target(batch.rewards, batch.dones, next_value, cfg.gamma)
         q_loss = F.smooth_l1_loss(q, target)
         imitation_loss = F.cross_entropy(logits, batch.actions)
-        penalty = logits.pow(2).mean()
+        penalty = self.logits_penalty(logits)
         loss = q_loss + imitation_loss + cfg.imitation_penalty * penalty
-        if self.num_updates % cfg.target_update_every == 0:  # serves from the next update
-            hard_update(self.q_target, self.q)
-        self.optimize(self.q_optim, loss)
+        step_and_copy(self, [(self.q_optim, loss)], [(self.q_target, self.q)])
         return {
             "q_loss": q_loss.detach(),
             "imitation_loss": imitation_loss.detach(),

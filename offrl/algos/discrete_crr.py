@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from offrl.algos.base import Algorithm, hard_update, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, action_values, q_network
+from offrl.algos.base import Algorithm, make_optimizer, register
+from offrl.algos.discrete import DiscreteConfig, action_values, q_network, step_and_copy
 from offrl.data.sampler import Batch
 from offrl.losses import crr_weights, td_target
 from offrl.nn import CategoricalPolicy
@@ -105,11 +105,11 @@ class DiscreteCRR(Algorithm):
         q_all = self.critic(batch.obs)
         critic_loss, info = self.critic_loss(batch, q_all)
         actor_loss, actor_info = self.actor_loss(batch, q_all)
-        if self.num_updates % self.config.target_update_every == 0:  # serve from the next one
-            hard_update(self.critic_target, self.critic)
-            hard_update(self.actor_target, self.actor)
-        self.optimize(self.critic_optim, critic_loss)
-        self.optimize(self.actor_optim, actor_loss)
+        step_and_copy(
+            self,
+            [(self.critic_optim, critic_loss), (self.actor_optim, actor_loss)],
+            [(self.critic_target, self.critic), (self.actor_target, self.actor)],
+        )
         return {**info, **actor_info}
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from offrl.algos.base import Algorithm, hard_update, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, greedy, q_network
+from offrl.algos.base import Algorithm, make_optimizer, register
+from offrl.algos.discrete import DiscreteConfig, greedy, q_network, step_and_copy
 from offrl.data.sampler import Batch
 from offrl.losses import quantile_huber_loss, td_target
 
@@ -92,11 +92,7 @@ class QRDQN(Algorithm):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         loss, info = self.critic_loss(batch)
-        if self.num_updates % self.config.target_update_every == 0:
-            # The copy takes the weights before this step and serves from the next update
-            # (Tianshou's order: its targets are computed before the copy).
-            hard_update(self.q_target, self.q)
-        self.optimize(self.q_optim, loss)
+        step_and_copy(self, [(self.q_optim, loss)], [(self.q_target, self.q)])
         return dict(info)
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
