@@ -1,8 +1,8 @@
 """offrl's ``qrdqn`` and ``discrete_cql`` are d3rlpy 2.8.1's ``DoubleDQN`` and ``DiscreteCQL`` on
-its ``QRQFunctionFactory``, and offrl's ``discrete_bcq`` is its ``DiscreteBCQ`` (the imitator
-sharing the encoder). They start from the same weights and batches and agree to rounding after
-eight updates with two target copies, in float32 and float64
-(``benchmarks/d3rlpy/same_update_discrete.py``).
+its ``QRQFunctionFactory``; offrl's ``discrete_bcq`` is its ``DiscreteBCQ`` (the imitator
+sharing the encoder), and offrl's BC over discrete actions its ``DiscreteBC``. They start from
+the same weights and batches and agree to rounding after eight updates with two target copies,
+in float32 and float64 (``benchmarks/d3rlpy/same_update_discrete.py``).
 
 The quantile loss, the double-Q target, the terminal mask, CQL(H)'s log-sum-exp penalty, and
 BCQ's filtered target and imitation loss are the same arithmetic. Two documented differences
@@ -12,7 +12,8 @@ remain:
   step of update ``k`` when ``k % interval == 0``, from the first update on; offrl copies the
   weights from *before* the step (Tianshou's order, which offrl's Tianshou test pins);
 * BCQ's logit penalty: d3rlpy squares the log-probabilities (:class:`LogProbPenaltyBCQ`),
-  offrl (as Tianshou) the logits.
+  offrl (as Tianshou) the logits; d3rlpy's ``DiscreteBC`` adds the same log-probability penalty
+  (``beta``, 0.5 by default) to the likelihood, offrl's BC has none (:class:`LogProbPenaltyBC`).
 
 With d3rlpy's choices switched in (``target_copy="after_step"`` and that penalty), the updates
 are d3rlpy's; with offrl's own, the run ends elsewhere.
@@ -31,8 +32,10 @@ from _d3rlpy_replay import DTYPES, TOLERANCE, assert_metrics, default_dtype, rec
 
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.base import hard_update
+from offrl.algos.bc import BC, BCConfig
 from offrl.algos.discrete_bcq import DiscreteBCQ
 from offrl.data.sampler import Batch
+from offrl.nn import CategoricalPolicy
 
 pytestmark = needs_d3rlpy
 
@@ -139,3 +142,47 @@ def test_offrls_own_target_timing_ends_elsewhere(d3rlpy_file: dict[str, Any], ki
     theirs = recorded(d3rlpy_file, "float64")["runs"][kind]
     algo, _ = _replay(d3rlpy_file, kind, "float64", d3rlpy_timing=False)
     assert max_diff(algo.q.net, [_layers(theirs["final"])]) > 1e-7
+
+
+class LogProbPenaltyBC(BC):
+    """offrl's discrete BC plus d3rlpy's ``beta`` times the mean squared log-probability."""
+
+    beta = 0.5
+
+    def bc_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, info = super().bc_loss(batch)
+        assert isinstance(self.actor, CategoricalPolicy)
+        log_probs = torch.log_softmax(self.actor.logits(batch.obs), -1)
+        return loss + self.beta * log_probs.pow(2).mean(), info
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["bc", "bc_beta"])
+def test_offrl_discrete_bc_equals_d3rlpys(
+    d3rlpy_file: dict[str, Any], kind: str, dtype: str
+) -> None:
+    """offrl's BC over discrete actions (the negative log-likelihood) is d3rlpy's
+    ``DiscreteBC`` at ``beta=0``; d3rlpy's default ``beta=0.5`` adds its squared-log-probability
+    penalty, and with that switched in (:class:`LogProbPenaltyBC`) it is d3rlpy's too."""
+    s = d3rlpy_file["settings"]
+    run = recorded(d3rlpy_file, dtype)
+    theirs = run["runs"][kind]
+    cls = LogProbPenaltyBC if kind == "bc_beta" else BC
+    with default_dtype(dtype):
+        spec = EnvSpec((int(s["obs_dim"]),), int(s["actions"]), discrete=True)
+        algo = cls(spec, BCConfig(lr=float(s["lr"]), batch_size=32), seed=0)
+        load_layers(algo.actor.net, [theirs["initial"]["policy"]])
+        metrics = []
+        for b in run["batches"]:
+            batch = Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
+            metrics.append(algo.update(batch))
+    assert_metrics(metrics, theirs["metrics"], {"bc_loss": "imitation_loss"}, dtype)
+    assert max_diff(algo.actor.net, [theirs["final"]["policy"]]) < TOLERANCE[dtype].weights
+    assert max_diff(algo.actor.net, [theirs["initial"]["policy"]]) > 1e-4
+    if kind == "bc_beta":  # the check can fail: without the penalty, the run ends elsewhere
+        with default_dtype(dtype):
+            plain = BC(spec, BCConfig(lr=float(s["lr"]), batch_size=32), seed=0)
+            load_layers(plain.actor.net, [theirs["initial"]["policy"]])
+            for b in run["batches"]:
+                plain.update(Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"]))
+        assert max_diff(plain.actor.net, [theirs["final"]["policy"]]) > 1e-6

@@ -16,7 +16,9 @@ on its ``QRQFunctionFactory`` (``n_quantiles`` 32, midpoint taus, Huber threshol
 * ``bcq`` -- ``DiscreteBCQConfig`` on the default (mean) Q-function: the Huber TD loss with the
   next action chosen among those the imitator allows (``action_flexibility`` 0.3), plus the
   imitator's negative log-likelihood and ``beta`` 0.5 times its mean squared logit; the
-  imitator is one linear layer on the Q-function's encoder (``share_encoder``).
+  imitator is one linear layer on the Q-function's encoder (``share_encoder``);
+* ``bc`` / ``bc_beta`` -- ``DiscreteBCConfig`` with ``beta`` 0 (the negative log-likelihood
+  alone) and with its default ``beta`` 0.5 (plus 0.5 times the mean squared log-probability).
 
 Batches: 8-dimensional standard-normal observations, 4 actions drawn uniformly, standard-normal
 rewards, 10 % terminals; float32 and float64 (``same_update_kit.run_all``).
@@ -35,7 +37,7 @@ from same_update_kit import linear, mlp, parser, run_all, to_dtype
 
 OBS_DIM, ACTIONS, QUANTILES, TARGET_EVERY, ALPHA, LR = 8, 4, 32, 3, 4.0, 1e-4
 FLEXIBILITY, BETA = 0.3, 0.5
-KINDS = ("qrdqn", "cql", "bcq")
+KINDS = ("qrdqn", "cql", "bcq", "bc", "bc_beta")
 
 
 def discrete_batches(updates: int, seed: int, size: int) -> list[dict[str, torch.Tensor]]:
@@ -79,6 +81,11 @@ def run(args: Any, batches: list[dict[str, torch.Tensor]], kind: str) -> dict[st
     qr = QRQFunctionFactory(n_quantiles=QUANTILES)
     if kind == "cql":
         config: Any = d3rlpy.algos.DiscreteCQLConfig(alpha=ALPHA, q_func_factory=qr, **common)
+    elif kind.startswith("bc_") or kind == "bc":
+        beta = BETA if kind == "bc_beta" else 0.0
+        config = d3rlpy.algos.DiscreteBCConfig(
+            learning_rate=LR, batch_size=args.batch_size, beta=beta
+        )
     elif kind == "bcq":
         config = d3rlpy.algos.DiscreteBCQConfig(
             action_flexibility=FLEXIBILITY, beta=BETA, share_encoder=True, **common
@@ -89,9 +96,11 @@ def run(args: Any, batches: list[dict[str, torch.Tensor]], kind: str) -> dict[st
     algo.create_impl((OBS_DIM,), ACTIONS)
     impl = algo.impl
     to_dtype(impl)
-    q = impl._modules.q_funcs[0]
 
     def weights() -> dict[str, Any]:
+        if kind.startswith("bc_") or kind == "bc":
+            return {"policy": mlp(impl._modules.imitator)}
+        q = impl._modules.q_funcs[0]
         w = {"q": mlp(q), "q_target": mlp(impl._modules.targ_q_funcs[0])}
         if kind == "bcq":
             assert impl._modules.imitator._encoder is q._encoder  # one shared encoder
