@@ -11,15 +11,18 @@ process ends, killed or not), so two grid processes on the same folder never run
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
-from offrl.bench.grid import claim
+from offrl.bench.grid import Cell, GridSpec, claim, load_grid
 from offrl.io import atomic_write_bytes
 
 Todo = tuple[str, list[str], Path]
@@ -68,3 +71,48 @@ def run_cells(peer: str, todo: list[Todo], total: int, workers: int) -> int:
     if failed:
         print(f"{len(failed)} failed: see error.txt in their directories", file=sys.stderr)
     return 1 if failed else 0
+
+
+def peer_main(
+    peer: str,
+    doc: str,
+    algos: Sequence[str],
+    venv_python: Path,
+    resolve: Callable[[str, Path], Any],
+    command: Callable[[str, str, int, Any, Path, GridSpec], list[str]],
+    workers: int = 1,
+    argv: list[str] | None = None,
+) -> int:
+    """A peer grid's command line: ``--grid OUT [--algos A,B] [--datasets D,E] [--workers N]``.
+    Every (dataset, algorithm, seed) of the grid without a ``final.json`` runs ``command(algo,
+    dataset, seed, resolve(dataset, OUT), run directory, spec)`` through :func:`run_cells`."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
+    p.add_argument("--algos", default=",".join(algos), help=f"comma-separated {peer} algorithms")
+    p.add_argument("--datasets", default=None, help="a subset of the grid's datasets (default all)")
+    p.add_argument("--workers", type=int, default=workers, help="parallel single-threaded runs")
+    args = p.parse_args(argv)
+    if not venv_python.exists():
+        print(f"{venv_python} is missing: run `bash benchmarks/{peer}/setup.sh`", file=sys.stderr)
+        return 2
+    grid = Path(args.grid)
+    spec = load_grid(grid)
+    chosen = [a for a in args.algos.split(",") if a]
+    unknown = sorted(set(chosen) - set(algos))
+    if unknown:
+        p.error(f"unknown algorithms {unknown}; use {list(algos)}")
+    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else spec.datasets
+    if not set(datasets) <= set(spec.datasets):
+        p.error(f"--datasets must be among the grid's {spec.datasets}")
+    todo: list[Todo] = []
+    total = 0
+    for dataset in datasets:
+        data = resolve(dataset, grid)
+        for algo in chosen:
+            for seed in spec.seeds:
+                total += 1
+                run = Cell(f"{peer}-{algo}", dataset, seed).run_dir(grid)
+                if not (run / "final.json").exists():
+                    key = f"{dataset}/{peer}-{algo}/s{seed}"
+                    todo.append((key, command(algo, dataset, seed, data, run, spec), run))
+    return run_cells(peer, todo, total, args.workers)

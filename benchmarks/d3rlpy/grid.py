@@ -21,17 +21,16 @@ under ``OUT/.d3rlpy-data/``. Normalised scores use offrl's reference table (``of
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from offrl.bench.grid import Cell, GridSpec, load_grid
+from offrl.bench.grid import GridSpec
 from offrl.data.loaders import load_d4rl_hdf5, load_dataset, save_d4rl_hdf5
 from offrl.scores import get_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_grid import Todo, run_cells  # noqa: E402
+from peer_grid import peer_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN = HERE / "train.py"
@@ -94,46 +93,7 @@ def cell_command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
-    p.add_argument("--algos", default=",".join(ALGOS), help="comma-separated d3rlpy algorithms")
-    p.add_argument(
-        "--datasets",
-        default=None,
-        help="comma-separated subset of the grid's datasets (default all)",
-    )
-    p.add_argument("--workers", type=int, default=2, help="parallel single-threaded runs")
-    args = p.parse_args(argv)
-
-    if not VENV_PYTHON.exists():
-        print(f"{VENV_PYTHON} is missing: run `bash benchmarks/d3rlpy/setup.sh`", file=sys.stderr)
-        return 2
-    grid = Path(args.grid)
-    spec = load_grid(grid)
-    algos = [a for a in args.algos.split(",") if a]
-    unknown = sorted(set(algos) - set(ALGOS))
-    if unknown:
-        p.error(f"unknown algorithms {unknown}; use {list(ALGOS)}")
-
-    datasets = spec.datasets
-    if args.datasets:
-        datasets = [d for d in args.datasets.split(",") if d]
-        if not set(datasets) <= set(spec.datasets):
-            p.error(f"--datasets must be among the grid's {spec.datasets}")
-
-    todo: list[Todo] = []
-    total = 0
-    for dataset in datasets:
-        data = resolve(dataset, grid)
-        for algo in algos:
-            for seed in spec.seeds:
-                total += 1
-                run = Cell(f"d3rlpy-{algo}", dataset, seed).run_dir(grid)
-                if (run / "final.json").exists():
-                    continue
-                key = f"{dataset}/d3rlpy-{algo}/s{seed}"
-                todo.append((key, cell_command(algo, dataset, seed, data, run, spec), run))
-    return run_cells("d3rlpy", todo, total, args.workers)
+    return peer_main("d3rlpy", __doc__ or "", ALGOS, VENV_PYTHON, resolve, cell_command, 2, argv)
 
 
 if __name__ == "__main__":

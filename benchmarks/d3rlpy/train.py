@@ -53,12 +53,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import shlex
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -69,17 +66,10 @@ import h5py
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peer_run import atomic_write, start_run  # noqa: E402
+
 ALGOS = ("td3plusbc", "iql", "cql")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -241,11 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    argv_used = sys.argv[1:] if argv is None else argv
-    command = shlex.join([sys.executable, os.path.abspath(__file__), *argv_used])
-    atomic_write(out / "command.txt", command + "\n")
+    out = start_run(args.out, __file__, argv)
 
     torch.set_num_threads(args.threads)
     d3rlpy.seed(args.seed)

@@ -20,16 +20,15 @@ offrl ``.npz`` path as it is, anything else exported once under ``OUT/.tianshou-
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from offrl.bench.grid import Cell, GridSpec, load_grid
+from offrl.bench.grid import GridSpec
 from offrl.data.loaders import load_dataset, load_npz, save_npz
 from offrl.data.registry import data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_grid import Todo, run_cells  # noqa: E402
+from peer_grid import peer_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN = HERE / "train_discrete.py"
@@ -55,7 +54,9 @@ def resolve(dataset: str, out: Path) -> Path:
     return path.resolve()
 
 
-def cell_command(algo: str, seed: int, npz: Path, run: Path, spec: GridSpec) -> list[str]:
+def cell_command(
+    algo: str, dataset: str, seed: int, npz: Path, run: Path, spec: GridSpec
+) -> list[str]:
     """The train_discrete.py command line of one cell."""
     return [
         str(VENV_PYTHON), str(TRAIN), "--algo", algo, "--npz", str(npz),
@@ -65,37 +66,7 @@ def cell_command(algo: str, seed: int, npz: Path, run: Path, spec: GridSpec) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--grid", required=True, help="an offrl bench grid directory (grid.json)")
-    p.add_argument("--algos", default=",".join(ALGOS), help="comma-separated Tianshou algorithms")
-    p.add_argument("--datasets", default=None, help="a subset of the grid's datasets")
-    p.add_argument("--workers", type=int, default=1, help="parallel single-threaded runs")
-    args = p.parse_args(argv)
-    if not VENV_PYTHON.exists():
-        print(f"{VENV_PYTHON} is missing: run `bash benchmarks/tianshou/setup.sh`", file=sys.stderr)
-        return 2
-    grid = Path(args.grid)
-    spec = load_grid(grid)
-    algos = [a for a in args.algos.split(",") if a]
-    unknown = sorted(set(algos) - set(ALGOS))
-    if unknown:
-        p.error(f"unknown algorithms {unknown}; use {list(ALGOS)}")
-    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else spec.datasets
-    if not set(datasets) <= set(spec.datasets):
-        p.error(f"--datasets must be among the grid's {spec.datasets}")
-
-    todo: list[Todo] = []
-    total = 0
-    for dataset in datasets:
-        npz = resolve(dataset, grid)
-        for algo in algos:
-            for seed in spec.seeds:
-                total += 1
-                run = Cell(f"tianshou-{algo}", dataset, seed).run_dir(grid)
-                if not (run / "final.json").exists():
-                    key = f"{dataset}/tianshou-{algo}/s{seed}"
-                    todo.append((key, cell_command(algo, seed, npz, run, spec), run))
-    return run_cells("tianshou", todo, total, args.workers)
+    return peer_main("tianshou", __doc__ or "", ALGOS, VENV_PYTHON, resolve, cell_command, 1, argv)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import re
-import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,8 +53,9 @@ from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nets import Head, Trunk  # noqa: E402
+from peer_run import atomic_write, start_run  # noqa: E402
 
 ALGOS = ("bcq", "cql", "crr", "crr_cql")
 ENVS_PY = Path(__file__).resolve().parents[2] / "offrl" / "envs.py"
@@ -71,13 +69,6 @@ def offrl_envs() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def load_buffer(path: Path) -> tuple[ReplayBuffer, str, tuple[int, ...], int]:
@@ -175,11 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    argv_used = sys.argv[1:] if argv is None else argv
-    command = shlex.join([sys.executable, os.path.abspath(__file__), *argv_used])
-    atomic_write(out / "command.txt", command + "\n")
+    out = start_run(args.out, __file__, argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
