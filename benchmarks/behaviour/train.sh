@@ -2,8 +2,10 @@
 # Train (or continue) the SAC behaviour policy of one MuJoCo task for offrl's dataset factory.
 #
 #   bash benchmarks/behaviour/train.sh HalfCheetah-v5 300000 [RUN_ROOT]
+#   SEED=1 bash benchmarks/behaviour/train.sh Walker2d-v5 1000000   # -> RUN_ROOT/Walker2d-v5-s1
 #
-# Single-threaded (two of these share a 2-core machine best), seed 0, snapshots every 20k steps,
+# Single-threaded (two of these share a 2-core machine best), seed SEED (default 0; a seed other
+# than 0 runs into RUN_ROOT/ENV-s<SEED>), snapshots every 20k steps,
 # evaluation every 10k steps over 10 episodes. Safe to kill: re-running the same command resumes
 # from the last checkpoint (every 10k steps). When it has finished:
 #
@@ -12,6 +14,9 @@ set -euo pipefail
 ENV=$1
 STEPS=$2
 ROOT=${3:-runs/behaviour}
+SEED=${SEED:-0}
+RUN="$ROOT/$ENV"
+if [ "$SEED" != 0 ]; then RUN="$ROOT/$ENV-s$SEED"; fi
 cd "$(dirname "$0")/../.."
-exec .venv/bin/offrl online --env "$ENV" --steps "$STEPS" --seed 0 --threads 1 \
-    --out "$ROOT/$ENV" --resume --no-progress --eval-episodes 10
+exec .venv/bin/offrl online --env "$ENV" --steps "$STEPS" --seed "$SEED" --threads 1 \
+    --out "$RUN" --resume --no-progress --eval-episodes 10
