@@ -322,3 +322,38 @@ def test_crr_cql_is_crr_plus_the_penalty() -> None:
     want = (torch.logsumexp(q_all, 1) - q_all.gather(1, batch.actions[:, None])[:, 0]).mean()
     assert loss_both.item() == pytest.approx(loss_crr.item() + 2.0 * want.item(), rel=1e-6)
     assert info["cql_loss"].item() == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["qrdqn", "discrete_bcq", "discrete_crr"])
+def test_target_copy_before_or_after_the_step(name: str) -> None:
+    """Every ``target_update_every``-th update copies into the target the weights it starts
+    from (``before_step``, Tianshou's order) or those it ends with (``after_step``, d3rlpy's);
+    the updates between copies leave the target alone."""
+    spec = EnvSpec((4,), 3, discrete=True)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        Batch(torch.randn(8, 4, generator=g), torch.randint(3, (8,), generator=g),
+              torch.randn(8, generator=g), torch.randn(8, 4, generator=g), torch.zeros(8))
+        for _ in range(3)
+    ]  # fmt: skip
+
+    def flat(module: torch.nn.Module) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+    cls = get_algorithm(name)
+    for order in ("before_step", "after_step"):
+        options = {"hidden": (16,), "target_update_every": 2, "lr": 1e-2, "target_copy": order}
+        algo: Any = cls(spec, cls.config_class.from_dict(options), seed=0)
+        net, target = (
+            (algo.critic, algo.critic_target) if name == "discrete_crr" else (algo.q, algo.q_target)
+        )
+        start = flat(net)
+        algo.update(batches[0])  # update 0: a copy is due
+        expected = start if order == "before_step" else flat(net)
+        assert torch.equal(flat(target), expected), order
+        algo.update(batches[1])  # update 1: no copy
+        assert torch.equal(flat(target), expected), order
+        before = flat(net)
+        algo.update(batches[2])  # update 2: due again
+        assert torch.equal(flat(target), before if order == "before_step" else flat(net)), order
+        assert not torch.equal(before, flat(net))  # the step moved the network
