@@ -49,6 +49,7 @@ def test_tianshou_cells_run_beside_offrls_and_pair_in_the_report(tmp_path: Path)
     final = json.loads((run / "final.json").read_text())
     assert final["library"] == "tianshou 2.0.1" and final["steps"] == 60
     assert final["updates_per_s"] > 0 and final["env_id"] == "offrl/MinAtar-Breakout-v1"
+    assert len(final["final_eval"]["returns"]) == 2  # the grid's final_eval_episodes
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "eval"] == [30, 60]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [60]  # every 1000 and the last
@@ -59,3 +60,5 @@ def test_tianshou_cells_run_beside_offrls_and_pair_in_the_report(tmp_path: Path)
     for row in report["offrl_vs_tianshou"]:
         assert row["offrl_updates_per_s"] > 0 and row["peer_updates_per_s"] > 0
         assert [step for step, _, _ in row["per_evaluation"]] == [30, 60]
+    final_evals = {(r["algo"], r["dataset"]): r for r in report["evaluation"]}
+    assert final_evals[("tianshou-cql", str(data))]["final_eval"] is not None

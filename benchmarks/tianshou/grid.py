@@ -62,6 +62,7 @@ def cell_command(
         str(VENV_PYTHON), str(TRAIN), "--algo", algo, "--npz", str(npz),
         "--steps", str(spec.steps), "--seed", str(seed), "--eval-every", str(spec.eval_every),
         "--eval-episodes", str(spec.eval_episodes), "--threads", "1", "--out", str(run),
+        "--final-eval-episodes", str(spec.final_eval_episodes),
     ]  # fmt: skip
 
 

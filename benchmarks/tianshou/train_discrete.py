@@ -25,8 +25,10 @@ exactly as ``offrl.train.evaluation.evaluate``.
 
 Writes what ``offrl bench report`` reads of a run: ``metrics.jsonl`` (an ``eval`` row per
 evaluation, a ``train`` row of mean losses every ``--log-every`` updates and at the end),
-``final.json`` (with ``updates_per_s``: updates over the seconds spent in them, evaluations
-excluded; also per ``train`` row) and ``command.txt``. A run takes minutes and keeps no
+``final.json`` (with ``final_eval``: every episode of ``--final-eval-episodes`` episodes of the
+last policy, seeded from ``--eval-seed``, as offrl's trainer records it;
+``updates_per_s``: updates over the seconds spent in them, evaluations excluded, also per
+``train`` row) and ``command.txt``. A run takes minutes and keeps no
 checkpoints: an interrupted one runs again.
 """
 
@@ -161,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--eval-seed", type=int, default=10_000, help="offrl's default: 10000")
+    p.add_argument(
+        "--final-eval-episodes", type=int, default=100, help="the last policy's many-episode score"
+    )
     p.add_argument("--log-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
@@ -209,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     last = rows[-1]
+    final_eval = None
+    if args.final_eval_episodes:
+        returns = evaluate(policy, env_id, args.final_eval_episodes, args.eval_seed)
+        final_eval = {
+            "episodes": args.final_eval_episodes,
+            "seed": args.eval_seed,
+            "returns": [float(r) for r in returns],
+        }
     final = {
         "library": f"tianshou {__import__('tianshou').__version__}",
         "algo": args.algo,
@@ -221,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "normalized_score": None,
         "eval_episodes": args.eval_episodes,
         "eval_seed": args.eval_seed,
+        "final_eval": final_eval,
         "seconds": time.perf_counter() - t0,
         "updates_per_s": args.steps / (update_seconds + window),
         "threads": args.threads,
