@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import torch
 from _d3rlpy import load_layers, max_diff, needs_d3rlpy, run_d3rlpy
-from _d3rlpy_replay import DTYPES, TOLERANCE, assert_metrics, default_dtype, recorded
+from _d3rlpy_replay import DTYPES, TOLERANCE, assert_metrics, batch, default_dtype, recorded
 
 from offrl.algos import EnvSpec, get_algorithm
 from offrl.algos.base import hard_update
@@ -92,10 +92,7 @@ def _replay(saved: dict[str, Any], kind: str, dtype: str, d3rlpy_timing: bool) -
                    cls.config_class.from_dict(options), seed=0)  # fmt: skip
         load_layers(algo.q.net, [_layers(run["runs"][kind]["initial"])])
         hard_update(algo.q_target, algo.q)
-        metrics = []
-        for b in run["batches"]:
-            batch = Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
-            metrics.append(algo.update(batch))
+        metrics = [algo.update(batch(b)) for b in run["batches"]]
     return algo, metrics
 
 
@@ -156,6 +153,18 @@ class LogProbPenaltyBC(BC):
         return loss + self.beta * log_probs.pow(2).mean(), info
 
 
+def _replay_bc(saved: dict[str, Any], kind: str, dtype: str, cls: type[BC]) -> tuple[BC, list]:
+    """``cls`` (discrete BC) from d3rlpy's ``kind`` run's initial weights through its batches."""
+    s = saved["settings"]
+    run = recorded(saved, dtype)
+    with default_dtype(dtype):
+        spec = EnvSpec((int(s["obs_dim"]),), int(s["actions"]), discrete=True)
+        algo = cls(spec, BCConfig(lr=float(s["lr"]), batch_size=32), seed=0)
+        load_layers(algo.actor.net, [run["runs"][kind]["initial"]["policy"]])
+        metrics = [algo.update(batch(b)) for b in run["batches"]]
+    return algo, metrics
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["bc", "bc_beta"])
 def test_offrl_discrete_bc_equals_d3rlpys(
@@ -164,25 +173,13 @@ def test_offrl_discrete_bc_equals_d3rlpys(
     """offrl's BC over discrete actions (the negative log-likelihood) is d3rlpy's
     ``DiscreteBC`` at ``beta=0``; d3rlpy's default ``beta=0.5`` adds its squared-log-probability
     penalty, and with that switched in (:class:`LogProbPenaltyBC`) it is d3rlpy's too."""
-    s = d3rlpy_file["settings"]
-    run = recorded(d3rlpy_file, dtype)
-    theirs = run["runs"][kind]
-    cls = LogProbPenaltyBC if kind == "bc_beta" else BC
-    with default_dtype(dtype):
-        spec = EnvSpec((int(s["obs_dim"]),), int(s["actions"]), discrete=True)
-        algo = cls(spec, BCConfig(lr=float(s["lr"]), batch_size=32), seed=0)
-        load_layers(algo.actor.net, [theirs["initial"]["policy"]])
-        metrics = []
-        for b in run["batches"]:
-            batch = Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
-            metrics.append(algo.update(batch))
+    theirs = recorded(d3rlpy_file, dtype)["runs"][kind]
+    algo, metrics = _replay_bc(
+        d3rlpy_file, kind, dtype, LogProbPenaltyBC if kind == "bc_beta" else BC
+    )
     assert_metrics(metrics, theirs["metrics"], {"bc_loss": "imitation_loss"}, dtype)
     assert max_diff(algo.actor.net, [theirs["final"]["policy"]]) < TOLERANCE[dtype].weights
     assert max_diff(algo.actor.net, [theirs["initial"]["policy"]]) > 1e-4
     if kind == "bc_beta":  # the check can fail: without the penalty, the run ends elsewhere
-        with default_dtype(dtype):
-            plain = BC(spec, BCConfig(lr=float(s["lr"]), batch_size=32), seed=0)
-            load_layers(plain.actor.net, [theirs["initial"]["policy"]])
-            for b in run["batches"]:
-                plain.update(Batch(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"]))
+        plain, _ = _replay_bc(d3rlpy_file, kind, dtype, BC)
         assert max_diff(plain.actor.net, [theirs["final"]["policy"]]) > 1e-6
