@@ -67,7 +67,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_run import atomic_write, start_run  # noqa: E402
+from peer_run import atomic_write, run_episodes, start_run  # noqa: E402
 
 ALGOS = ("td3plusbc", "iql", "cql")
 
@@ -195,16 +195,7 @@ def make_config(algo: str, steps: int, dataset_name: str) -> d3rlpy.base.Learnab
 def evaluate(algo: Any, env_id: str, episodes: int, seed: int) -> np.ndarray:
     """Returns of ``episodes`` deterministic episodes, exactly as offrl's ``evaluate`` runs them."""
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
-    obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
-    returns = np.zeros(episodes)
-    active = np.ones(episodes, dtype=bool)
-    while active.any():
-        actions = algo.predict(np.asarray(obs, dtype=np.float32))
-        obs, rew, term, trunc, _ = envs.step(actions)
-        returns += rew * active
-        active &= ~(term | trunc)
-    envs.close()
-    return returns
+    return run_episodes(envs, lambda obs: algo.predict(np.asarray(obs, dtype=np.float32)), seed)
 
 
 def main(argv: list[str] | None = None) -> int:

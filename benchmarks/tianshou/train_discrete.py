@@ -57,7 +57,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nets import Head, Trunk  # noqa: E402
-from peer_run import atomic_write, start_run  # noqa: E402
+from peer_run import atomic_write, run_episodes, start_run  # noqa: E402
 
 ALGOS = ("bcq", "cql", "crr", "crr_cql")
 ENVS_PY = Path(__file__).resolve().parents[2] / "offrl" / "envs.py"
@@ -130,17 +130,13 @@ def build(algo: str, shape: tuple[int, ...], space: gym.spaces.Discrete) -> tupl
 def evaluate(policy: Any, env_id: str, episodes: int, seed: int) -> np.ndarray:
     """Returns of ``episodes`` greedy episodes, exactly as offrl's ``evaluate`` runs them."""
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(episodes)])
-    obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
-    returns = np.zeros(episodes)
-    active = np.ones(episodes, dtype=bool)
-    policy.eval()
-    while active.any():
+
+    def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            actions = policy(Batch(obs=obs, info=Batch())).act
-        obs, rew, term, trunc, _ = envs.step(np.asarray(actions))
-        returns += rew * active
-        active &= ~(term | trunc)
-    envs.close()
+            return np.asarray(policy(Batch(obs=obs, info=Batch())).act)
+
+    policy.eval()
+    returns = run_episodes(envs, act, seed)
     policy.train()
     return returns
 
