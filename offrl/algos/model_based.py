@@ -205,22 +205,29 @@ class ModelRollouts(Component):
         return max(1, int(batch_size * self.config.real_ratio))
 
     @torch.no_grad()
-    def model_return(self, algo: SAC, obs: torch.Tensor, horizon: int) -> torch.Tensor:
-        """What the model predicts the policy earns: the undiscounted sum of the model's
-        rewards (no penalty) over ``horizon`` steps of the deterministic policy from each of
-        the (normalised) states ``obs``, each transition drawn from a random elite, stopping
-        where an episode ends: ``[B]``. Set beside the policy's real return it shows how much
-        the policy exploits the model (MOPO's penalty exists to keep this small)."""
-        total = torch.zeros(obs.shape[0], device=self.device)
+    def model_return(
+        self, algo: SAC, obs: torch.Tensor, horizon: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the model predicts the policy earns: the undiscounted sums of the model's
+        rewards, raw and with the algorithm's reward penalty (MOPO's ``r - lambda u``; the same
+        as raw where there is none), over ``horizon`` steps of the deterministic policy from each
+        of the (normalised) states ``obs``, each transition drawn from a random elite, stopping
+        where an episode ends: two ``[B]`` tensors. Set beside the policy's real return they
+        show how much the policy exploits the model: MOPO's penalty exists to keep the penalised
+        sum, the return of the MDP it optimises, at or below the real one (its Theorem 4.2)."""
+        raw = torch.zeros(obs.shape[0], device=self.device)
+        penalised = torch.zeros_like(raw)
         alive = torch.ones(obs.shape[0], dtype=torch.bool, device=self.device)
         for _ in range(horizon):
-            next_obs, reward, learned_done, _ = self.dynamics.step(
+            next_obs, reward, learned_done, std = self.dynamics.step(
                 obs, algo.policy(obs), self.generator
             )
-            total += torch.where(alive, reward, torch.zeros_like(reward))
+            penalty = self.reward_penalty(std) if self.reward_penalty is not None else 0.0
+            raw += torch.where(alive, reward, torch.zeros_like(reward))
+            penalised += torch.where(alive, reward - penalty, torch.zeros_like(reward))
             alive &= ~self.done(algo, next_obs, learned_done)
             obs = next_obs
-        return total
+        return raw, penalised
 
     def metrics(self) -> dict[str, float]:
         """The last rollout's size, mean reward and fraction of ended transitions."""
