@@ -132,6 +132,43 @@ def test_artifact_is_reused_not_retrained(tmp_path: Path, monkeypatch: pytest.Mo
     assert model_path(_toy(seed=1), SMALL, tmp_path) != first.path
 
 
+def test_a_killed_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
+    """``fit_or_load`` keeps the fit's state after every epoch: a fit killed after epoch 2
+    continues from it to the model of a fit never interrupted, bit for bit, and the state file
+    goes once the model is saved. A damaged state file is ignored (the fit starts over)."""
+    data = _toy()
+    # 7 steps of 256 rows an epoch: each member's shuffle of its ~540 rows spans epochs.
+    cfg = DynamicsConfig(model_hidden=(16, 16), model_max_epochs=5, model_epoch_steps=7)
+    whole = fit_dynamics(data, cfg)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(message: str) -> None:
+        if message.startswith("dynamics model: epoch 2,"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit_or_load(data, cfg, progress=kill_after_epoch_2, root=tmp_path)
+    path = model_path(data, cfg, tmp_path)
+    partial = path.with_name(path.name + ".partial")
+    assert partial.exists() and not path.exists()
+    messages: list[str] = []
+    resumed = fit_or_load(data, cfg, progress=messages.append, root=tmp_path)
+    assert any(m.startswith("dynamics model: resuming after epoch 2") for m in messages)
+    assert resumed.epochs == whole.epochs == 5
+    assert resumed.holdout_mse == whole.holdout_mse
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert path.exists() and not partial.exists()
+
+    path.unlink()
+    partial.write_bytes(b"torn")
+    again = fit_or_load(data, cfg, root=tmp_path)
+    assert again.holdout_mse == whole.holdout_mse and not partial.exists()
+
+
 def test_runs_started_together_train_the_model_once(tmp_path: Path) -> None:
     """Two processes asking for the same model: one trains it, the other waits and loads it."""
     from offrl.data import save_dataset

@@ -214,12 +214,17 @@ def fit_dynamics(
     data: Dataset,
     config: DynamicsConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> FittedModel:
     """Train a :class:`DynamicsEnsemble` on ``data`` (see the module docstring).
 
     ``data``'s observations must be vectors and its actions continuous; the model predicts in
     ``data``'s own units. Termination is learned too (rollouts use it where
     :func:`termination_fn` knows no rule for the environment).
+
+    With ``checkpoint``, the fit's state is written there (atomically) after every epoch, and a
+    fit that finds one continues from it: a killed fit resumes to the same model as one never
+    interrupted. The caller removes the file once the model is saved.
     """
     cfg = config or DynamicsConfig()
     if data.discrete or len(data.obs_shape) != 1:
@@ -248,11 +253,31 @@ def fit_dynamics(
     epoch = since = 0
     cursor = m  # position in the current shuffle of each member's rows
     order = boot
-    while True:
+    shuffled_from = gen.get_state()  # the generator before the current shuffle
+    state = _read_fit_state(checkpoint, progress) if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        saved.load_state_dict(state["saved"])
+        optim.load_state_dict(state["optim"])
+        best, history = list(state["best"]), list(state["history"])
+        epoch, since, cursor = int(state["epoch"]), int(state["since"]), int(state["cursor"])
+        # The generator is used only to shuffle: redo the current shuffle from its saved state.
+        shuffled_from = state["shuffled_from"]
+        gen.set_state(shuffled_from)
+        order = boot.gather(1, torch.argsort(torch.rand(e, m, generator=gen), dim=1))
+        if progress is not None:
+            progress(f"dynamics model: resuming after epoch {epoch} from {checkpoint}")
+
+    def finished() -> bool:  # early stopping, or the epoch budget spent
+        budget = cfg.model_max_epochs
+        return epoch > 0 and (since >= cfg.model_patience or bool(budget and epoch >= budget))
+
+    while not finished():
         epoch += 1
         total = 0.0
         for _ in range(steps):
             if cursor + cfg.model_batch_size > m:  # reshuffle each member's bootstrap rows
+                shuffled_from = gen.get_state()
                 order = boot.gather(1, torch.argsort(torch.rand(e, m, generator=gen), dim=1))
                 cursor = 0
             idx = order[:, cursor : cursor + cfg.model_batch_size]  # [E, b]
@@ -282,13 +307,20 @@ def fit_dynamics(
                 "holdout_mse": float(np.mean([best[i] for i in elites])),
             }
         )
+        if checkpoint is not None:
+            fit_state = {
+                "model": model.state_dict(), "saved": saved.state_dict(),
+                "optim": optim.state_dict(), "best": best, "history": history, "epoch": epoch,
+                "since": since, "cursor": cursor, "shuffled_from": shuffled_from,
+            }  # fmt: skip
+            buf = io.BytesIO()
+            torch.save(fit_state, buf)
+            atomic_write_bytes(checkpoint, buf.getvalue())
         if progress is not None:
             progress(
                 f"dynamics model: epoch {epoch}, held-out MSE of the elites "
                 f"{history[-1]['holdout_mse']:.4g} (no change: {baseline:.4g})"
             )
-        if since >= cfg.model_patience or (cfg.model_max_epochs and epoch >= cfg.model_max_epochs):
-            break
     model = saved
     model.set_elites(select_elites(best, cfg.model_elites))
     return FittedModel(
@@ -303,6 +335,20 @@ def fit_dynamics(
         history=history,
         env_id=data.env_id,
     )
+
+
+def _read_fit_state(path: Path, progress: Callable[[str], None] | None) -> dict[str, Any] | None:
+    """A fit's per-epoch state, or ``None`` where there is none or it cannot be read (the fit
+    then starts over)."""
+    if not path.exists():
+        return None
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: start over rather than fail
+        if progress is not None:
+            progress(f"dynamics model: ignoring unreadable {path} ({exc})")
+        return None
+    return state
 
 
 # ---------------------------------------------------------------------- the artifact
@@ -415,7 +461,9 @@ def _fit_or_load(
                 progress(f"dynamics model: {exc}; training it again")
     if progress is not None:
         progress(f"dynamics model: training on {len(data)} transitions (once; kept in {path})")
-    fitted = fit_dynamics(data, cfg, progress)
+    partial = path.with_name(path.name + ".partial")
+    fitted = fit_dynamics(data, cfg, progress, checkpoint=partial)
     save_model(fitted, path, data, cfg)
+    partial.unlink(missing_ok=True)
     fitted.path = path
     return fitted
