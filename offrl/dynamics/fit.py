@@ -254,6 +254,10 @@ def fit_dynamics(
     cursor = m  # position in the current shuffle of each member's rows
     order = boot
     shuffled_from = gen.get_state()  # the generator before the current shuffle
+
+    def shuffle() -> torch.Tensor:  # a new order of each member's bootstrap rows, [E, M]
+        return boot.gather(1, torch.argsort(torch.rand(e, m, generator=gen), dim=1))
+
     state = _read_fit_state(checkpoint, progress) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -264,7 +268,7 @@ def fit_dynamics(
         # The generator is used only to shuffle: redo the current shuffle from its saved state.
         shuffled_from = state["shuffled_from"]
         gen.set_state(shuffled_from)
-        order = boot.gather(1, torch.argsort(torch.rand(e, m, generator=gen), dim=1))
+        order = shuffle()
         if progress is not None:
             progress(f"dynamics model: resuming after epoch {epoch} from {checkpoint}")
 
@@ -278,7 +282,7 @@ def fit_dynamics(
         for _ in range(steps):
             if cursor + cfg.model_batch_size > m:  # reshuffle each member's bootstrap rows
                 shuffled_from = gen.get_state()
-                order = boot.gather(1, torch.argsort(torch.rand(e, m, generator=gen), dim=1))
+                order = shuffle()
                 cursor = 0
             idx = order[:, cursor : cursor + cfg.model_batch_size]  # [E, b]
             cursor += cfg.model_batch_size
@@ -313,9 +317,7 @@ def fit_dynamics(
                 "optim": optim.state_dict(), "best": best, "history": history, "epoch": epoch,
                 "since": since, "cursor": cursor, "shuffled_from": shuffled_from,
             }  # fmt: skip
-            buf = io.BytesIO()
-            torch.save(fit_state, buf)
-            atomic_write_bytes(checkpoint, buf.getvalue())
+            _save_state(checkpoint, fit_state)
         if progress is not None:
             progress(
                 f"dynamics model: epoch {epoch}, held-out MSE of the elites "
@@ -380,9 +382,13 @@ def save_model(fitted: FittedModel, path: Path, data: Dataset, config: DynamicsC
         "dataset_fingerprint": data.fingerprint(),
         "env_id": data.env_id,
     }
+    _save_state(path, state)
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors and plain values only) to ``path`` atomically."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
 
 
