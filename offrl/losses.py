@@ -50,12 +50,16 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return (weight * diff.pow(2)).mean()
 
 
-def advantage_weights(advantage: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+def advantage_weights(
+    advantage: torch.Tensor, beta: float, max_weight: float, detach: bool = True
+) -> torch.Tensor:
     """``min(exp(beta * A), max_weight)`` -- exponentiated advantages, clipped (AWR, IQL, AWAC).
 
-    ``beta`` is the inverse temperature. Gradients never flow through the weights.
+    ``beta`` is the inverse temperature. Gradients never flow through the weights unless
+    ``detach`` is False (Tianshou's discrete CRR: :class:`~offrl.algos.discrete_crr.DiscreteCRR`
+    with ``weight_gradient``).
     """
-    return torch.exp(beta * advantage.detach()).clamp(max=max_weight)
+    return torch.exp(beta * (advantage.detach() if detach else advantage)).clamp(max=max_weight)
 
 
 def sampled_advantage(q: torch.Tensor, q_pi: torch.Tensor, baseline: str = "mean") -> torch.Tensor:
@@ -73,14 +77,19 @@ def sampled_advantage(q: torch.Tensor, q_pi: torch.Tensor, baseline: str = "mean
 
 
 def crr_weights(
-    advantage: torch.Tensor, weight_type: str, beta: float, max_weight: float
+    advantage: torch.Tensor,
+    weight_type: str,
+    beta: float,
+    max_weight: float,
+    detach: bool = True,
 ) -> torch.Tensor:
     """CRR's filter ``f(A)``: ``1[A > 0]`` (``"binary"``) or ``min(exp(A / beta), max_weight)``
-    (``"exp"``) (Wang et al., 2020, eqs. 3-4). Gradients never flow through the weights."""
+    (``"exp"``) (Wang et al., 2020, eqs. 3-4). Gradients never flow through the weights, as in
+    the paper, unless ``detach`` is False (``"exp"`` only; the indicator has no gradient)."""
     if weight_type == "binary":
         return (advantage.detach() > 0).to(advantage.dtype)
     if weight_type == "exp":
-        return advantage_weights(advantage, 1.0 / beta, max_weight)
+        return advantage_weights(advantage, 1.0 / beta, max_weight, detach)
     raise ValueError(f"unknown weight type {weight_type!r}; use 'binary' or 'exp'")
 
 

@@ -327,8 +327,10 @@ def test_crr_cql_is_crr_plus_the_penalty() -> None:
 @pytest.mark.parametrize("name", ["qrdqn", "discrete_bcq", "discrete_crr"])
 def test_target_copy_before_or_after_the_step(name: str) -> None:
     """Every ``target_update_every``-th update copies into the target the weights it starts
-    from (``before_step``, Tianshou's order) or those it ends with (``after_step``, d3rlpy's);
-    the updates between copies leave the target alone."""
+    from (``before_update`` and ``before_step``, Tianshou's orders) or those it ends with
+    (``after_step``, d3rlpy's); the updates between copies leave the target alone. With
+    ``before_update`` the update's own targets already use the copy: its loss differs from
+    ``before_step``'s at the second copy, not before."""
     spec = EnvSpec((4,), 3, discrete=True)
     g = torch.Generator().manual_seed(0)
     batches = [
@@ -341,19 +343,26 @@ def test_target_copy_before_or_after_the_step(name: str) -> None:
         return torch.cat([p.detach().flatten() for p in module.parameters()])
 
     cls = get_algorithm(name)
-    for order in ("before_step", "after_step"):
+    losses = {}
+    for order in ("before_update", "before_step", "after_step"):
         options = {"hidden": (16,), "target_update_every": 2, "lr": 1e-2, "target_copy": order}
         algo: Any = cls(spec, cls.config_class.from_dict(options), seed=0)
         net, target = (
             (algo.critic, algo.critic_target) if name == "discrete_crr" else (algo.q, algo.q_target)
         )
         start = flat(net)
-        algo.update(batches[0])  # update 0: a copy is due
-        expected = start if order == "before_step" else flat(net)
+        first = order != "after_step"
+        losses[order] = [algo.update(batches[0])]  # update 0: a copy is due
+        expected = start if first else flat(net)
         assert torch.equal(flat(target), expected), order
-        algo.update(batches[1])  # update 1: no copy
+        losses[order].append(algo.update(batches[1]))  # update 1: no copy
         assert torch.equal(flat(target), expected), order
         before = flat(net)
-        algo.update(batches[2])  # update 2: due again
-        assert torch.equal(flat(target), before if order == "before_step" else flat(net)), order
+        losses[order].append(algo.update(batches[2]))  # update 2: due again
+        assert torch.equal(flat(target), before if first else flat(net)), order
         assert not torch.equal(before, flat(net))  # the step moved the network
+    key = "critic_loss" if name == "discrete_crr" else next(iter(losses["before_step"][0]))
+    now, later = (
+        [float(m[key]) for m in losses[order]] for order in ("before_update", "before_step")
+    )
+    assert now[:2] == later[:2] and now[2] != later[2]

@@ -3,16 +3,23 @@ benchmarks/.venv-tianshou): ``tests/test_tianshou_same_discrete.py`` replays the
 offrl and compares.
 
 Input (``--inp``, a ``torch.save`` file of plain tensors and numbers): ``algo`` (``qrdqn``,
-``cql`` or ``bcq``), the Q-network's ``layers`` (``[W [out, in], b [out]]`` of each
+``cql``, ``bcq`` or ``crr``), the Q-network's ``layers`` (``[W [out, in], b [out]]`` of each
 ``nn.Linear``, Tianshou's ``Net`` order: hidden layers, then the ``A * N`` outputs), for BCQ
-the imitation head's ``imitator`` layer, ``num_actions``, ``num_quantiles``, ``gamma``, ``lr``,
-``target_update_freq``, ``min_q_weight`` / ``threshold`` / ``imitation_penalty``, and
-``batches``: dicts of ``obs``, ``act``, ``rew``, ``obs_next``, ``terminated``.
+the imitation head's ``imitator`` layer, for CRR the policy's ``actor`` layers (the Q-network
+is its critic), ``num_actions``, ``num_quantiles``, ``gamma``, ``lr``, ``target_update_freq``,
+``min_q_weight`` / ``threshold`` / ``imitation_penalty`` / ``beta`` / ``ratio_upper_bound``,
+and ``batches``: dicts of ``obs``, ``act``, ``rew``, ``obs_next``, ``terminated``.
+
+``--paired`` (CRR only) mends one line of Tianshou's ``DiscreteCRR``: its actor loss multiplies
+the weights ``[B, 1]`` by the log-likelihoods ``[B]``, which broadcasts to ``[B, B]``, so every
+sample's log-likelihood is weighted by every sample's weight (the loss is the batch's mean
+weight times its mean log-likelihood). With the flag, ``log_prob`` returns ``[B, 1]`` and each
+sample gets its own weight, as in the paper.
 
 Each batch becomes rows of one Tianshou ``ReplayBuffer``; each update is Tianshou's own
 ``_preprocess_batch`` (one-step returns from its target network) then
 ``_update_with_batch`` on exactly those rows. Output (``--out``): the losses and the final
-layers.
+layers (and CRR's final ``actor`` layers).
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.algorithm import QRDQN
+from tianshou.algorithm.imitation import discrete_crr
 from tianshou.algorithm.imitation.discrete_bcq import DiscreteBCQ, DiscreteBCQPolicy
 from tianshou.algorithm.imitation.discrete_cql import DiscreteCQL
+from tianshou.algorithm.imitation.discrete_crr import DiscreteCRR
 from tianshou.algorithm.modelfree.qrdqn import QRDQNPolicy
+from tianshou.algorithm.modelfree.reinforce import DiscreteActorPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.utils.net.common import Net
@@ -34,6 +44,11 @@ from torch import nn
 
 def linears(module: nn.Module) -> list[nn.Linear]:
     return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def weights(module: nn.Module) -> list[list[torch.Tensor]]:
+    """``[W, b]`` of each of ``module``'s ``nn.Linear`` layers, copied."""
+    return [[lin.weight.detach().clone(), lin.bias.detach().clone()] for lin in linears(module)]
 
 
 def load(module: nn.Module, layers: list) -> None:
@@ -56,11 +71,32 @@ class Imitator(nn.Module):
         return self.head(self.torso(x)), state
 
 
+class PairedCategorical(torch.distributions.Categorical):
+    """``log_prob`` as ``[B, 1]``: each sample's log-likelihood meets its own weight."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return super().log_prob(value).unsqueeze(-1)
+
+
+class Critic(nn.Module):
+    """CRR's critic: a ``Net``'s Q-values alone (``Net`` returns ``(output, state)``)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, obs):  # noqa: ANN001, ANN201
+        return self.net(obs)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--inp", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--paired", action="store_true", help="CRR: each sample's own weight")
     args = parser.parse_args()
+    if args.paired:
+        discrete_crr.Categorical = PairedCategorical
     torch.set_num_threads(1)
     inp = torch.load(args.inp, weights_only=True)
     algo_name = inp["algo"]
@@ -90,6 +126,22 @@ def main() -> None:
             gamma=float(inp["gamma"]),
             target_update_freq=int(inp["target_update_freq"]),
             imitation_logits_penalty=float(inp["imitation_penalty"]),
+        )
+    elif algo_name == "crr":
+        net = Net(state_shape=obs_dim, action_shape=num_actions, hidden_sizes=hidden)
+        load(net, inp["layers"])
+        actor = Net(state_shape=obs_dim, action_shape=num_actions, hidden_sizes=hidden)
+        load(actor, inp["actor"])
+        algo = DiscreteCRR(
+            policy=DiscreteActorPolicy(actor=actor, action_space=space),
+            critic=Critic(net),
+            optim=optim,
+            gamma=float(inp["gamma"]),
+            policy_improvement_mode="exp",
+            ratio_upper_bound=float(inp["ratio_upper_bound"]),
+            beta=float(inp["beta"]),
+            min_q_weight=float(inp["min_q_weight"]),
+            target_update_freq=int(inp["target_update_freq"]),
         )
     else:
         net = Net(state_shape=obs_dim, action_shape=num_actions, hidden_sizes=hidden, num_atoms=n)
@@ -126,10 +178,9 @@ def main() -> None:
         batch = algo._preprocess_batch(buffer[idx], buffer, idx)
         stats = algo._update_with_batch(batch)
         losses.append(float(stats.loss))
-    out = {
-        "losses": torch.tensor(losses),
-        "layers": [[l.weight.detach().clone(), l.bias.detach().clone()] for l in linears(net)],
-    }  # noqa: E501, E741
+    out = {"losses": torch.tensor(losses), "layers": weights(net)}
+    if algo_name == "crr":
+        out["actor"] = weights(actor)
     if algo_name == "bcq":
         out["imitator"] = [head.weight.detach().clone(), head.bias.detach().clone()]
     torch.save(out, args.out)

@@ -28,7 +28,7 @@ import json
 import re
 import textwrap
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -326,11 +326,18 @@ class Algorithm(ABC):
         return self.graph_cycle() or 1
 
     @staticmethod
-    def optimize(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One optimiser step on ``loss``: clear gradients, backpropagate, step."""
-        optim.zero_grad(set_to_none=True)
+    def optimize(
+        optim: torch.optim.Optimizer | Sequence[torch.optim.Optimizer], loss: torch.Tensor
+    ) -> None:
+        """One optimiser step on ``loss``: clear gradients, backpropagate, step. Given several
+        optimisers, one backward pass serves them all (a loss whose gradient reaches more than
+        one network's parameters; each optimiser then steps its own)."""
+        optims = (optim,) if isinstance(optim, torch.optim.Optimizer) else tuple(optim)
+        for o in optims:
+            o.zero_grad(set_to_none=True)
         loss.backward()
-        optim.step()
+        for o in optims:
+            o.step()
 
     # ------------------------------------------------------------------ data hooks
     needs_next_actions: ClassVar[bool] = False

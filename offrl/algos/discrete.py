@@ -46,10 +46,14 @@ class DiscreteConfig(AlgoConfig):
     """Adam learning rate (Tianshou's Atari examples)."""
     target_update_every: int = 500
     """Updates between copies of the network into its target (Tianshou's Atari examples)."""
-    target_copy: Literal["before_step", "after_step"] = "before_step"
-    """Which weights every ``target_update_every``-th update copies into the target:
-    ``before_step``, those it starts from, serving from the next update (Tianshou's order);
-    ``after_step``, those it ends with (d3rlpy's order). The first update copies either way."""
+    target_copy: Literal["before_update", "before_step", "after_step"] = "before_step"
+    """When every ``target_update_every``-th update copies the networks into their targets:
+    ``before_update``, before it computes its targets, which then already use the copy
+    (Tianshou's order in ``DiscreteCRR``); ``before_step``, after it computes them and before
+    its optimiser step, so the copy of the weights it starts from serves from the next update
+    (Tianshou's order in its Q-learning algorithms, whose targets come before the copy);
+    ``after_step``, after its step, copying the weights it ends with (d3rlpy's order). The first
+    update copies in every case."""
 
     def torso(self, spec: EnvSpec) -> tuple[int, ...]:
         """The hidden layers between the encoder and the output layer for ``spec``'s
@@ -92,22 +96,27 @@ def cql_penalty(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return conservative_penalty(q.T, 0.0, action_values(q, actions))
 
 
-def step_and_copy(
-    algo: Algorithm,
-    steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor]],
-    targets: Sequence[tuple[nn.Module, nn.Module]],
-) -> None:
-    """One update's optimiser steps (each ``(optimiser, loss)``), and, at every
-    ``target_update_every``-th update, the copy of each ``(target, network)`` pair, before or
-    after the steps as ``algo.config.target_copy`` says."""
+def copy_due(algo: Algorithm, targets: Sequence[tuple[nn.Module, nn.Module]], moment: str) -> None:
+    """Copy each ``(target, network)`` pair if this is a ``target_update_every``-th update and
+    ``moment`` is the configured ``target_copy``. Every update calls it at ``before_update``
+    (first thing in ``train_step``), then :func:`step_and_copy` at the two others."""
     cfg = algo.config
     assert isinstance(cfg, DiscreteConfig)
-    due = algo.num_updates % cfg.target_update_every == 0
-    if due and cfg.target_copy == "before_step":
+    if cfg.target_copy == moment and algo.num_updates % cfg.target_update_every == 0:
         for target, net in targets:
             hard_update(target, net)
+
+
+def step_and_copy(
+    algo: Algorithm,
+    steps: Sequence[tuple[torch.optim.Optimizer | Sequence[torch.optim.Optimizer], torch.Tensor]],
+    targets: Sequence[tuple[nn.Module, nn.Module]],
+) -> None:
+    """One update's optimiser steps (each ``(optimiser or optimisers, loss)``:
+    :meth:`Algorithm.optimize`), and, at every
+    ``target_update_every``-th update, the copy of each ``(target, network)`` pair, before or
+    after the steps as ``algo.config.target_copy`` says (:func:`copy_due`)."""
+    copy_due(algo, targets, "before_step")
     for optim, loss in steps:
         algo.optimize(optim, loss)
-    if due and cfg.target_copy == "after_step":
-        for target, net in targets:
-            hard_update(target, net)
+    copy_due(algo, targets, "after_step")

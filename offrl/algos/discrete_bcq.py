@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from offrl.algos.base import Algorithm, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, action_values, greedy, q_network, step_and_copy
+from offrl.algos.discrete import (
+    DiscreteConfig,
+    action_values,
+    copy_due,
+    greedy,
+    q_network,
+    step_and_copy,
+)
 from offrl.data.sampler import Batch
 from offrl.losses import td_target
 
@@ -76,6 +83,7 @@ class DiscreteBCQ(Algorithm):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         cfg = self.config
+        copy_due(self, [(self.q_target, self.q)], "before_update")
         q_all, logits = self.q.outputs(batch.obs)
         q = action_values(q_all[..., 0], batch.actions)
         with torch.no_grad():

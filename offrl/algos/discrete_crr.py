@@ -13,7 +13,12 @@ cloning filtered by the advantage
 Defaults: beta 1, weights ``exp`` clipped at 20, Adam lr 1e-4 for both networks, targets of the
 critic and the policy copied every 500 updates, batch 32 (Tianshou's ``DiscreteCRR`` and
 ``atari_crr.py``). One difference from Tianshou: the weights are constants for the actor's
-gradient, as in the paper (Tianshou's flow back into the critic through the actor loss).
+gradient, as in the paper. Tianshou's are not: the actor loss reaches the critic through
+``A(s, a)`` and the actor also through the baseline's ``pi(a'|s)``. With ``weight_gradient=True``
+and ``target_copy="before_update"`` (Tianshou copies CRR's targets before computing the
+update's targets), offrl's update is Tianshou's, step for step, once one line of Tianshou's is
+mended: its actor loss broadcasts ``[B, 1]`` weights against ``[B]`` log-likelihoods, which
+weights every sample by the batch's mean weight (``tests/test_tianshou_same_discrete.py``).
 
 The second seed finds plain CRR weak on Atari and CRR with CQL's penalty far stronger:
 :mod:`offrl.algos.discrete_crr_cql` adds it by overriding :meth:`DiscreteCRR.critic_loss`.
@@ -28,7 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from offrl.algos.base import Algorithm, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, action_values, q_network, step_and_copy
+from offrl.algos.discrete import (
+    DiscreteConfig,
+    action_values,
+    copy_due,
+    q_network,
+    step_and_copy,
+)
 from offrl.data.sampler import Batch
 from offrl.losses import crr_weights, td_target
 from offrl.nn import CategoricalPolicy
@@ -49,6 +60,11 @@ class DiscreteCRRConfig(DiscreteConfig):
     (``A > 0``)."""
     max_weight: float = 20.0
     """Clip of the ``exp`` weights."""
+    weight_gradient: bool = False
+    """Let the gradient flow through the ``exp`` weights, as Tianshou's ``DiscreteCRR`` does:
+    the actor loss then also trains the critic (through ``Q``) and the actor through the
+    ``mean`` baseline, and one backward pass over the sum of the two losses steps both. Off by
+    default: the paper's weights are constants."""
 
 
 @register("discrete_crr")
@@ -91,25 +107,31 @@ class DiscreteCRR(Algorithm):
         """``-E[f(A(s, a)) log pi(a | s)]`` with the exact baseline over actions."""
         cfg = self.config
         logits = self.actor.logits(batch.obs)
-        q_all = q_all.detach()
+        coupled = cfg.weight_gradient
+        if not coupled:
+            q_all = q_all.detach()
         if cfg.advantage_type == "mean":
-            baseline = (torch.softmax(logits.detach(), -1) * q_all).sum(-1)
+            probs = torch.softmax(logits if coupled else logits.detach(), -1)
+            baseline = (probs * q_all).sum(-1)
         else:
             baseline = q_all.amax(-1)
         advantage = action_values(q_all, batch.actions) - baseline
-        weights = crr_weights(advantage, cfg.weight_type, cfg.beta, cfg.max_weight)
+        weights = crr_weights(advantage, cfg.weight_type, cfg.beta, cfg.max_weight, not coupled)
         loss = (weights * F.cross_entropy(logits, batch.actions, reduction="none")).mean()
-        return loss, {"actor_loss": loss.detach(), "adv_weight_mean": weights.mean()}
+        return loss, {"actor_loss": loss.detach(), "adv_weight_mean": weights.detach().mean()}
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        pairs = [(self.critic_target, self.critic), (self.actor_target, self.actor)]
+        copy_due(self, pairs, "before_update")
         q_all = self.critic(batch.obs)
         critic_loss, info = self.critic_loss(batch, q_all)
         actor_loss, actor_info = self.actor_loss(batch, q_all)
-        step_and_copy(
-            self,
-            [(self.critic_optim, critic_loss), (self.actor_optim, actor_loss)],
-            [(self.critic_target, self.critic), (self.actor_target, self.actor)],
-        )
+        steps: list[tuple[torch.optim.Optimizer | list[torch.optim.Optimizer], torch.Tensor]]
+        if self.config.weight_gradient:  # Tianshou's: one backward pass through both losses
+            steps = [([self.critic_optim, self.actor_optim], critic_loss + actor_loss)]
+        else:
+            steps = [(self.critic_optim, critic_loss), (self.actor_optim, actor_loss)]
+        step_and_copy(self, steps, pairs)
         return {**info, **actor_info}
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from offrl.algos.base import Algorithm, make_optimizer, register
-from offrl.algos.discrete import DiscreteConfig, greedy, q_network, step_and_copy
+from offrl.algos.discrete import DiscreteConfig, copy_due, greedy, q_network, step_and_copy
 from offrl.data.sampler import Batch
 from offrl.losses import quantile_huber_loss, td_target
 
@@ -91,6 +91,7 @@ class QRDQN(Algorithm):
         return self.td_loss(batch, self.q.quantiles(batch.obs))
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        copy_due(self, [(self.q_target, self.q)], "before_update")
         loss, info = self.critic_loss(batch)
         step_and_copy(self, [(self.q_optim, loss)], [(self.q_target, self.q)])
         return dict(info)
