@@ -28,6 +28,7 @@ of every layer kind against ``E`` separate ``nn.Sequential`` networks with the s
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,20 +46,27 @@ _THIN = 8
 _DENSE_ABOVE = 0.5
 
 
+def _pieces(flat: torch.Tensor, lengths: Sequence[int]) -> Sequence[torch.Tensor]:
+    """Consecutive pieces of ``flat`` of the given ``lengths`` (from its start). Where autograd
+    records, one ``split``: each slice's backward would fill a zero tensor the size of the
+    whole parameter, where a split's is one concatenation (a fifth of the dynamics model's
+    training step went to those fills). Elsewhere, slices: views that may be written in place
+    (a split's outputs may not)."""
+    if flat.requires_grad and torch.is_grad_enabled():
+        return flat.split([*lengths, flat.numel() - sum(lengths)])[: len(lengths)]
+    starts = itertools.accumulate(lengths, initial=0)
+    return [flat[start : start + n] for start, n in zip(starts, lengths, strict=False)]
+
+
 def _layer_views(
     flat: torch.Tensor, sizes: Sequence[tuple[int, int]], ensemble: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Views ``(W [E, in, out], b [E, 1, out])`` of each layer inside the flat parameter."""
-    views = []
-    offset = 0
-    for fan_in, fan_out in sizes:
-        n_w = ensemble * fan_in * fan_out
-        w = flat[offset : offset + n_w].view(ensemble, fan_in, fan_out)
-        offset += n_w
-        b = flat[offset : offset + ensemble * fan_out].view(ensemble, 1, fan_out)
-        offset += ensemble * fan_out
-        views.append((w, b))
-    return views
+    pieces = _pieces(flat, [n for i, o in sizes for n in (ensemble * i * o, ensemble * o)])
+    return [
+        (pieces[2 * k].view(ensemble, i, o), pieces[2 * k + 1].view(ensemble, 1, o))
+        for k, (i, o) in enumerate(sizes)
+    ]
 
 
 def _dropout_scale(h: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -192,15 +200,12 @@ def _norm_views(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Views ``(gamma [E, 1, h], beta [E, 1, h])`` of each hidden layer's LayerNorm affine,
     stored in the flat parameter after every linear layer's weights and biases."""
-    offset = sum(ensemble * (i * o + o) for i, o in sizes)
-    views = []
-    for _, h in sizes[:-1]:
-        g = flat[offset : offset + ensemble * h].view(ensemble, 1, h)
-        offset += ensemble * h
-        b = flat[offset : offset + ensemble * h].view(ensemble, 1, h)
-        offset += ensemble * h
-        views.append((g, b))
-    return views
+    start = sum(ensemble * (i * o + o) for i, o in sizes)
+    pieces = _pieces(flat, [start, *(ensemble * h for _, h in sizes[:-1] for _ in range(2))])[1:]
+    return [
+        (pieces[2 * k].view(ensemble, 1, h), pieces[2 * k + 1].view(ensemble, 1, h))
+        for k, (_, h) in enumerate(sizes[:-1])
+    ]
 
 
 def _generic_forward(
