@@ -21,6 +21,13 @@ Run from the repository root (about 10 minutes on the project's 2-core machine):
 
     .venv/bin/python benchmarks/model_based_speed.py [--threads 2] [--out FILE]
 
+``--before REF`` measures item 1 alone, against offrl at git ref ``REF`` (materialised as the
+package ``offrl_before`` by ``benchmarks/ab_speed.py``): both versions' ensembles, built from
+the same seed, take alternating windows of ``--model-steps`` training steps on the same data
+and the same indices (A B B A ...), and the ratio per pair of windows is reported::
+
+    .venv/bin/python benchmarks/model_based_speed.py --before 558b52c --threads 1
+
 It prints a markdown table and writes the raw numbers as JSON (default
 ``benchmarks/results/speed-runs/model-based-<timestamp>.json``).
 """
@@ -29,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,6 +94,55 @@ def model_step_seconds(data: Any, steps: int) -> dict[str, float]:
     }
 
 
+def model_ab(data: Any, before: str, steps: int, windows: int) -> dict[str, Any]:
+    """Item 1 against offrl at git ref ``before``: seconds per model training step of each
+    version in alternating windows (A B B A ...) on the same batches; the before / after ratio
+    of each pair of windows (above 1: the working tree is faster)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ab_speed import materialise, resolve_ref  # noqa: PLC0415 (only for --before)
+
+    tmp = Path(tempfile.mkdtemp(prefix="offrl-model-ab-"))
+    materialise(resolve_ref(before), "offrl_before", tmp)
+    sys.path.insert(0, str(tmp))
+    sides = {"before": "offrl_before", "after": "offrl"}
+    cfg = DynamicsConfig()
+    obs, act, targets, dones = training_arrays(data)
+    gen = torch.Generator().manual_seed(0)
+    shape = (cfg.model_ensemble, cfg.model_batch_size)
+    pool = [torch.randint(0, len(obs), shape, generator=gen) for _ in range(steps)]
+    steppers = {}
+    for label, package in sides.items():
+        dynamics = importlib.import_module(f"{package}.dynamics")
+        flat_adam = importlib.import_module(f"{package}.optim").FlatAdam
+        torch.manual_seed(0)
+        model = dynamics.DynamicsConfig().ensemble(obs.shape[1], act.shape[1])
+        model.set_scaler(torch.cat([obs[:100_000], act[:100_000]], 1))
+        optim = flat_adam(list(model.parameters()), lr=cfg.model_lr)  # as the fit's
+
+        def window(model: Any = model, optim: Any = optim) -> float:
+            start = time.perf_counter()
+            for idx in pool:
+                loss, _ = model.loss(obs[idx], act[idx], targets[idx], dones[idx])
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+            return (time.perf_counter() - start) / len(pool)
+
+        window()  # warm-up
+        steppers[label] = window
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for k in range(windows):
+        for label in ("before", "after") if k % 2 == 0 else ("after", "before"):
+            times[label].append(steppers[label]())
+    ratios = [b / a for b, a in zip(times["before"], times["after"], strict=True)]
+    return {
+        "before": before,
+        "seconds_per_step": times,
+        "before_over_after_median": statistics.median(ratios),
+        "before_over_after_range": [min(ratios), max(ratios)],
+    }
+
+
 def build(
     name: str, spec: Any, data: Any, model_dir: str, like: Any = None
 ) -> tuple[Any, TensorSampler]:
@@ -110,6 +168,15 @@ def rate(algo: Any, batches: list[Any]) -> float:
     return len(batches) / (time.perf_counter() - start)
 
 
+def write(result: dict[str, Any], out: str | None, kind: str) -> None:
+    """The raw numbers, as JSON (default: ``benchmarks/results/speed-runs/<kind>-<time>``)."""
+    path = Path(
+        out or f"benchmarks/results/speed-runs/{kind}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="hopper-medium-v0")
@@ -118,6 +185,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=4)
     parser.add_argument("--window-updates", type=int, default=60)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--before", default=None, help="A/B the model step against this git ref")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset, progress=print)
@@ -137,6 +205,14 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "matmul_gflops": matmul_gflops(),
     }
+    if args.before:
+        result["model_ab"] = ab = model_ab(data, args.before, args.model_steps, 2 * args.windows)
+        lo, hi = ab["before_over_after_range"]
+        print(json.dumps(ab, indent=2))
+        print(f"\nmodel step, {args.before} / working tree: {ab['before_over_after_median']:.3f} "
+              f"[{lo:.3f}, {hi:.3f}] ({args.threads} threads)")  # fmt: skip
+        write(result, args.out, "model-ab")
+        return
     result["model"] = model_step_seconds(data, args.model_steps)
     print("model:", json.dumps(result["model"]))
     with tempfile.TemporaryDirectory() as model_dir:
@@ -187,12 +263,7 @@ def main() -> None:
             )
             result["updates"][mb] = row
             print(mb, json.dumps(row))
-    out = Path(
-        args.out
-        or f"benchmarks/results/speed-runs/model-based-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write(result, args.out, "model-based")
     m = result["model"]
     print(f"\n{args.dataset}: {len(data):,} transitions, {args.threads} threads, "
           f"matmul {result['matmul_gflops']:.0f} GFLOP/s")  # fmt: skip
