@@ -54,27 +54,43 @@ from offrl.data.normalization import ObsNormalizer, RewardTransform, preprocess
 from offrl.data.sampler import TensorSampler
 from offrl.dynamics import DynamicsConfig
 from offrl.dynamics.fit import training_arrays
-from offrl.optim import FlatAdam
 from offrl.train.trainer import spec_for
 
 PAIRS = (("mopo", "sac"), ("combo", "cql"), ("mobile", "sac"))
 
 
-def model_step_seconds(data: Any, steps: int) -> dict[str, float]:
-    """Seconds per training step of the default ensemble (batches of 256 per member)."""
-    cfg = DynamicsConfig()
-    obs, act, targets, dones = training_arrays(data)
+def model_trainer(arrays: tuple[torch.Tensor, ...], package: str = "offrl") -> Any:
+    """``step(idx)``: one training step of the default ensemble of ``package`` (``offrl``, or
+    a materialised ``offrl_before``) on the rows ``idx`` ``[E, b]`` of ``arrays`` (``obs, act,
+    targets, dones``), with the fit's optimiser; the ensemble starts from seed 0."""
+    dynamics = importlib.import_module(f"{package}.dynamics")
+    flat_adam = importlib.import_module(f"{package}.optim").FlatAdam
+    cfg = dynamics.DynamicsConfig()
+    obs, act, targets, dones = arrays
+    torch.manual_seed(0)
     model = cfg.ensemble(obs.shape[1], act.shape[1])
     model.set_scaler(torch.cat([obs[:100_000], act[:100_000]], 1))
-    optim = FlatAdam(list(model.parameters()), lr=cfg.model_lr)
-    gen = torch.Generator().manual_seed(0)
+    optim = flat_adam(list(model.parameters()), lr=cfg.model_lr)
 
-    def step() -> None:
-        idx = torch.randint(0, len(obs), (cfg.model_ensemble, cfg.model_batch_size), generator=gen)
+    def step(idx: torch.Tensor) -> None:
         loss, _ = model.loss(obs[idx], act[idx], targets[idx], dones[idx])
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
+
+    return step
+
+
+def model_step_seconds(data: Any, steps: int) -> dict[str, float]:
+    """Seconds per training step of the default ensemble (batches of 256 per member)."""
+    cfg = DynamicsConfig()
+    arrays = training_arrays(data)
+    obs = arrays[0]
+    train = model_trainer(arrays)
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        train(torch.randint(0, len(obs), (cfg.model_ensemble, cfg.model_batch_size), generator=gen))
 
     for _ in range(5):
         step()
@@ -106,26 +122,18 @@ def model_ab(data: Any, before: str, steps: int, windows: int) -> dict[str, Any]
     sys.path.insert(0, str(tmp))
     sides = {"before": "offrl_before", "after": "offrl"}
     cfg = DynamicsConfig()
-    obs, act, targets, dones = training_arrays(data)
+    arrays = training_arrays(data)
     gen = torch.Generator().manual_seed(0)
     shape = (cfg.model_ensemble, cfg.model_batch_size)
-    pool = [torch.randint(0, len(obs), shape, generator=gen) for _ in range(steps)]
+    pool = [torch.randint(0, len(arrays[0]), shape, generator=gen) for _ in range(steps)]
     steppers = {}
     for label, package in sides.items():
-        dynamics = importlib.import_module(f"{package}.dynamics")
-        flat_adam = importlib.import_module(f"{package}.optim").FlatAdam
-        torch.manual_seed(0)
-        model = dynamics.DynamicsConfig().ensemble(obs.shape[1], act.shape[1])
-        model.set_scaler(torch.cat([obs[:100_000], act[:100_000]], 1))
-        optim = flat_adam(list(model.parameters()), lr=cfg.model_lr)  # as the fit's
+        train = model_trainer(arrays, package)
 
-        def window(model: Any = model, optim: Any = optim) -> float:
+        def window(train: Any = train) -> float:
             start = time.perf_counter()
             for idx in pool:
-                loss, _ = model.loss(obs[idx], act[idx], targets[idx], dones[idx])
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
+                train(idx)
             return (time.perf_counter() - start) / len(pool)
 
         window()  # warm-up
