@@ -3,9 +3,11 @@
 # two of offrl's MuJoCo datasets (one medium, one medium-replay), each algorithm 3 seeds:
 # OFFLINE_STEPS offline updates, then ONLINE_STEPS environment steps evaluated every EVAL_EVERY;
 # the report (benchmarks/results/finetune/REPORT.md) has the before -> after table, the initial
-# drop and the regret. Budget: about 8 hours here with one worker (per dataset and seed, from
-# the per-update costs of SPEED.md at one thread: IQL and AWAC ~4 min, ReBRAC ~13, Cal-QL ~22,
-# Balanced Replay ~40, most of it its five offline CQL members).
+# drop and the regret. Cost per dataset and seed, measured at one thread (see
+# benchmarks/results/finetune/NOTES.md): IQL and AWAC ~8 min, ReBRAC ~13, Cal-QL ~70 (CQL's ten
+# sampled actions make ~7 GFLOP an update, and there are 30k), Balanced Replay ~2.5 h (its five
+# offline CQL members are 50k such updates). About 20 core-hours in all: 10 hours here with
+# WORKERS=2, run across sessions.
 # Safe to kill: re-running the same command runs only the unfinished cells, each resuming from
 # its own checkpoints (offline phase and online phase). Finished cells' results (no
 # checkpoints) go to benchmarks/results/finetune/cells, which is committed and restored from.
@@ -31,9 +33,9 @@ if [ -f "$ARCHIVE/grid.json" ]; then
 fi
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 while sleep 600; do .venv/bin/offrl bench export "$OUT" "$ARCHIVE" > /dev/null || true; done &
-# Cheapest algorithms first, dataset by dataset, so an interrupted grid already has a table.
-for ds in ${DATASETS//,/ }; do
-    .venv/bin/offrl bench run --algos "$ALGOS" --datasets "$ds" --seeds 0,1,2 \
+# Cheapest algorithms first, on both datasets, so an interrupted grid already has a table.
+for algo in ${ALGOS//,/ }; do
+    .venv/bin/offrl bench run --algos "$algo" --datasets "$DATASETS" --seeds 0,1,2 \
         --steps "$OFFLINE_STEPS" --online-steps "$ONLINE_STEPS" --eval-every "$EVAL_EVERY" \
         --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" --workers "$WORKERS" --out "$OUT" \
         || echo "some cells failed (listed in the report)"
