@@ -62,3 +62,36 @@ def test_tianshou_cells_run_beside_offrls_and_pair_in_the_report(tmp_path: Path)
         assert [step for step, _, _ in row["per_evaluation"]] == [30, 60]
     final_evals = {(r["algo"], r["dataset"]): r for r in report["evaluation"]}
     assert final_evals[("tianshou-cql", str(data))]["final_eval"] is not None
+
+
+def test_a_tianshou_cell_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """train_discrete.py's checkpoint holds the whole state: 30 updates, then the same command
+    with 60, equals 60 updates in one go (losses, evaluations; the update counter that times
+    the target copies and the buffer's NumPy sampling included)."""
+    data = tmp_path / "breakout.npz"
+    save_npz(load_npz(_small_breakout(tmp_path), env_id="offrl/MinAtar-Breakout-v1"), data)
+    script = ROOT / "benchmarks" / "tianshou" / "train_discrete.py"
+
+    def train(out: Path, steps: int) -> list[dict]:
+        cmd = [str(TIANSHOU_PYTHON), str(script), "--algo", "crr_cql", "--npz", str(data)]
+        cmd += ["--steps", str(steps), "--eval-every", "15", "--log-every", "5", "--seed", "3"]
+        cmd += ["--eval-episodes", "2", "--final-eval-episodes", "0", "--out", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "updates_per_s"} for x in lines]
+
+    whole = train(tmp_path / "whole", 60)
+    assert train(tmp_path / "parts", 30) == whole[: len(whole) // 2]
+    assert train(tmp_path / "parts", 60) == whole  # resumed at 30 (target copied at 0 and 500)
+    assert [r["step"] for r in whole if r["kind"] == "eval"] == [15, 30, 45, 60]
+    other = [str(TIANSHOU_PYTHON), str(script), "--algo", "cql", "--npz", str(data)]
+    other += ["--steps", "60", "--out", str(tmp_path / "parts")]
+    proc = subprocess.run(other, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "--algo was 'crr_cql', now 'cql'" in proc.stderr
+
+
+def _small_breakout(tmp_path: Path) -> Path:
+    path = tmp_path / "small.npz"
+    save_npz(breakout_dataset(episodes=10), path)
+    return path

@@ -18,7 +18,10 @@ The networks are offrl's (``nets.py``). The data is an offrl ``.npz`` file (``of
 make`` caches one per name) read with NumPy alone, into one ``ReplayBuffer`` (``terminated`` from
 ``terminals``, ``truncated`` from ``timeouts``). Each step is Tianshou's own offline update,
 ``algorithm.update(buffer, sample_size=32)``, inside ``policy_within_training_step`` as its
-trainer runs it. Evaluation: greedy actions (``deterministic_eval`` for CRR's policy; Tianshou's
+trainer runs it. Tianshou 2.0.1's ``ReplayBuffer`` draws its batches from a generator of its own,
+``RandomState(42)`` whatever ``--seed`` is (its ``random_seed`` default), so Tianshou's seeds
+share their batches and differ in their initial weights only; the grid keeps that default, as a
+Tianshou user gets it. Evaluation: greedy actions (``deterministic_eval`` for CRR's policy; Tianshou's
 ``atari_crr.py`` samples instead), ``--eval-episodes`` episodes side by side in environments
 seeded ``--eval-seed + i``, offrl's own environment code (``offrl/envs.py``, loaded by path),
 exactly as ``offrl.train.evaluation.evaluate``.
@@ -28,8 +31,12 @@ evaluation, a ``train`` row of mean losses every ``--log-every`` updates and at 
 ``final.json`` (with ``final_eval``: every episode of ``--final-eval-episodes`` episodes of the
 last policy, seeded from ``--eval-seed``, as offrl's trainer records it;
 ``updates_per_s``: updates over the seconds spent in them, evaluations excluded, also per
-``train`` row) and ``command.txt``. A run takes minutes and keeps no
-checkpoints: an interrupted one runs again.
+``train`` row) and ``command.txt``.
+
+Resumable: after every evaluation the whole state (networks, target networks, optimisers, the
+update counter, the torch and NumPy generators, the rows so far) goes to ``checkpoint.pt``,
+written atomically and loaded with ``weights_only=True``. Re-running the same command continues
+from it, to the result an uninterrupted run gives; a larger ``--steps`` extends a finished run.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +69,9 @@ from nets import Head, Trunk  # noqa: E402
 from peer_run import atomic_write, run_episodes, start_run  # noqa: E402
 
 ALGOS = ("bcq", "cql", "crr", "crr_cql")
+CHECKPOINT = "checkpoint.pt"
+RESUME_KEYS = ("algo", "npz", "seed", "eval_every", "log_every")
+"""The options a checkpoint must share with the command that resumes it."""
 ENVS_PY = Path(__file__).resolve().parents[2] / "offrl" / "envs.py"
 
 
@@ -150,6 +162,58 @@ def scalars(stats: Any) -> dict[str, float]:
     }
 
 
+def _rng_blob(state: tuple[Any, ...]) -> list[Any]:
+    """A NumPy ``RandomState`` state as what ``torch.load(weights_only=True)`` reads back."""
+    name, keys, pos, has_gauss, gauss = state
+    keys = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    return [str(name), keys, int(pos), int(has_gauss), float(gauss)]
+
+
+def _rng_state(blob: list[Any]) -> tuple[Any, ...]:
+    name, keys, pos, has_gauss, gauss = blob
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+
+
+def save_checkpoint(path: Path, algo: Any, buffer: ReplayBuffer, state: dict[str, Any]) -> None:
+    """The run's whole state after an evaluation, atomically (a temporary file, then a rename)."""
+    blob = {
+        **state,
+        "algorithm": algo.state_dict(),
+        "iter": int(algo._iter),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": _rng_blob(np.random.get_state()),
+        "buffer_rng": _rng_blob(buffer._random_state.get_state()),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        torch.save(blob, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: Path, algo: Any, buffer: ReplayBuffer, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Restore ``algo`` and the generators (the buffer's own) from ``path``; the saved loop
+    state."""
+    blob = torch.load(path, weights_only=True)
+    for key in RESUME_KEYS:
+        if blob["args"][key] != getattr(args, key):
+            raise SystemExit(
+                f"{path}: --{key.replace('_', '-')} was {blob['args'][key]!r}, now "
+                f"{getattr(args, key)!r}; use another --out or the run's own options"
+            )
+    if blob["step"] > args.steps:
+        raise SystemExit(f"{path}: already at {blob['step']} updates, beyond --steps {args.steps}")
+    algo.load_state_dict(blob["algorithm"])
+    algo._iter = blob["iter"]
+    torch.set_rng_state(blob["torch_rng"])
+    np.random.set_state(_rng_state(blob["numpy_rng"]))
+    buffer._random_state.set_state(_rng_state(blob["buffer_rng"]))
+    return blob
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--algo", choices=ALGOS, required=True)
@@ -171,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # Tianshou's buffer samples from NumPy's global generator
+    np.random.seed(args.seed)
     buffer, env_id, shape, transitions = load_buffer(Path(args.npz))
     space = make_env(env_id).action_space
     algo, policy = build(args.algo, shape, space)
@@ -180,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     sums: dict[str, float] = {}
     n, window, update_seconds, t0 = 0, 0.0, 0.0, time.perf_counter()
-    step = 0
+    step, seconds_before = 0, 0.0
+    if (out / CHECKPOINT).exists():
+        saved = load_checkpoint(out / CHECKPOINT, algo, buffer, args)
+        step, rows = saved["step"], saved["rows"]
+        update_seconds, seconds_before = saved["update_seconds"], saved["seconds"]
+        sums, n, window = saved["sums"], saved["n"], saved["window"]
+        print(f"resumed at {step} updates from {out / CHECKPOINT}", file=sys.stderr)
     while step < args.steps:
         chunk = min(args.eval_every - step % args.eval_every, args.steps - step)
         with policy_within_training_step(policy):
@@ -209,6 +279,17 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        state = {
+            "args": {k: getattr(args, k) for k in RESUME_KEYS},
+            "step": step,
+            "rows": rows,
+            "update_seconds": update_seconds,
+            "sums": sums,
+            "n": n,
+            "window": window,
+            "seconds": seconds_before + time.perf_counter() - t0,
+        }
+        save_checkpoint(out / CHECKPOINT, algo, buffer, state)
     last = rows[-1]
     final_eval = None
     if args.final_eval_episodes:
@@ -231,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_episodes": args.eval_episodes,
         "eval_seed": args.eval_seed,
         "final_eval": final_eval,
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds_before + time.perf_counter() - t0,
         "updates_per_s": args.steps / (update_seconds + window),
         "threads": args.threads,
         "transitions": transitions,
