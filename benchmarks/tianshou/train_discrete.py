@@ -21,8 +21,10 @@ make`` caches one per name) read with NumPy alone, into one ``ReplayBuffer`` (``
 trainer runs it. Tianshou 2.0.1's ``ReplayBuffer`` draws its batches from a generator of its own,
 ``RandomState(42)`` whatever ``--seed`` is (its ``random_seed`` default), so Tianshou's seeds
 share their batches and differ in their initial weights only; the grid keeps that default, as a
-Tianshou user gets it. Evaluation: greedy actions (``deterministic_eval`` for CRR's policy; Tianshou's
-``atari_crr.py`` samples instead), ``--eval-episodes`` episodes side by side in environments
+Tianshou user gets it.
+
+Evaluation: greedy actions (``deterministic_eval`` for CRR's policy; Tianshou's ``atari_crr.py``
+samples instead), ``--eval-episodes`` episodes side by side in environments
 seeded ``--eval-seed + i``, offrl's own environment code (``offrl/envs.py``, loaded by path),
 exactly as ``offrl.train.evaluation.evaluate``.
 
