@@ -340,22 +340,21 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
     from offrl.data.registry import data_dir
     from offrl.suite.builtin import BUILTIN
     from offrl.suite.factory import MUJOCO_DATASETS, PACK_DIR, load_pack
-
-    cache = data_dir() / "datasets"
-    print(f"{'name':30s} {'env':15s} {'transitions':>11s} {'behaviour return':>17s}  cached")
-    for name, spec in BUILTIN.items():
-        size = spec.episodes * len(spec.policies) * 200
-        ret = _cached_return(cache / f"{name}.npz")
-        print(f"{name:30s} {spec.env_id:15s} {size:>11,d} {ret:>17s}  {ret != '?'}")
     from offrl.suite.minatar import MINATAR_DATASETS, TRANSITIONS, expert_file
 
-    for name, game in MINATAR_DATASETS.items():
-        env_id = f"MinAtar-{game}"
+    cache = data_dir() / "datasets"
+    rows: list[tuple[str, str, str, str, bool]] = []  # name, env, transitions, return, cached
+    for name, spec in BUILTIN.items():
         ret = _cached_return(cache / f"{name}.npz")
-        if ret == "?" and not expert_file(game).exists():
-            print(f"{name:30s} {env_id:15s} {'-':>11s} {'(not shipped)':>17s}  False")
-            continue
-        print(f"{name:30s} {env_id:15s} {TRANSITIONS:>11,d} {ret:>17s}  {ret != '?'}")
+        size = spec.episodes * len(spec.policies) * 200
+        rows.append((name, spec.env_id, f"{size:,d}", ret, ret != "?"))
+    for name, game in MINATAR_DATASETS.items():
+        ret = _cached_return(cache / f"{name}.npz")
+        shipped = ret != "?" or expert_file(game).exists()
+        size_text = f"{TRANSITIONS:,d}" if shipped else "-"
+        rows.append(
+            (name, f"MinAtar-{game}", size_text, ret if shipped else "(not shipped)", ret != "?")
+        )
     packs: dict[str, Any] = {}
     for name, (env_id, pack_file, level) in MUJOCO_DATASETS.items():
         if pack_file not in packs:
@@ -363,7 +362,7 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
             packs[pack_file] = load_pack(path) if path.exists() else None
         pack = packs[pack_file]
         if pack is None:
-            print(f"{name:30s} {env_id:15s} {'-':>11s} {'(not shipped)':>17s}  False")
+            rows.append((name, env_id, "-", "(not shipped)", False))
             continue
         size = {
             "medium-expert": 2_000_000,
@@ -371,9 +370,8 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
             "full-replay": pack.train_steps,
         }.get(level, 1_000_000)
         path = cache / f"{name}.hdf5"
-        cached = path.exists()
         measured = pack.returns.get(level)
-        if cached:
+        if path.exists():
             ret = _cached_hdf5_return(path)
         elif measured:
             ret = f"{measured['return_mean']:.1f}"
@@ -381,7 +379,11 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
             ret = f"{_packed_replay_return(pack.replay):.1f}"
         else:
             ret = "mixed"
-        print(f"{name:30s} {env_id:15s} {size:>11,d} {ret:>17s}  {cached}")
+        rows.append((name, env_id, f"{size:,d}", ret, path.exists()))
+    header = ("name", "env", "transitions", "behaviour return", "cached")
+    w = [max(len(str(r[k])) for r in (header, *rows)) for k in range(4)]
+    for r in (header, *rows):
+        print(f"{r[0]:{w[0]}s}  {r[1]:{w[1]}s}  {r[2]:>{w[2]}s}  {r[3]:>{w[3]}s}  {r[4]}")
     return 0
 
 
