@@ -430,6 +430,7 @@ def test_bench_grid_of_finetuning_cells(tmp_path: Path) -> None:
     report = write_report(out, reps=20)
     md = (out / "REPORT.md").read_text()
     assert "## Offline-to-online" in md and "| pendulum-medium-v0 | iql |" in md
+    assert "after 100 offline updates and 200 online steps" in md  # the budget, both phases
     assert "offrl finetune --algo td3bc" in md and "--mix ratio" in md
     cell = next(c for c in report["cells"] if c["algo"] == "iql")
     assert set(cell["finetune"]) == {"offline_score", "online_score", "initial_drop", "regret"}

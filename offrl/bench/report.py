@@ -326,10 +326,13 @@ def write_report(
 
     normalised = all(r.normalised for r in done) if done else True
     unit = "normalised score" if normalised else "return"
+    budget = f"{spec.steps:,d} gradient steps"
+    if spec.online_steps:
+        budget = f"{spec.steps:,d} offline updates and {spec.online_steps:,d} online steps"
     lines = [
         "# Benchmark report",
         "",
-        f"Final {unit} after {spec.steps:,d} gradient steps, mean ± std over seeds "
+        f"Final {unit} after {budget}, mean ± std over seeds "
         f"{spec.seeds} ({spec.eval_episodes} evaluation episodes each; every algorithm at its "
         "defaults unless listed below).",
     ]
