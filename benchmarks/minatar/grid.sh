@@ -62,9 +62,11 @@ if [ ${#main_sets[@]} = 0 ]; then echo "no game has an expert yet" >&2; exit 1; 
 restore() {  # $1: grid directory, $2: its archive
     if [ -f "$2/grid.json" ]; then $OFFRL bench export "$2" "$1" > /dev/null; fi
 }
-publish() {  # $1: grid directory, $2: its archive, $3: report directory
+publish() {  # $1: grid directory, $2: its archive, $3: report directory; then the seed's table
     $OFFRL bench export "$1" "$2" > /dev/null
     $OFFRL bench report "$1" --notes "$RESULTS/NOTES.md" --to "$3" > /dev/null
+    .venv/bin/python benchmarks/minatar/table.py --main "$RESULTS/report.json" \
+        --ablation "$RESULTS/ablation/report.json" > "$RESULTS/TABLE.md"
 }
 restore "$OUT/main" "$RESULTS/cells-main"
 restore "$OUT/ablation" "$RESULTS/cells-ablation"
@@ -92,6 +94,4 @@ done
 publish "$OUT/main" "$RESULTS/cells-main" "$RESULTS"
 run bc,discrete_cql "$(join "${small_sets[@]}")" "$OUT/ablation"
 publish "$OUT/ablation" "$RESULTS/cells-ablation" "$RESULTS/ablation"
-.venv/bin/python benchmarks/minatar/table.py --main "$RESULTS/report.json" \
-    --ablation "$RESULTS/ablation/report.json" > "$RESULTS/TABLE.md"
 echo "results: $RESULTS/TABLE.md, $RESULTS/REPORT.md, $RESULTS/ablation/REPORT.md"
