@@ -32,26 +32,12 @@ WORKERS=${WORKERS:-2}
 RESULTS=benchmarks/results/long
 ARCHIVE=$RESULTS/cells
 
-for ds in ${DATASETS//,/ }; do  # one at a time, so that workers never race to build
-    .venv/bin/offrl dataset make "$ds"
-done
-if [ -f "$ARCHIVE/grid.json" ]; then
-    .venv/bin/offrl bench export "$ARCHIVE" "$OUT" > /dev/null
-fi
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-while sleep 600; do .venv/bin/offrl bench export "$OUT" "$ARCHIVE" > /dev/null || true; done &
-
-run() {  # offrl's cells: algorithms $1 on datasets $2
-    .venv/bin/offrl bench run --algos "$1" --datasets "$2" --seeds 0,1,2 --steps "$STEPS" \
-        --eval-every "$EVAL_EVERY" --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" \
-        --task-defaults rebrac --workers "$WORKERS" --out "$OUT" "${@:3}" \
-        || echo "some cells failed (listed in the report)"
-}
-publish() {
-    .venv/bin/offrl bench export "$OUT" "$ARCHIVE" > /dev/null
-    mkdir -p "$RESULTS"
-    touch "$RESULTS/NOTES.md"
-    .venv/bin/offrl bench report "$OUT" --notes "$RESULTS/NOTES.md" --to "$RESULTS" > /dev/null
+source benchmarks/grid_common.sh
+grid_make_datasets "$DATASETS"
+grid_restore "$OUT" "$ARCHIVE"
+grid_export_loop "$OUT" "$ARCHIVE"
+run() {  # offrl's cells: algorithms $1 on datasets $2, then extra flags
+    grid_run "$OUT" "$1" "$2" --task-defaults rebrac "${@:3}"
 }
 # The manifest first, so that partial reports list what has not run yet.
 run "$ALGOS" "$DATASETS" --dry-run > /dev/null
@@ -63,6 +49,6 @@ for ds in ${DATASETS//,/ }; do
     else
         echo "no d3rlpy venv: bash benchmarks/d3rlpy/setup.sh adds d3rlpy's columns"
     fi
-    publish
+    grid_publish "$OUT" "$ARCHIVE" "$RESULTS"
 done
 echo "report: $RESULTS/REPORT.md"

@@ -25,21 +25,13 @@ WORKERS=${WORKERS:-1}
 ARCHIVE=benchmarks/results/finetune/cells
 RESULTS=benchmarks/results/finetune
 
-for ds in ${DATASETS//,/ }; do
-    .venv/bin/offrl dataset make "$ds"
-done
-if [ -f "$ARCHIVE/grid.json" ]; then
-    .venv/bin/offrl bench export "$ARCHIVE" "$OUT"
-fi
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-while sleep 600; do .venv/bin/offrl bench export "$OUT" "$ARCHIVE" > /dev/null || true; done &
+source benchmarks/grid_common.sh
+grid_make_datasets "$DATASETS"
+grid_restore "$OUT" "$ARCHIVE"
+grid_export_loop "$OUT" "$ARCHIVE"
 # Cheapest algorithms first, on both datasets, so an interrupted grid already has a table.
 for algo in ${ALGOS//,/ }; do
-    .venv/bin/offrl bench run --algos "$algo" --datasets "$DATASETS" --seeds 0,1,2 \
-        --steps "$OFFLINE_STEPS" --online-steps "$ONLINE_STEPS" --eval-every "$EVAL_EVERY" \
-        --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" --workers "$WORKERS" --out "$OUT" \
-        || echo "some cells failed (listed in the report)"
-    .venv/bin/offrl bench export "$OUT" "$ARCHIVE"
-    .venv/bin/offrl bench report "$OUT" --notes "$RESULTS/NOTES.md" --to "$RESULTS" > /dev/null
+    STEPS=$OFFLINE_STEPS grid_run "$OUT" "$algo" "$DATASETS" --online-steps "$ONLINE_STEPS"
+    grid_publish "$OUT" "$ARCHIVE" "$RESULTS"
 done
 echo "report: $RESULTS/REPORT.md"

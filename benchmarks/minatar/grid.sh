@@ -59,27 +59,17 @@ done
 join() { local IFS=,; echo "$*"; }
 if [ ${#main_sets[@]} = 0 ]; then echo "no game has an expert yet" >&2; exit 1; fi
 
-restore() {  # $1: grid directory, $2: its archive
-    if [ -f "$2/grid.json" ]; then $OFFRL bench export "$2" "$1" > /dev/null; fi
-}
+source benchmarks/grid_common.sh
 publish() {  # $1: grid directory, $2: its archive, $3: report directory; then the seed's table
-    $OFFRL bench export "$1" "$2" > /dev/null
-    $OFFRL bench report "$1" --notes "$RESULTS/NOTES.md" --to "$3" > /dev/null
+    grid_publish "$1" "$2" "$3" "$RESULTS/NOTES.md"
     .venv/bin/python benchmarks/minatar/table.py --main "$RESULTS/report.json" \
         --ablation "$RESULTS/ablation/report.json" > "$RESULTS/TABLE.md"
 }
-restore "$OUT/main" "$RESULTS/cells-main"
-restore "$OUT/ablation" "$RESULTS/cells-ablation"
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-while sleep 600; do
-    $OFFRL bench export "$OUT/main" "$RESULTS/cells-main" > /dev/null 2>&1 || true
-    $OFFRL bench export "$OUT/ablation" "$RESULTS/cells-ablation" > /dev/null 2>&1 || true
-done &
-
-run() {  # $1: algorithms, $2: datasets, $3: grid directory
-    $OFFRL bench run --algos "$1" --datasets "$2" --seeds 0,1,2 --steps "$STEPS" \
-        --eval-every "$EVAL_EVERY" --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" \
-        --workers "$WORKERS" --out "$3" "${@:4}" || echo "some cells failed (listed in the report)"
+grid_restore "$OUT/main" "$RESULTS/cells-main"
+grid_restore "$OUT/ablation" "$RESULTS/cells-ablation"
+grid_export_loop "$OUT/main" "$RESULTS/cells-main" "$OUT/ablation" "$RESULTS/cells-ablation"
+run() {  # $1: algorithms, $2: datasets, $3: grid directory, then extra flags
+    grid_run "$3" "$1" "$2" "${@:4}"
 }
 # The manifest first, so that partial reports list what has not run yet; then offrl's cells game
 # by game, the ablation, and last Tianshou's cells beside offrl's on the first game (the slowest
