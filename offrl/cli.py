@@ -88,19 +88,22 @@ def cmd_algos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_screen(final: dict[str, Any]) -> dict[str, Any]:
+    """``final.json`` without its per-episode lists (every episode's score stays in the file)."""
+    final = {k: v for k, v in final.items() if k != "online_episode_returns"}
+    if final.get("final_eval"):
+        lists = ("returns", "normalized")
+        final["final_eval"] = {k: v for k, v in final["final_eval"].items() if k not in lists}
+    return final
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from offrl.train import TrainConfig, train
 
     _import_all(args.imports)
     cfg = from_namespace(TrainConfig, args, algo_config=_parse_sets(args.set))
     final = train(cfg, resume=args.resume, allow_changes=args.allow_change)
-    if final.get("final_eval"):  # every episode's score stays in final.json, not on screen
-        lists = ("returns", "normalized")
-        final = {
-            **final,
-            "final_eval": {k: v for k, v in final["final_eval"].items() if k not in lists},
-        }
-    print(json.dumps(final, indent=2))
+    print(json.dumps(_on_screen(final), indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
 
@@ -111,7 +114,7 @@ def cmd_online(args: argparse.Namespace) -> int:
     _import_all(args.imports)
     cfg = from_namespace(OnlineConfig, args, algo_config=_parse_sets(args.set))
     final = train_online(cfg, resume=args.resume, allow_changes=args.allow_change)
-    print(json.dumps(final, indent=2))
+    print(json.dumps(_on_screen(final), indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
 
@@ -122,8 +125,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     _import_all(args.imports)
     cfg = from_namespace(FinetuneConfig, args, algo_config=_parse_sets(args.set))
     final = finetune(cfg, resume=args.resume, allow_changes=tuple(args.allow_change))
-    final = {k: v for k, v in final.items() if k != "online_episode_returns"}  # in final.json
-    print(json.dumps(final, indent=2))
+    print(json.dumps(_on_screen(final), indent=2))
     print(f"run directory: {cfg.run_dir()}")
     return 0
 

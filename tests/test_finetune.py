@@ -22,6 +22,7 @@ from offrl.errors import ConfigError
 from offrl.losses import density_ratio_loss
 from offrl.nn import MixtureTanhGaussianPolicy
 from offrl.train.finetune import FinetuneConfig, finetune, finetune_summary
+from offrl.train.loggers import read_metrics
 from offrl.train.mixing import BalancedSampler, MixedSampler, OnlineRows, offline_share
 
 OBS = 3
@@ -315,6 +316,7 @@ def _cfg(tmp_path: Path, **kw: Any) -> FinetuneConfig:
         buffer_size=1000,
         progress=False,
         out=str(tmp_path / "run"),
+        final_eval_episodes=0,
         algo_config={"hidden": (16, 16), "batch_size": 32},
     )
     return FinetuneConfig(**{**base, **kw})
@@ -346,6 +348,24 @@ def test_killed_finetune_resumes_to_the_same_result(tmp_path: Path, algo: str) -
         assert torch.equal(a["sampler"]["tree"]["priorities"], b["sampler"]["tree"]["priorities"])
     config = json.loads((tmp_path / "b" / "run" / "config.json").read_text())
     assert config["finetune"]["mix"] == ("balanced" if algo == "balanced_replay" else "keep")
+
+
+def test_finetune_ends_with_a_final_evaluation(tmp_path: Path) -> None:
+    """As ``offrl train``: the fine-tuned policy's many-episode evaluation, every episode kept,
+    logged once; resuming the finished run repeats it (same seeds, same scores) without a
+    second record."""
+    final = finetune(_cfg(tmp_path, algo="iql", steps=150, final_eval_episodes=4))
+    ev = final["final_eval"]
+    assert ev["episodes"] == 4 and len(ev["returns"]) == len(ev["normalized"]) == 4
+    assert ev["return_mean"] == pytest.approx(np.mean(ev["returns"]))
+    again = finetune(_cfg(tmp_path, algo="iql", steps=150, final_eval_episodes=4), resume=True)
+    assert again["final_eval"]["returns"] == ev["returns"]
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    logged = [r for r in records if r["kind"] == "final_eval"]
+    assert len(logged) == 1 and logged[0]["step"] == 150
+    assert logged[0]["final_eval/return_mean"] == pytest.approx(ev["return_mean"])
+    saved = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert saved["final_eval"]["returns"] == ev["returns"]
 
 
 def test_finetune_starts_from_an_existing_run(tmp_path: Path) -> None:
@@ -425,6 +445,7 @@ def test_bench_grid_of_finetuning_cells(tmp_path: Path) -> None:
     args = ["bench", "run", "--algos", "iql,td3bc", "--datasets", "pendulum-medium-v0"]
     args += ["--seeds", "0", "--steps", "100", "--eval-every", "100", "--eval-episodes", "1"]
     args += ["--checkpoint-every", "100", "--online-steps", "200", "--online-mix", "ratio"]
+    args += ["--final-eval-episodes", "3"]
     args += ["--out", str(out), "--set", "iql.hidden=[16,16]", "td3bc.hidden=[16,16]"]
     assert main(args) == 0
     report = write_report(out, reps=20)
@@ -436,3 +457,5 @@ def test_bench_grid_of_finetuning_cells(tmp_path: Path) -> None:
     assert set(cell["finetune"]) == {"offline_score", "online_score", "initial_drop", "regret"}
     final = json.loads((out / "pendulum-medium-v0" / "iql" / "s0" / "final.json").read_text())
     assert final["steps"] == 200 and final["offline_score"] == cell["finetune"]["offline_score"]
+    assert "--final-eval-episodes 3" in md and len(final["final_eval"]["returns"]) == 3
+    assert all(len(ev["final_eval"]["means"]) == 1 for ev in report["evaluation"])

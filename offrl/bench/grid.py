@@ -180,6 +180,7 @@ def train_command(spec: GridSpec, cell: Cell, out: Path) -> str:
             f"--mix {spec.online_mix}",
             f"--eval-every {spec.eval_every}",
             f"--eval-episodes {spec.eval_episodes}",
+            f"--final-eval-episodes {spec.final_eval_episodes}",
         ]
     else:
         parts += [
@@ -357,6 +358,7 @@ def _finetune_cell(config: dict[str, Any], online_steps: int, mix: str) -> dict[
         eval_every=config["eval_every"],
         offline_eval_every=config["eval_every"],
         eval_episodes=config["eval_episodes"],
+        final_eval_episodes=config["final_eval_episodes"],
         checkpoint_every=config["checkpoint_every"],
         threads=config["threads"],
         device=config["device"],

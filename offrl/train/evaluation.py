@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +12,10 @@ from offrl.algos.base import Algorithm
 from offrl.envs import register_envs
 from offrl.scores import normalized_score
 
-__all__ = ["EvalResult", "evaluate"]
+if TYPE_CHECKING:
+    from offrl.train.loggers import MetricLogger
+
+__all__ = ["EvalResult", "evaluate", "final_evaluation", "logged_final_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,52 @@ def evaluate(algo: Algorithm, env_id: str, episodes: int = 10, seed: int = 0) ->
         lengths=[int(n) for n in lengths],
         normalized=None if norm[0] is None else [float(x) for x in norm if x is not None],
     )
+
+
+FINAL_EVAL_CHUNK = 100
+"""Episodes of the final evaluation run side by side in one vector environment."""
+
+
+def final_evaluation(algo: Algorithm, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
+    """The final evaluation of ``algo``: ``episodes`` episodes in ``env_id``, seeded ``seed,
+    seed + 1, ...`` (run :data:`FINAL_EVAL_CHUNK` at a time), as ``final.json`` stores it.
+
+    Returns ``{"episodes", "seed", "returns": [...], "normalized": [...] or None,
+    "return_mean", "return_std", "normalized_mean", "normalized_std", "length_mean"}``: every
+    episode's return and D4RL-normalised score (``None`` without reference returns), so that
+    confidence intervals and policy selection (:mod:`offrl.bench.selection`) can resample them.
+    """
+    returns: list[float] = []
+    normalized: list[float] | None = []
+    lengths: list[int] = []
+    for first in range(0, episodes, FINAL_EVAL_CHUNK):
+        part = evaluate(algo, env_id, min(FINAL_EVAL_CHUNK, episodes - first), seed=seed + first)
+        returns += part.returns
+        lengths += part.lengths
+        normalized = None if part.normalized is None else [*(normalized or []), *part.normalized]
+    return {
+        "episodes": episodes,
+        "seed": seed,
+        "returns": returns,
+        "normalized": normalized,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "normalized_mean": None if normalized is None else float(np.mean(normalized)),
+        "normalized_std": None if normalized is None else float(np.std(normalized)),
+        "length_mean": float(np.mean(lengths)),
+    }
+
+
+def logged_final_evaluation(
+    algo: Algorithm, env_id: str, episodes: int, seed: int, logger: MetricLogger, step: int
+) -> dict[str, Any] | None:
+    """:func:`final_evaluation` at the end of a run (``None`` when ``episodes`` is 0), logged
+    once as a ``final_eval`` record at ``step``. It runs after the run's last checkpoint, so a
+    run killed during it resumes at the end and does it again, without logging it twice."""
+    if episodes <= 0:
+        return None
+    result = final_evaluation(algo, env_id, episodes, seed)
+    if logger.logged(step, "final_eval") is None:
+        scalars = {f"final_eval/{k}": v for k, v in result.items() if not isinstance(v, list)}
+        logger.log(step, "final_eval", scalars)
+    return result

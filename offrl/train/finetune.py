@@ -78,6 +78,9 @@ class FinetuneConfig(OnlineConfig):
     """Evaluate every this many online steps (and before the first one)."""
     checkpoint_every: int = 5_000
     """Write ``checkpoints/latest.pt`` every this many online steps."""
+    final_eval_episodes: int = 100
+    """Episodes of the fine-tuned policy's final evaluation (``final.json``'s ``final_eval``,
+    as ``offrl train``'s; 0: none)."""
     init: tuple[str, ...] = ()
     """Offline runs (directories) or checkpoints to start from; Balanced Replay takes one per
     member. Empty: train offline first (``offline_steps``)."""

@@ -51,7 +51,7 @@ from offrl.train.checkpoint import (
     save_checkpoint,
 )
 from offrl.train.envstate import restore_env_state, save_env_state
-from offrl.train.evaluation import evaluate
+from offrl.train.evaluation import evaluate, logged_final_evaluation
 from offrl.train.guard import DivergenceGuard
 from offrl.train.loggers import MetricLogger, read_metrics
 
@@ -88,6 +88,9 @@ class OnlineConfig:
     """Episodes per evaluation."""
     eval_seed: int = 10_000
     """First seed of the evaluation environments (kept apart from collection seeds)."""
+    final_eval_episodes: int = 0
+    """Episodes of the final policy's many-episode evaluation (``final.json``'s ``final_eval``:
+    every episode's return, as ``offrl train`` writes it); 0: none."""
     snapshot_every: int = 20_000
     """Save a policy-only snapshot with its evaluation every this many steps (0: never)."""
     checkpoint_every: int = 10_000
@@ -138,7 +141,7 @@ def env_spec(env_id: str) -> EnvSpec:
     )
 
 
-ONLINE_SAFE_CHANGES = (*SAFE_RESUME_CHANGES, "snapshot_every")
+ONLINE_SAFE_CHANGES = (*SAFE_RESUME_CHANGES, "snapshot_every", "final_eval_episodes")
 """Options of :class:`OnlineConfig` that ``allow_changes`` may let a resume change."""
 
 
@@ -422,6 +425,9 @@ def run_online(
     envs.close()
     if not last_eval:  # resumed a finished run: its final evaluation is logged already
         last_eval = logger.logged(step, "eval") or do_eval()
+    final_eval = logged_final_evaluation(
+        algo, cfg.env_id, cfg.final_eval_episodes, cfg.eval_seed, logger, step
+    )
     logger.close()
     final = {
         "algo": cfg.algo,
@@ -433,6 +439,7 @@ def run_online(
         "return_std": last_eval.get("eval/return_std"),
         "normalized_score": last_eval.get("eval/normalized_score"),
         "eval_episodes": cfg.eval_episodes,
+        "final_eval": final_eval,
         **(plan.summary(all_returns, read_metrics(run / "metrics.jsonl")) if plan else {}),
     }
     write_json(run / "final.json", final)

@@ -64,7 +64,7 @@ from offrl.train.checkpoint import (
     resume_changes,
     save_checkpoint,
 )
-from offrl.train.evaluation import evaluate
+from offrl.train.evaluation import evaluate, final_evaluation, logged_final_evaluation
 from offrl.train.graphs import GraphedUpdate
 from offrl.train.guard import DivergenceGuard
 from offrl.train.loggers import MetricLogger, read_metrics
@@ -521,14 +521,10 @@ def train(
     # The many-episode evaluation of the final policy. It runs after the last checkpoint and
     # before final.json, so a run killed during it resumes at the end and does it again.
     final_eval = None
-    if env_id is not None and cfg.final_eval_episodes > 0:
-        final_eval = final_evaluation(algo, env_id, cfg.final_eval_episodes, cfg.eval_seed)
-        if logger.logged(cfg.steps, "final_eval") is None:  # a resumed run may have logged it
-            logger.log(
-                cfg.steps,
-                "final_eval",
-                {f"final_eval/{k}": v for k, v in final_eval.items() if not isinstance(v, list)},
-            )
+    if env_id is not None:
+        final_eval = logged_final_evaluation(
+            algo, env_id, cfg.final_eval_episodes, cfg.eval_seed, logger, cfg.steps
+        )
     logger.close()
     final = {
         **summary,
@@ -546,40 +542,6 @@ def train(
     write_json(run / "final.json", final)
     plot_curves([run], run / "curve.png")
     return final
-
-
-FINAL_EVAL_CHUNK = 100
-"""Episodes of the final evaluation run side by side in one vector environment."""
-
-
-def final_evaluation(algo: Algorithm, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
-    """The final evaluation of ``algo``: ``episodes`` episodes in ``env_id``, seeded ``seed,
-    seed + 1, ...`` (run :data:`FINAL_EVAL_CHUNK` at a time), as ``final.json`` stores it.
-
-    Returns ``{"episodes", "seed", "returns": [...], "normalized": [...] or None,
-    "return_mean", "return_std", "normalized_mean", "normalized_std", "length_mean"}``: every
-    episode's return and D4RL-normalised score (``None`` without reference returns), so that
-    confidence intervals and policy selection (:mod:`offrl.bench.selection`) can resample them.
-    """
-    returns: list[float] = []
-    normalized: list[float] | None = []
-    lengths: list[int] = []
-    for first in range(0, episodes, FINAL_EVAL_CHUNK):
-        part = evaluate(algo, env_id, min(FINAL_EVAL_CHUNK, episodes - first), seed=seed + first)
-        returns += part.returns
-        lengths += part.lengths
-        normalized = None if part.normalized is None else [*(normalized or []), *part.normalized]
-    return {
-        "episodes": episodes,
-        "seed": seed,
-        "returns": returns,
-        "normalized": normalized,
-        "return_mean": float(np.mean(returns)),
-        "return_std": float(np.std(returns)),
-        "normalized_mean": None if normalized is None else float(np.mean(normalized)),
-        "normalized_std": None if normalized is None else float(np.std(normalized)),
-        "length_mean": float(np.mean(lengths)),
-    }
 
 
 def plot_curves(runs: list[Path], out: Path, title: str | None = None) -> Path:
