@@ -38,13 +38,26 @@ def offrl_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 _LONG_FIRST = [
     f"tests/{name}"
     for name in (
+        "test_model_based.py",
+        "test_learning_finetune.py",
         "test_learning_uncertainty.py",
         "test_learning_bcq_bear.py",
         "test_learning.py",
         "test_learning_awr_pctbc.py",
         "test_bench_grid.py",
+        "test_random_kills.py",
+        "test_tianshou_grid.py",
     )
 ]
+
+# Files whose module fixture runs a peer library in its own environment (d3rlpy, Tianshou: about
+# 5 s to start): each file's tests go to one worker, so the peer runs once, not once per worker.
+_PEER_FILES = (
+    "test_d3rlpy_same_",
+    "test_d3rlpy_files",
+    "test_tianshou_files",
+    "test_tianshou_same_",
+)
 
 
 def _rank(item: pytest.Item) -> int:
@@ -54,6 +67,12 @@ def _rank(item: pytest.Item) -> int:
     return len(_LONG_FIRST)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the long training tests first, longest files first (a stable sort)."""
+    """Run the long training tests first, longest files first (a stable sort), and keep each
+    peer file's tests on one worker (``--dist loadgroup``)."""
     items.sort(key=_rank)
+    for item in items:
+        stem = item.path.stem
+        if stem.startswith(_PEER_FILES) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(stem))
