@@ -71,15 +71,16 @@ PACK_DIR = Path(__file__).resolve().parent.parent / "data" / "behaviour"
 """Where the shipped behaviour packs live (``offrl/data/behaviour/``: package data, next to the
 other dataset assets; this module, which uses them, sits in the layer above ``offrl.data``)."""
 
-# Registered dataset names -> (environment id, pack file in PACK_DIR).
-_ENVS = {
-    "halfcheetah": ("HalfCheetah-v5", "halfcheetah-v5.pt"),
-    "hopper": ("Hopper-v5", "hopper-v5.pt"),
-    "walker2d": ("Walker2d-v5", "walker2d-v5.pt"),
+# The shipped packs: (short name, dataset version) -> (environment id, pack file in PACK_DIR).
+# A retrained pack gets a new version, so that a dataset name never changes its contents.
+_PACKS = {
+    ("halfcheetah", "v0"): ("HalfCheetah-v5", "halfcheetah-v5.pt"),
+    ("hopper", "v0"): ("Hopper-v5", "hopper-v5.pt"),
+    ("walker2d", "v0"): ("Walker2d-v5", "walker2d-v5.pt"),
 }
 MUJOCO_DATASETS: dict[str, tuple[str, str, str]] = {
-    f"{short}-{level}-v0": (env_id, pack, level)
-    for short, (env_id, pack) in _ENVS.items()
+    f"{short}-{level}-{version}": (env_id, pack, level)
+    for (short, version), (env_id, pack) in _PACKS.items()
     for level in LEVELS
 }
 """``name -> (env_id, pack file, level)`` of offrl's MuJoCo datasets."""
