@@ -14,6 +14,19 @@ import torch
 
 from offrl.train import TrainConfig, train
 
+# CQL is ~20x the FLOPs of TD3+BC per update (the critic also scores 3 * num_samples sampled
+# actions per state): about 1 update/s with the paper's networks on this 2-core CPU. The learning
+# tests therefore use smaller networks, batch and sample counts and SAC's actor learning rate.
+CQL_SMALL = {
+    "hidden": (128, 128),
+    "batch_size": 128,
+    "num_samples": 4,
+    "actor_lr": 3e-4,
+    "alpha_lr": 3e-4,
+    "cql_alpha": 5.0,
+}
+"""The CQL-based learning tests' settings (CQL, Cal-QL): small enough for the default suite."""
+
 
 def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
     """``state`` through ``torch.save`` and ``torch.load(weights_only=True)``, as a checkpoint

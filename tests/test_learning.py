@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from _devices import DEVICES
-from _training import train_run
+from _training import CQL_SMALL, train_run
 
 from offrl.scores import get_reference
 
@@ -120,19 +120,6 @@ def test_td3bc_medium_expert_long(tmp_path: Path) -> None:
     assert final["behaviour_return_mean"] == pytest.approx(-342, abs=15)
     # Observed: -136.
     assert final["return_mean"] > -250, final
-
-
-# CQL is ~20x the FLOPs of TD3+BC per update (the critic also scores 3 * num_samples sampled
-# actions per state): about 1 update/s with the paper's networks on this 2-core CPU. The learning
-# tests therefore use smaller networks, batch and sample counts and SAC's actor learning rate.
-CQL_SMALL = {
-    "hidden": (128, 128),
-    "batch_size": 128,
-    "num_samples": 4,
-    "actor_lr": 3e-4,
-    "alpha_lr": 3e-4,
-    "cql_alpha": 5.0,
-}
 
 
 def _train_records(run: Path) -> list[dict[str, Any]]:

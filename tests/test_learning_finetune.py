@@ -15,18 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _training import CQL_SMALL
 
 from offrl.train.finetune import FinetuneConfig, finetune
-
-# CQL-based algorithms at the learning tests' small size (tests/test_learning.py's CQL_SMALL).
-CQL_SMALL = {
-    "hidden": (128, 128),
-    "batch_size": 128,
-    "num_samples": 4,
-    "actor_lr": 3e-4,
-    "alpha_lr": 3e-4,
-    "cql_alpha": 5.0,
-}
 
 CASES = [
     # AWAC (CORL defaults), the seed's offline-to-online method.
