@@ -202,10 +202,11 @@ MODEL = {"model_max_epochs": 20}  # the default ensemble; 20 epochs of 75 steps 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One models directory for the learning tests: the first trains the model of
-    pendulum-medium-v0, the others reuse it (tests on other workers may train their own)."""
+    pendulum-medium-v0, the others reuse it (they share one xdist worker)."""
     return tmp_path_factory.mktemp("models")
 
 
+@pytest.mark.xdist_group("model-based-learning")  # one worker: the model is trained once
 @pytest.mark.parametrize(
     ("algo", "extra", "steps", "margin"),
     [
