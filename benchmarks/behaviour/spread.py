@@ -58,7 +58,7 @@ def measure(env_id: str, actor: TanhGaussianPolicy, episodes: int, seed: int) ->
         done, ret = False, 0.0
         while not done:
             o = torch.as_tensor(obs, dtype=torch.float32)[None]
-            mu, log_std = actor._params(o)
+            mu, log_std = actor.head.params(actor.net(o)[0])
             a, _ = actor.head.sample_from(mu, log_std, gen)
             sigmas.append(float(log_std.exp().mean()))
             dists.append(float((a - torch.tanh(mu)).abs().mean()))
