@@ -321,3 +321,20 @@ def test_trainer_data_fraction(tmp_path: Path) -> None:
     assert config["dataset"]["episodes"] == 10
     assert config["dataset"]["transitions"] == 2000
     assert config["dataset"]["metadata"]["subsample_seed"] == 3
+
+
+def test_every_registered_mujoco_dataset_has_its_pack_shipped() -> None:
+    """Each registered name's pack is package data, reads as a pack of that environment, and
+    each (environment, version) has its own pack: a retrained pack never takes over an old
+    name (``walker2d-*-v0`` keeps the first Walker2d run)."""
+    versions: dict[str, set[str]] = {}
+    for name, (_, pack_file, level) in factory.MUJOCO_DATASETS.items():
+        short, version = name.split("-")[0], name.rsplit("-", 1)[1]
+        assert name == f"{short}-{level}-{version}"
+        assert (factory.PACK_DIR / pack_file).exists(), name
+        versions.setdefault(pack_file, set()).add(f"{short}-{version}")
+    assert all(len(v) == 1 for v in versions.values()), versions
+    for pack_file in versions:
+        pack = load_pack(factory.PACK_DIR / pack_file)
+        assert pack.env_id in {e for e, f, _ in factory.MUJOCO_DATASETS.values() if f == pack_file}
+    assert factory.MUJOCO_DATASETS["walker2d-medium-v0"][1] == "walker2d-v5.pt"
