@@ -117,11 +117,11 @@ def main() -> None:
         "ENV STEPS RUN_ROOT` (resumable) and exported with `offrl dataset pack RUN --out",
         "offrl/data/behaviour/<pack>.pt`. A retrained pack gives new dataset names (a new",
         "version), so that a name never changes its contents. The *expert* is the best-evaluated",
-        "snapshot of the last",
-        "fifth of training; *medium* is the snapshot whose evaluation return is closest to",
-        "random + 1/3 (expert − random). Level returns are measured on stochastic rollouts (the",
-        "way the datasets are collected), 10 episodes each; normalised scores use D4RL's",
-        "reference returns (`d4rl/infos.py`). These are offrl's datasets, not D4RL's.",
+        "snapshot of the last fifth of training; *medium* is the snapshot whose evaluation",
+        "return is closest to random + 1/3 (expert − random). Level returns are measured on",
+        "stochastic rollouts (the way the datasets are collected), 10 episodes each; normalised",
+        "scores use D4RL's reference returns (`d4rl/infos.py`). These are offrl's datasets, not",
+        "D4RL's.",
         "",
         "This file is written by `python benchmarks/behaviour/report.py`; the dataset levels are "
         f"{', '.join(LEVELS)}.",
@@ -132,10 +132,9 @@ def main() -> None:
         pack = load_pack(pack_path)
         env = pack.env_id
         info = pack.info
-        names = sorted(
-            {n.rsplit("-", 1)[1] for n, (_, f, _) in MUJOCO_DATASETS.items() if f == pack_file}
-        )
-        short = next(n for n, (_, f, _) in MUJOCO_DATASETS.items() if f == pack_file).split("-")[0]
+        own = [n for n, (_, f, _) in MUJOCO_DATASETS.items() if f == pack_file]
+        names = sorted({n.rsplit("-", 1)[1] for n in own})
+        short = own[0].split("-")[0]
         lines += [
             "",
             f"## {env}, `{short}-*-{'/'.join(names)}`",
