@@ -36,9 +36,10 @@ def _score(env_id: str, ret: float) -> str:
     return "–" if score is None else f"{score:.1f}"
 
 
-def _dataset_rows(pack_file: str, env_id: str) -> list[str]:
-    """One row per dataset of this pack built so far: those recorded in ``datasets.csv``
-    (committed), updated from the data directory's files, which are recorded in turn."""
+def _built_datasets() -> dict[str, list[str]]:
+    """``name -> [transitions, episodes, behaviour return]`` of every MuJoCo dataset built so
+    far: those recorded in ``datasets.csv`` (committed), updated from the data directory's
+    files, and written back."""
     import h5py
 
     known: dict[str, list[str]] = {}
@@ -62,6 +63,11 @@ def _dataset_rows(pack_file: str, env_id: str) -> list[str]:
         )
         + "\n"
     )
+    return known
+
+
+def _dataset_rows(known: dict[str, list[str]], pack_file: str, env_id: str) -> list[str]:
+    """One table row per dataset of this pack in ``known`` (:func:`_built_datasets`)."""
     rows = []
     for name, (_, pack, level) in MUJOCO_DATASETS.items():
         if pack != pack_file or name not in known:
@@ -126,6 +132,7 @@ def main() -> None:
         "This file is written by `python benchmarks/behaviour/report.py`; the dataset levels are "
         f"{', '.join(LEVELS)}.",
     ]
+    built = _built_datasets()
     pack_files = sorted({pack for _, pack, _ in MUJOCO_DATASETS.values()})
     for pack_file in pack_files:
         pack_path = PACK_DIR / pack_file
@@ -156,7 +163,7 @@ def main() -> None:
                 f"| {level} | {steps.get(level, '')} | {r['return_mean']:.1f} ± "
                 f"{r['return_std']:.1f} | {_score(env, r['return_mean'])} |"
             )
-        rows = _dataset_rows(pack_file, env)
+        rows = _dataset_rows(built, pack_file, env)
         if rows:
             lines += [
                 "",
