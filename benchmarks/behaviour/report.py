@@ -36,6 +36,17 @@ def _score(env_id: str, ret: float) -> str:
     return "–" if score is None else f"{score:.1f}"
 
 
+def _learner(info: dict) -> str:
+    """``SAC (paper defaults, 1 thread)``, or the algorithm with the options it was given (packs
+    from before the algorithm was recorded are SAC's, one thread)."""
+    options = ", ".join(f"{k}={v}" for k, v in (info.get("algo_config") or {}).items())
+    threads = info.get("threads") or 1
+    return (
+        f"{info.get('algo', 'sac').upper()} ({options or 'paper defaults'}, {threads} "
+        f"thread{'s' if threads != 1 else ''})"
+    )
+
+
 def _built_datasets() -> dict[str, list[str]]:
     """``name -> [transitions, episodes, behaviour return]`` of every MuJoCo dataset built so
     far: those recorded in ``datasets.csv`` (committed), updated from the data directory's
@@ -118,9 +129,10 @@ def main() -> None:
     lines = [
         "# Behaviour policies of offrl's MuJoCo datasets",
         "",
-        "Each pack's policies come from one run of offrl's online SAC (paper defaults, one",
-        "thread, the seed given below), trained with `SEED=S bash benchmarks/behaviour/train.sh",
-        "ENV STEPS RUN_ROOT` (resumable) and exported with `offrl dataset pack RUN --out",
+        "Each pack's policies come from one run of offrl's online SAC or TQC (the algorithm,",
+        "its options and the seed given below), trained with `SEED=S bash",
+        "benchmarks/behaviour/train.sh ENV STEPS RUN_ROOT` (resumable; `ALGO=tqc` for TQC) and",
+        "exported with `offrl dataset pack RUN --out",
         "offrl/data/behaviour/<pack>.pt`. A retrained pack gives new dataset names (a new",
         "version), so that a name never changes its contents. The *expert* is the best-evaluated",
         "snapshot of the last fifth of training; *medium* is the snapshot whose evaluation",
@@ -149,8 +161,9 @@ def main() -> None:
             f"- pack `offrl/data/behaviour/{pack_path.name}` "
             f"({pack_path.stat().st_size / 1e6:.1f} MB,"
             f" {len(pack.snapshots)} snapshots every {info.get('snapshot_every')} steps)",
-            f"- SAC trained for {pack.train_steps:,d} environment steps (seed {pack.seed},"
-            f" {pack.start_steps:,d} random steps first); offrl {info.get('offrl_version')},"
+            f"- {_learner(info)} trained for {pack.train_steps:,d} environment steps (seed"
+            f" {pack.seed}, {pack.start_steps:,d} random steps first); offrl"
+            f" {info.get('offrl_version')},"
             f" gymnasium {info.get('gymnasium_version')}, mujoco {info.get('mujoco_version')}",
             "",
             "| level | policy | return (mean ± std, 10 episodes) | D4RL normalised |",

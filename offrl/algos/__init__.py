@@ -4,7 +4,7 @@
 >>> list_algorithms()  # doctest: +NORMALIZE_WHITESPACE
 ['awac', 'awr', 'balanced_replay', 'bc', 'bc_pct', 'bcq', 'bear', 'calql', 'combo', 'cql', 'crr',
  'discrete_bcq', 'discrete_cql', 'discrete_crr', 'discrete_crr_cql', 'edac', 'iql', 'mobile',
- 'mopo', 'qrdqn', 'rebrac', 'sac', 'sac_n', 'td3bc', 'uwac']
+ 'mopo', 'qrdqn', 'rebrac', 'sac', 'sac_n', 'td3bc', 'tqc', 'uwac']
 """
 
 from offrl.algos import (  # noqa: F401  (registers the algorithms)
@@ -32,6 +32,7 @@ from offrl.algos import (  # noqa: F401  (registers the algorithms)
     sac,
     sacn,
     td3bc,
+    tqc,
     uwac,
 )
 from offrl.algos.awac import AWAC, AWACConfig
@@ -66,6 +67,7 @@ from offrl.algos.rebrac import ReBRAC, ReBRACConfig
 from offrl.algos.sac import SAC, SACConfig
 from offrl.algos.sacn import SACN, SACNConfig
 from offrl.algos.td3bc import TD3BC, TD3BCConfig
+from offrl.algos.tqc import TQC, TQCConfig
 from offrl.algos.uwac import UWAC, UWACConfig
 
 __all__ = [
@@ -123,6 +125,8 @@ __all__ = [
     "SACNConfig",
     "TD3BC",
     "TD3BCConfig",
+    "TQC",
+    "TQCConfig",
     "UWAC",
     "UWACConfig",
 ]

@@ -174,9 +174,10 @@ class GaussianPolicy(nn.Module):
 class EnsembleCritic(nn.Module):
     """``N`` Q-functions ``Q_i(s, a)`` evaluated together: ``[B, obs], [B, act] -> [N, B]``.
 
-    ``layer_norm`` puts a LayerNorm in every hidden layer (ReBRAC, LB-SAC); ``**mlp`` passes
-    further :class:`~offrl.nn.mlp.EnsembleMLP` options (``activation``,
-    ``norm_after_activation``).
+    With ``outputs = M > 1``, each critic is distributional, ``M`` quantiles of the return
+    ``Z_i(s, a)`` (TQC): ``[N, B, M]``. ``layer_norm`` puts a LayerNorm in every hidden layer
+    (ReBRAC, LB-SAC); ``**mlp`` passes further :class:`~offrl.nn.mlp.EnsembleMLP` options
+    (``activation``, ``norm_after_activation``).
     """
 
     def __init__(
@@ -186,13 +187,15 @@ class EnsembleCritic(nn.Module):
         hidden: Sequence[int] = (256, 256),
         num_critics: int = 2,
         layer_norm: bool = False,
+        outputs: int = 1,
         **mlp: Any,
     ) -> None:
         super().__init__()
         self.net = EnsembleMLP(
-            obs_dim + act_dim, 1, hidden, ensemble=num_critics, layer_norm=layer_norm, **mlp
+            obs_dim + act_dim, outputs, hidden, ensemble=num_critics, layer_norm=layer_norm, **mlp
         )
         self.num_critics = num_critics
+        self.outputs = outputs
 
     def forward(
         self,
@@ -203,7 +206,7 @@ class EnsembleCritic(nn.Module):
         dropout: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Q-values ``[N', B]``.
+        """Q-values ``[N', B]`` (quantiles ``[N', B, M]`` with ``outputs = M > 1``).
 
         ``members`` selects a subset of critics; ``detach_params`` gives dQ/da only;
         ``dropout > 0`` draws a Monte-Carlo dropout mask per row from ``generator`` (UWAC).
@@ -212,7 +215,7 @@ class EnsembleCritic(nn.Module):
         out = self.net(
             x, members=members, detach_params=detach_params, dropout=dropout, generator=generator
         )
-        return out.squeeze(-1)
+        return out.squeeze(-1) if self.outputs == 1 else out
 
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``min_i Q_i(s, a)``: ``[B]``, differentiable in the inputs only, with a backward pass

@@ -304,6 +304,9 @@ def export_pack(
         snapshots=weights,
         returns={},
         info={
+            "algo": online["algo"],  # the online learner (SAC, or TQC for a stronger expert)
+            "algo_config": online.get("algo_config", {}),  # its options set away from the defaults
+            "threads": online.get("threads"),
             "offrl_version": __version__,
             "gymnasium_version": gym.__version__,
             "mujoco_version": _mujoco_version(),
@@ -466,7 +469,7 @@ def _build_level(
         "provenance": "offrl dataset factory (D4RL protocol; not D4RL data)",
         "env_id": pack.env_id,
         "level": level,
-        "behaviour": "sac",
+        "behaviour": pack.info.get("algo", "sac"),
         "behaviour_steps": {
             "random": 0,
             "medium": pack.medium_step,
