@@ -13,16 +13,17 @@ finer than SAC's minimum over two critics:
     actor:    min_pi E_s[ alpha log pi(a|s) - 1/(NM) sum_n sum_m theta_n^m(s, a) ],  a ~ pi(s)
     alpha:    SAC's automatic tuning towards -act_dim
 
-Defaults are the paper's (appendix: 5 critics of three hidden layers of 512, 25 atoms each, the
-actor two layers of 256, lr 3e-4, batch 256, tau 0.005, gamma 0.99). Its ``d`` is per task:
-Hopper 5, HalfCheetah 0, Walker2d, Ant and Humanoid 2 (the default here). Stable-Baselines3
+Defaults are the paper's, as its official code sets them (github.com/SamsungLabs/tqc_pytorch: 5
+critics of three hidden layers of 512, 25 atoms each, the actor two layers of 256, lr 3e-4 for
+all three, batch 256, tau 0.005, gamma 0.99). Its ``d`` is per task (the code's README): Hopper
+5, HalfCheetah 0, Walker2d, Ant and Humanoid 2 (the default here). Stable-Baselines3
 contrib's TQC (2 critics of (256, 256), 25 atoms, d = 2) is the same update at about SAC's cost,
 and rl-baselines3-zoo's 1M-step runs of it score 12,090 on HalfCheetah-v3 and 4,381 on
 Walker2d-v3 (SAC there: 9,535 and 3,863): ``--set num_critics=2 critic_hidden=[256,256]``, what
 offrl's behaviour runs use (``benchmarks/behaviour/train.sh``).
 
 Recipe choices. The losses are averaged over critics, atoms and targets, as the official code
-(github.com/SamsungLabs/tqc_pytorch) and SB3-contrib do; the paper sums the critics' losses, a
+and SB3-contrib do; the paper sums the critics' losses, a
 constant factor Adam does not see. One update keeps SAC's order (actor, temperature, critic,
 targets; :mod:`offrl.algos.sac`); the official code steps the critic first, SB3-contrib the
 temperature, then the critic, then the actor.
@@ -45,7 +46,8 @@ Info = dict[str, torch.Tensor]
 
 @dataclass
 class TQCConfig(SACConfig):
-    """TQC hyperparameters (Kuznetsov et al., 2020, appendix; the rest as SAC's)."""
+    """TQC hyperparameters (Kuznetsov et al., 2020, as the official code sets them; the rest as
+    SAC's)."""
 
     num_critics: int = 5
     """Distributional critics ``N`` (paper: 5; SB3-contrib: 2)."""
