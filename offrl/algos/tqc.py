@@ -17,7 +17,8 @@ Defaults are the paper's, as its official code sets them (github.com/SamsungLabs
 critics of three hidden layers of 512, 25 atoms each, the actor two layers of 256, lr 3e-4 for
 all three, batch 256, tau 0.005, gamma 0.99). Its ``d`` is per task (the code's README): Hopper
 5, HalfCheetah 0, Walker2d, Ant and Humanoid 2 (the default here). Stable-Baselines3
-contrib's TQC (2 critics of (256, 256), 25 atoms, d = 2) is the same update at about SAC's cost,
+contrib's TQC (2 critics of (256, 256), 25 atoms, d = 2) is the same update at 1.2x SAC's time
+(`offrl bench speed`, one thread: 80-87 updates/s against SAC's 104-106; the paper's size: 9.2),
 and rl-baselines3-zoo's 1M-step runs of it score 12,090 on HalfCheetah-v3 and 4,381 on
 Walker2d-v3 (SAC there: 9,535 and 3,863): ``--set num_critics=2 critic_hidden=[256,256]``, what
 offrl's behaviour runs use (``benchmarks/behaviour/train.sh``).
