@@ -1,9 +1,7 @@
 """TQC: the truncated target, the critics' loss and the actor's value against the paper's
-formulas written out pairwise, and that it learns online."""
+formulas written out pairwise (that it learns online: tests/test_factory.py, beside SAC)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +9,6 @@ import torch
 from offrl.algos import EnvSpec
 from offrl.algos.tqc import TQC, TQCConfig
 from offrl.data.sampler import Batch
-from offrl.train.online import OnlineConfig, train_online
 
 OBS, ACT, B = 3, 2, 6
 
@@ -98,24 +95,3 @@ def test_actor_value_is_the_mean_over_all_atoms() -> None:
 def test_drop_must_leave_atoms() -> None:
     with pytest.raises(ValueError, match="drop_per_critic"):
         TQCConfig(num_quantiles=5, drop_per_critic=5)
-
-
-def test_tqc_learns_pendulum_online(tmp_path: Path) -> None:
-    """SB3-contrib's size of TQC (2 critics of (256, 256)) swings Pendulum up within SAC's
-    test budget (random policy: about -1200)."""
-    final = train_online(
-        OnlineConfig(
-            algo="tqc",
-            algo_config={"num_critics": 2, "critic_hidden": (256, 256)},
-            env_id="Pendulum-v1",
-            steps=4000,
-            start_steps=1000,
-            eval_every=0,
-            snapshot_every=0,
-            eval_episodes=5,
-            buffer_size=4000,
-            out=str(tmp_path / "tqc"),
-            progress=False,
-        )
-    )
-    assert final["return_mean"] > -500, final
