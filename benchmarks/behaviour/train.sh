@@ -6,9 +6,9 @@
 #   ALGO=tqc THREADS=2 bash benchmarks/behaviour/train.sh HalfCheetah-v5 1000000 runs/behaviour-tqc
 #
 # ALGO is sac (default: the paper's settings) or tqc, at SB3-contrib's size (2 critics of
-# (256, 256), 25 atoms, 2 dropped per critic: 1.2x SAC's time an update; rl-baselines3-zoo's 1M-step runs
-# score 12,090 on HalfCheetah-v3 and 4,381 on Walker2d-v3, SAC's 9,535 and 3,863). The run
-# directory does not name the algorithm: give each algorithm its own RUN_ROOT.
+# (256, 256), 25 atoms, 2 dropped per critic: 1.2x SAC's time an update; rl-baselines3-zoo's
+# 1M-step runs score 12,090 on HalfCheetah-v3 and 4,381 on Walker2d-v3, SAC's 9,535 and 3,863).
+# The run directory does not name the algorithm: give each algorithm its own RUN_ROOT.
 # THREADS torch threads (default 1: two of these share a 2-core machine best; THREADS=2 runs one
 # alone about 1.5x faster, ~130 steps/s on Walker2d), seed SEED (default 0; a seed other
 # than 0 runs into RUN_ROOT/ENV-s<SEED>), snapshots every 20k steps,
