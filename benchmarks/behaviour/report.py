@@ -18,6 +18,7 @@ rewritten; without either, the curve is the snapshot evaluations stored in the p
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from offrl.data.registry import data_dir
@@ -91,6 +92,18 @@ def _dataset_rows(known: dict[str, list[str]], pack_file: str, env_id: str) -> l
     return rows
 
 
+def _pack_algo(pack: BehaviourPack) -> str:
+    """The algorithm a pack's run used (packs from before it was recorded are SAC's)."""
+    return str(pack.info.get("algo", "sac"))
+
+
+def _run_algo(run: Path) -> str:
+    """The algorithm of the ``offrl online`` run in ``run`` (from its ``config.json``), so that a
+    TQC run is never read as the curve of a SAC pack of the same task and seed."""
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    return str(config.get("online", {}).get("algo", "sac"))
+
+
 def _curve(
     pack: BehaviourPack, pack_file: str, runs: Path | None
 ) -> tuple[list[tuple[int, float, float | None]], str]:
@@ -100,7 +113,7 @@ def _curve(
     run = None
     if runs is not None:
         run = runs / (pack.env_id if pack.seed == 0 else f"{pack.env_id}-s{pack.seed}")
-    if run is not None and (run / "metrics.jsonl").exists():
+    if run is not None and (run / "metrics.jsonl").exists() and _run_algo(run) == _pack_algo(pack):
         curve = [
             (int(rec["step"]), float(rec["eval/return_mean"]), rec.get("eval/return_std"))
             for rec in read_metrics(run / "metrics.jsonl")
