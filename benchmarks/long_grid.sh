@@ -5,12 +5,12 @@
 # the end over 100 (the report's last / best / final columns). ReBRAC takes its per-task
 # coefficients (CORL's, for the dataset's D4RL name: --task-defaults); the others their defaults.
 #
-# Which datasets: DATASETS, default the three Hopper ones, whose behaviour pack already meets
-# issue 25's levels (expert 104.7 normalised, medium at 31 % of it; BEHAVIOUR.md). HalfCheetah's
-# and Walker2d's join when their retrained packs are shipped, by name:
+# Which datasets: DATASETS, default the nine medium / medium-replay / medium-expert sets of the
+# packs that meet issue 25's levels (BEHAVIOUR.md): Hopper's -v0 (expert 104.7 normalised),
+# HalfCheetah's and Walker2d's retrained -v1 (92.7 and 99.5), one dataset at a time, Hopper first:
 #
 #   bash benchmarks/long_grid.sh [GRID_DIR]        # default runs/long-grid (git-ignored)
-#   DATASETS=walker2d-medium-v1,... bash benchmarks/long_grid.sh   # more datasets, same grid
+#   DATASETS=hopper-medium-v0 bash benchmarks/long_grid.sh   # fewer datasets, same grid
 #
 # Cost per dataset, from `offrl bench speed` at one thread (SPEED.md): BC ~3 min a cell, TD3+BC
 # ~7, IQL ~12, ReBRAC ~55 (batch 1024, a 3-layer LayerNorm critic), d3rlpy's two about as much
@@ -18,12 +18,16 @@
 # Cheapest first, dataset by dataset, so an interrupted grid already has a table.
 #
 # Safe to kill: re-running the same command runs only the unfinished cells, each from its last
-# checkpoint. Finished cells (no checkpoints) are exported to benchmarks/results/long/cells,
-# which is committed and restored from, every 10 minutes and after each dataset.
+# checkpoint, and builds only the datasets that still have cells to run. Finished cells (no
+# checkpoints) are exported to benchmarks/results/long/cells, which is committed and restored
+# from, every 10 minutes and after each dataset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/long-grid}
-DATASETS=${DATASETS:-hopper-medium-v0,hopper-medium-replay-v0,hopper-medium-expert-v0}
+NINE=hopper-medium-v0,hopper-medium-replay-v0,hopper-medium-expert-v0
+NINE+=,halfcheetah-medium-v1,halfcheetah-medium-replay-v1,halfcheetah-medium-expert-v1
+NINE+=,walker2d-medium-v1,walker2d-medium-replay-v1,walker2d-medium-expert-v1
+DATASETS=${DATASETS:-$NINE}
 ALGOS=${ALGOS:-bc,td3bc,iql,rebrac}
 PEER_ALGOS=${PEER_ALGOS:-td3plusbc,iql}
 STEPS=${STEPS:-100000}
@@ -33,15 +37,25 @@ RESULTS=benchmarks/results/long
 ARCHIVE=$RESULTS/cells
 
 source benchmarks/grid_common.sh
-grid_make_datasets "$DATASETS"
 grid_restore "$OUT" "$ARCHIVE"
 grid_export_loop "$OUT" "$ARCHIVE"
 run() {  # offrl's cells: algorithms $1 on datasets $2, then extra flags
     grid_run "$OUT" "$1" "$2" --task-defaults rebrac "${@:3}"
 }
+finished() {  # every cell of dataset $1, offrl's and d3rlpy's, has its final.json
+    local algo seed
+    for algo in ${ALGOS//,/ } $(printf 'd3rlpy-%s ' ${PEER_ALGOS//,/ }); do
+        for seed in 0 1 2; do
+            [ -f "$OUT/$1/$algo/s$seed/final.json" ] || return 1
+        done
+    done
+}
 # The manifest first, so that partial reports list what has not run yet.
 run "$ALGOS" "$DATASETS" --dry-run > /dev/null
 for ds in ${DATASETS//,/ }; do
+    # A dataset is built (minutes, on a bare machine) only when some of its cells are left.
+    if finished "$ds"; then continue; fi
+    grid_make_datasets "$ds"
     run "$ALGOS" "$ds"
     if [ -x benchmarks/.venv-d3rlpy/bin/python ]; then
         .venv/bin/python benchmarks/d3rlpy/grid.py --grid "$OUT" --algos "$PEER_ALGOS" \

@@ -77,6 +77,7 @@ _PACKS = {
     ("halfcheetah", "v0"): ("HalfCheetah-v5", "halfcheetah-v5.pt"),
     ("hopper", "v0"): ("Hopper-v5", "hopper-v5.pt"),
     ("walker2d", "v0"): ("Walker2d-v5", "walker2d-v5.pt"),
+    ("halfcheetah", "v1"): ("HalfCheetah-v5", "halfcheetah-v5-tqc.pt"),  # TQC (issue 25)
     ("walker2d", "v1"): ("Walker2d-v5", "walker2d-v5-s1.pt"),  # retrained, seed 1 (issue 25)
 }
 MUJOCO_DATASETS: dict[str, tuple[str, str, str]] = {
