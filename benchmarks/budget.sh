@@ -27,8 +27,6 @@ source benchmarks/grid_common.sh
 grid_make_datasets "$DATASETS"
 grid_restore "$OUT" "$ARCHIVE"
 grid_export_loop "$OUT" "$ARCHIVE"
-$OFFRL bench run --algos "$ALGOS" --datasets "$DATASETS" --seeds "$SEEDS" --steps "$STEPS" \
-    --eval-every "$EVAL_EVERY" --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" \
-    --workers "$WORKERS" --out "$OUT" || echo "some cells failed (listed in the report)"
+grid_run "$OUT" "$ALGOS" "$DATASETS"
 grid_publish "$OUT" "$ARCHIVE" "$RESULTS"
 echo "report: $RESULTS/REPORT.md"

@@ -42,10 +42,10 @@ grid_export_loop() {  # pairs of (grid directory, archive); exported every 10 mi
 }
 
 grid_run() {  # $1: grid directory, $2: algorithms, $3: datasets, then extra `bench run` flags
-    # The budget comes from STEPS, EVAL_EVERY and WORKERS; 3 seeds, 10 evaluation episodes (100
-    # at the end, `bench run`'s default), a checkpoint at every evaluation. A failed cell does not
-    # stop the grid: the report lists it.
-    $OFFRL bench run --algos "$2" --datasets "$3" --seeds 0,1,2 --steps "$STEPS" \
+    # The budget comes from STEPS, EVAL_EVERY and WORKERS; SEEDS (default 0,1,2), 10 evaluation
+    # episodes (100 at the end, `bench run`'s default), a checkpoint at every evaluation. A failed
+    # cell does not stop the grid: the report lists it.
+    $OFFRL bench run --algos "$2" --datasets "$3" --seeds "${SEEDS:-0,1,2}" --steps "$STEPS" \
         --eval-every "$EVAL_EVERY" --eval-episodes 10 --checkpoint-every "$EVAL_EVERY" \
         --workers "$WORKERS" --out "$1" "${@:4}" \
         || echo "some cells failed (listed in the report)"
