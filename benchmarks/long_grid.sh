@@ -11,6 +11,7 @@
 #
 #   bash benchmarks/long_grid.sh [GRID_DIR]        # default runs/long-grid (git-ignored)
 #   DATASETS=hopper-medium-v0 bash benchmarks/long_grid.sh   # fewer datasets, same grid
+#   ALGOS=bc,td3bc PEER_ALGOS= bash benchmarks/long_grid.sh  # fewer algorithms, no d3rlpy
 #
 # Cost per dataset, from `offrl bench speed` at one thread (SPEED.md): BC ~3 min a cell, TD3+BC
 # ~7, IQL ~12, ReBRAC ~55 (batch 1024, a 3-layer LayerNorm critic), d3rlpy's two about as much
@@ -29,7 +30,7 @@ NINE+=,halfcheetah-medium-v1,halfcheetah-medium-replay-v1,halfcheetah-medium-exp
 NINE+=,walker2d-medium-v1,walker2d-medium-replay-v1,walker2d-medium-expert-v1
 DATASETS=${DATASETS:-$NINE}
 ALGOS=${ALGOS:-bc,td3bc,iql,rebrac}
-PEER_ALGOS=${PEER_ALGOS:-td3plusbc,iql}
+PEER_ALGOS=${PEER_ALGOS-td3plusbc,iql}  # PEER_ALGOS= (empty): offrl's cells only
 STEPS=${STEPS:-100000}
 EVAL_EVERY=${EVAL_EVERY:-10000}
 WORKERS=${WORKERS:-2}
@@ -44,7 +45,8 @@ run() {  # offrl's cells: algorithms $1 on datasets $2, then extra flags
 }
 finished() {  # every cell of dataset $1, offrl's and d3rlpy's, has its final.json
     local algo seed
-    for algo in ${ALGOS//,/ } $(printf 'd3rlpy-%s ' ${PEER_ALGOS//,/ }); do
+    local peers=${PEER_ALGOS:+$(printf 'd3rlpy-%s ' ${PEER_ALGOS//,/ })}
+    for algo in ${ALGOS//,/ } $peers; do
         for seed in 0 1 2; do
             [ -f "$OUT/$1/$algo/s$seed/final.json" ] || return 1
         done
@@ -57,7 +59,9 @@ for ds in ${DATASETS//,/ }; do
     if finished "$ds"; then continue; fi
     grid_make_datasets "$ds"
     run "$ALGOS" "$ds"
-    if [ -x benchmarks/.venv-d3rlpy/bin/python ]; then
+    if [ -z "$PEER_ALGOS" ]; then
+        :
+    elif [ -x benchmarks/.venv-d3rlpy/bin/python ]; then
         .venv/bin/python benchmarks/d3rlpy/grid.py --grid "$OUT" --algos "$PEER_ALGOS" \
             --datasets "$ds" --workers "$WORKERS" || echo "some d3rlpy cells failed"
     else
