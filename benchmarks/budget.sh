@@ -2,11 +2,13 @@
 # Issue 25, item 7's budget check: does a 1M-update budget separate TD3+BC and IQL from BC on a
 # dataset whose behaviour pack already meets the issue's levels (hopper-medium-v0: expert 104.7,
 # medium 32.6 normalised), where 100k updates left all three level?  One seed (0), evaluated every
-# 50k updates over 10 episodes and at the end over 100. The longest cells first, so that two
-# workers finish in about 2 hours here: IQL ~120 min, TD3+BC ~70, then BC ~30 on the freed worker.
+# 50k updates over 10 episodes and at the end over 100. The longest cells first: with two workers
+# side by side IQL takes about 2.6 hours here, TD3+BC 1.8, then BC about 35 minutes on the freed
+# worker (measured 2026-12-07), so start it at once; ALGOS= runs some of the cells.
 #
 #   bash benchmarks/budget.sh [GRID_DIR]        # default runs/budget (git-ignored)
 #   DATASETS=walker2d-medium-v1 SEEDS=0,1 bash benchmarks/budget.sh runs/budget-walker
+#   ALGOS=iql,bc bash benchmarks/budget.sh       # some of the cells
 #
 # Safe to kill: re-running resumes the unfinished cells from their last checkpoint (every 50k);
 # finished cells are archived every 10 minutes in benchmarks/results/budget/cells (committed) and
