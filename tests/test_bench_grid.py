@@ -87,6 +87,11 @@ def test_failed_cell_is_reported_and_retried(
     report = write_report(out, reps=50, notes=tmp_path / "notes.md")
     md = (out / "REPORT.md").read_text()
     assert "## Notes\n\ntd3bc failed on purpose." in md
+    # A notes file with its own heading is not given a second one.
+    (tmp_path / "notes.md").write_text("## Notes\n\ntd3bc failed on purpose.\n")
+    write_report(out, reps=50, notes=tmp_path / "notes.md")
+    md = (out / "REPORT.md").read_text()
+    assert md.count("## Notes") == 1 and "## Notes\n\ntd3bc failed on purpose." in md
     assert "Cells without a result" in md and "td3bc / seed 0: failed" in md
     assert "**Partial results:** 1 of 2 cells have finished" in md
     assert report["table"]["pendulum-medium-v0"]["td3bc"]["scores"] == []

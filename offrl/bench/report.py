@@ -313,6 +313,10 @@ def write_report(
     dest = Path(to) if to is not None else out
     dest.mkdir(parents=True, exist_ok=True)
     notes_text = Path(notes).read_text().strip() if notes is not None else ""
+    # A notes file that opens with its own "## Notes" heading gets no second one.
+    head, _, rest = notes_text.partition("\n")
+    if head.strip() == "## Notes":
+        notes_text = rest.strip()
     spec = load_grid(out)
     results = collect(out, spec)
     external = collect_external(out, spec)
