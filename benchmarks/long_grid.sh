@@ -34,6 +34,7 @@ PEER_ALGOS=${PEER_ALGOS-td3plusbc,iql}  # PEER_ALGOS= (empty): offrl's cells onl
 STEPS=${STEPS:-100000}
 EVAL_EVERY=${EVAL_EVERY:-10000}
 WORKERS=${WORKERS:-2}
+SEEDS=${SEEDS:-0,1,2}  # grid_run's seeds, which finished() checks
 RESULTS=benchmarks/results/long
 ARCHIVE=$RESULTS/cells
 
@@ -47,7 +48,7 @@ finished() {  # every cell of dataset $1, offrl's and d3rlpy's, has its final.js
     local algo seed
     local peers=${PEER_ALGOS:+$(printf 'd3rlpy-%s ' ${PEER_ALGOS//,/ })}
     for algo in ${ALGOS//,/ } $peers; do
-        for seed in 0 1 2; do
+        for seed in ${SEEDS//,/ }; do
             [ -f "$OUT/$1/$algo/s$seed/final.json" ] || return 1
         done
     done
