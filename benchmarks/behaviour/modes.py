@@ -1,0 +1,84 @@
+"""Which part of a mixed dataset a trained actor follows, checkpoint by checkpoint (issue 25,
+item 7: TD3+BC's swings on ``hopper-medium-expert-v0``).
+
+A medium-expert dataset joins the episodes of two policies. For every checkpoint of a run, this
+splits the dataset's states by the episode they come from (return above or below ``--split``,
+normalised) and reports, on a fixed sample of each part:
+
+- ``|pi - a|``: the mean absolute distance of the actor's action from the dataset's action there;
+- ``Q(s,a)`` and ``Q(s,pi)``: the first critic's value of the dataset action and of the actor's
+  (``Q(s,pi) - Q(s,a)`` is how far the actor climbs the critic away from the data);
+- ``G``: the part's discounted Monte-Carlo return-to-go, for scale;
+
+beside the run's own evaluation at that step (``metrics.jsonl``). Reads checkpoints, so it runs
+on a finished cell whose ``checkpoints/`` were kept (``runs/long-grid``).
+
+    OFFRL_DATA_DIR=... python benchmarks/behaviour/modes.py runs/long-grid/hopper-medium-expert-v0/td3bc/s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from offrl.data import load_dataset
+from offrl.scores import normalized_score
+from offrl.train.checkpoint import load_algorithm
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="a run directory with checkpoints/step_*.pt")
+    ap.add_argument("--split", type=float, default=70.0, help="normalised return that splits parts")
+    ap.add_argument("--sample", type=int, default=20000, help="states drawn from each part")
+    ap.add_argument("--gamma", type=float, default=0.99)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    config = json.loads((args.run / "config.json").read_text())
+    name = config["dataset"]["name"]
+    data = load_dataset(name)
+    env_id = config["env_id"]
+    returns = np.array([normalized_score(env_id, r) or 0.0 for r in data.episode_returns()])
+    expert_episode = returns[data.episode_ids()] >= args.split
+    rtg = data.returns_to_go(args.gamma)
+    rng = np.random.default_rng(0)
+    parts = {}
+    for label, mask in (("expert", expert_episode), ("medium", ~expert_episode)):
+        rows = rng.choice(np.flatnonzero(mask), size=min(args.sample, int(mask.sum())), replace=False)
+        parts[label] = (torch.as_tensor(data.observations[rows]), torch.as_tensor(data.actions[rows]), rtg[rows])
+    evals = {}
+    for line in (args.run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "eval/normalized_score" in row:
+            evals[row["step"]] = row["eval/normalized_score"]
+    ckpts = sorted(
+        (args.run / "checkpoints").glob("step_*.pt"),
+        key=lambda p: int(re.findall(r"\d+", p.stem)[0]),
+    )
+    print(f"{name}: split at {args.split} normalised; {expert_episode.mean():.2f} of the rows are the upper part")
+    print("| step | eval | part | \\|pi - a\\| | Q(s,a) | Q(s,pi) | Q(s,pi) - Q(s,a) | G |")
+    print("|---|---|---|---|---|---|---|---|")
+    for path in ckpts:
+        step = int(re.findall(r"\d+", path.stem)[0])
+        algo = load_algorithm(path)
+        for label, (obs, act, g) in parts.items():
+            with torch.no_grad():
+                z = (obs - algo.obs_mean) / algo.obs_std
+                pi = algo.policy(z)
+                a = ((act - algo.action_low) / (algo.action_high - algo.action_low)) * 2 - 1
+                q_data = algo.critic(z, a)[0].mean().item()
+                q_pi = algo.critic(z, pi)[0].mean().item()
+                dist = (pi - a).abs().mean().item()
+            print(
+                f"| {step:,} | {evals.get(step, float('nan')):.1f} | {label} | {dist:.3f} | "
+                f"{q_data:.1f} | {q_pi:.1f} | {q_pi - q_data:+.2f} | {g.mean():.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
