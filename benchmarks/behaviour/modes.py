@@ -49,8 +49,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     parts = {}
     for label, mask in (("expert", expert_episode), ("medium", ~expert_episode)):
-        rows = rng.choice(np.flatnonzero(mask), size=min(args.sample, int(mask.sum())), replace=False)
-        parts[label] = (torch.as_tensor(data.observations[rows]), torch.as_tensor(data.actions[rows]), rtg[rows])
+        rows = rng.choice(
+            np.flatnonzero(mask), size=min(args.sample, int(mask.sum())), replace=False
+        )
+        parts[label] = (
+            torch.as_tensor(data.observations[rows]),
+            torch.as_tensor(data.actions[rows]),
+            rtg[rows],
+        )
     evals = {}
     for line in (args.run / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -60,7 +66,9 @@ def main() -> None:
         (args.run / "checkpoints").glob("step_*.pt"),
         key=lambda p: int(re.findall(r"\d+", p.stem)[0]),
     )
-    print(f"{name}: split at {args.split} normalised; {expert_episode.mean():.2f} of the rows are the upper part")
+    print(
+        f"{name}: split at {args.split} normalised; {expert_episode.mean():.2f} of the rows are the upper part"
+    )
     print("| step | eval | part | \\|pi - a\\| | Q(s,a) | Q(s,pi) | Q(s,pi) - Q(s,a) | G |")
     print("|---|---|---|---|---|---|---|---|")
     for path in ckpts:
