@@ -13,7 +13,8 @@ normalised) and reports, on a fixed sample of each part:
 beside the run's own evaluation at that step (``metrics.jsonl``). Reads checkpoints, so it runs
 on a finished cell whose ``checkpoints/`` were kept (``runs/long-grid``).
 
-    OFFRL_DATA_DIR=... python benchmarks/behaviour/modes.py runs/long-grid/hopper-medium-expert-v0/td3bc/s0
+    OFFRL_DATA_DIR=... python benchmarks/behaviour/modes.py \
+        runs/long-grid/hopper-medium-expert-v0/td3bc/s0
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def main() -> None:
         key=lambda p: int(re.findall(r"\d+", p.stem)[0]),
     )
     print(
-        f"{name}: split at {args.split} normalised; {expert_episode.mean():.2f} of the rows are the upper part"
+        f"{name}: split at {args.split} normalised; "
+        f"{expert_episode.mean():.2f} of the rows are the upper part"
     )
     print("| step | eval | part | \\|pi - a\\| | Q(s,a) | Q(s,pi) | Q(s,pi) - Q(s,a) | G |")
     print("|---|---|---|---|---|---|---|---|")
