@@ -3,11 +3,14 @@ item 7: TD3+BC's swings on ``hopper-medium-expert-v0``).
 
 A medium-expert dataset joins the episodes of two policies. For every checkpoint of a run, this
 splits the dataset's states by the episode they come from (return above or below ``--split``,
-normalised) and reports, on a fixed sample of each part:
+normalised: ``upper`` and ``lower``; on a medium-expert dataset, the expert's episodes and the
+medium's) and reports, on a fixed sample of each part:
 
 - ``|pi - a|``: the mean absolute distance of the actor's action from the dataset's action there;
 - ``Q(s,a)`` and ``Q(s,pi)``: the first critic's value of the dataset action and of the actor's
   (``Q(s,pi) - Q(s,a)`` is how far the actor climbs the critic away from the data);
+- ``|dQ/da|``: the norm of the first critic's slope in the action at the dataset's action (the
+  pull the actor's Q term feels there, before TD3+BC's ``lambda``);
 - ``G``: the part's discounted Monte-Carlo return-to-go, for scale;
 
 beside the run's own evaluation at that step (``metrics.jsonl``). Reads checkpoints, so it runs
@@ -45,11 +48,11 @@ def main() -> None:
     data = load_dataset(name)
     env_id = config["env_id"]
     returns = np.array([normalized_score(env_id, r) or 0.0 for r in data.episode_returns()])
-    expert_episode = returns[data.episode_ids()] >= args.split
+    upper = returns[data.episode_ids()] >= args.split
     rtg = data.returns_to_go(args.gamma)
     rng = np.random.default_rng(0)
     parts = {}
-    for label, mask in (("expert", expert_episode), ("medium", ~expert_episode)):
+    for label, mask in (("upper", upper), ("lower", ~upper)):
         rows = rng.choice(
             np.flatnonzero(mask), size=min(args.sample, int(mask.sum())), replace=False
         )
@@ -69,10 +72,13 @@ def main() -> None:
     )
     print(
         f"{name}: split at {args.split} normalised; "
-        f"{expert_episode.mean():.2f} of the rows are the upper part"
+        f"{upper.mean():.2f} of the rows are the upper part"
     )
-    print("| step | eval | part | \\|pi - a\\| | Q(s,a) | Q(s,pi) | Q(s,pi) - Q(s,a) | G |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| step | eval | part | \\|pi - a\\| | Q(s,a) | Q(s,pi) | Q(s,pi) - Q(s,a) "
+        "| \\|dQ/da\\| | G |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for path in ckpts:
         step = int(re.findall(r"\d+", path.stem)[0])
         algo = load_algorithm(path)
@@ -84,9 +90,12 @@ def main() -> None:
                 q_data = algo.critic(z, a)[0].mean().item()
                 q_pi = algo.critic(z, pi)[0].mean().item()
                 dist = (pi - a).abs().mean().item()
+            a_grad = a.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(algo.critic(z, a_grad)[0].sum(), a_grad)
+            slope = grad.norm(dim=-1).mean().item()
             print(
                 f"| {step:,} | {evals.get(step, float('nan')):.1f} | {label} | {dist:.3f} | "
-                f"{q_data:.1f} | {q_pi:.1f} | {q_pi - q_data:+.2f} | {g.mean():.1f} |"
+                f"{q_data:.1f} | {q_pi:.1f} | {q_pi - q_data:+.2f} | {slope:.1f} | {g.mean():.1f} |"
             )
 
 
