@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/finetune-grid}
-DATASETS=${DATASETS:-hopper-medium-v0,walker2d-medium-replay-v0}
+DATASETS=${DATASETS:-hopper-medium-v0,walker2d-medium-replay-v1}
 ALGOS=${ALGOS:-iql,awac,rebrac,calql,balanced_replay}
 OFFLINE_STEPS=${OFFLINE_STEPS:-10000}
 ONLINE_STEPS=${ONLINE_STEPS:-20000}
