@@ -30,9 +30,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from offrl.algos.base import Algorithm
 from offrl.data import load_dataset
 from offrl.scores import normalized_score
 from offrl.train.checkpoint import load_algorithm
+
+
+def evaluations_and_checkpoints(run: Path) -> tuple[dict[int, float], list[tuple[int, Path]]]:
+    """A run's evaluations ``{step: normalised score}`` (``metrics.jsonl``) and its
+    ``checkpoints/step_<N>.pt`` as ``(N, path)``, in order of N."""
+    evals = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "eval/normalized_score" in row:
+            evals[row["step"]] = row["eval/normalized_score"]
+    ckpts = [(int(re.findall(r"\d+", p.stem)[0]), p) for p in run.glob("checkpoints/step_*.pt")]
+    return evals, sorted(ckpts)
+
+
+def unit_actions(algo: Algorithm, actions: torch.Tensor) -> torch.Tensor:
+    """Environment actions mapped to the algorithm's unit box ``[-1, 1]``."""
+    return (actions - algo.action_low) / (algo.action_high - algo.action_low) * 2 - 1
 
 
 def main() -> None:
@@ -61,15 +79,7 @@ def main() -> None:
             torch.as_tensor(data.actions[rows]),
             rtg[rows],
         )
-    evals = {}
-    for line in (args.run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "eval/normalized_score" in row:
-            evals[row["step"]] = row["eval/normalized_score"]
-    ckpts = sorted(
-        (args.run / "checkpoints").glob("step_*.pt"),
-        key=lambda p: int(re.findall(r"\d+", p.stem)[0]),
-    )
+    evals, ckpts = evaluations_and_checkpoints(args.run)
     print(
         f"{name}: split at {args.split} normalised; "
         f"{upper.mean():.2f} of the rows are the upper part"
@@ -79,14 +89,13 @@ def main() -> None:
         "| \\|dQ/da\\| | G |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for path in ckpts:
-        step = int(re.findall(r"\d+", path.stem)[0])
+    for step, path in ckpts:
         algo = load_algorithm(path)
         for label, (obs, act, g) in parts.items():
             with torch.no_grad():
                 z = (obs - algo.obs_mean) / algo.obs_std
                 pi = algo.policy(z)
-                a = ((act - algo.action_low) / (algo.action_high - algo.action_low)) * 2 - 1
+                a = unit_actions(algo, act)
                 q_data = algo.critic(z, a)[0].mean().item()
                 q_pi = algo.critic(z, pi)[0].mean().item()
                 dist = (pi - a).abs().mean().item()

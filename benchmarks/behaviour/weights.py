@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,9 @@ import torch
 
 from offrl.data import load_dataset
 from offrl.train.checkpoint import load_algorithm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from modes import evaluations_and_checkpoints, unit_actions  # noqa: E402
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -48,25 +51,16 @@ def main() -> None:
     episode_return = data.episode_returns()[data.episode_ids()[rows]]
     obs = torch.as_tensor(data.observations[rows])
     act = torch.as_tensor(data.actions[rows])
-    evals = {}
-    for line in (args.run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "eval/normalized_score" in row:
-            evals[row["step"]] = row["eval/normalized_score"]
-    ckpts = sorted(
-        (args.run / "checkpoints").glob("step_*.pt"),
-        key=lambda p: int(re.findall(r"\d+", p.stem)[0]),
-    )[:: args.every]
+    evals, ckpts = evaluations_and_checkpoints(args.run)
     print(f"{config['dataset']['name']}: {len(rows):,} transitions")
     print("| step | eval | std A | beta std A | ESS | clipped | corr(w, G) |")
     print("|---|---|---|---|---|---|---|")
-    for path in ckpts:
-        step = int(re.findall(r"\d+", path.stem)[0])
+    for step, path in ckpts[:: args.every]:
         algo = load_algorithm(path)
         cfg = algo.config
         with torch.no_grad():
             z = (obs - algo.obs_mean) / algo.obs_std
-            a = ((act - algo.action_low) / (algo.action_high - algo.action_low)) * 2 - 1
+            a = unit_actions(algo, act)
             adv = algo.critic_target(z, a).amin(0) - algo.value(z)[0]
             w = torch.exp(cfg.beta * adv).clamp(max=cfg.max_weight).double().numpy()
         adv_np = adv.double().numpy()
