@@ -31,26 +31,30 @@ import numpy as np
 import torch
 
 from offrl.algos.base import Algorithm
-from offrl.data import load_dataset
+from offrl.data import Dataset, load_dataset
+from offrl.data.normalization import preprocess
 from offrl.scores import normalized_score
 from offrl.train.checkpoint import load_algorithm
+from offrl.train.loggers import read_metrics
 
 
 def evaluations_and_checkpoints(run: Path) -> tuple[dict[int, float], list[tuple[int, Path]]]:
     """A run's evaluations ``{step: normalised score}`` (``metrics.jsonl``) and its
     ``checkpoints/step_<N>.pt`` as ``(N, path)``, in order of N."""
-    evals = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "eval/normalized_score" in row:
-            evals[row["step"]] = row["eval/normalized_score"]
+    evals = {
+        row["step"]: row["eval/normalized_score"]
+        for row in read_metrics(run / "metrics.jsonl")
+        if "eval/normalized_score" in row
+    }
     ckpts = [(int(re.findall(r"\d+", p.stem)[0]), p) for p in run.glob("checkpoints/step_*.pt")]
     return evals, sorted(ckpts)
 
 
-def unit_actions(algo: Algorithm, actions: torch.Tensor) -> torch.Tensor:
-    """Environment actions mapped to the algorithm's unit box ``[-1, 1]``."""
-    return (actions - algo.action_low) / (algo.action_high - algo.action_low) * 2 - 1
+def as_trained(algo: Algorithm, rows: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows``' observations and actions as ``algo`` saw them in training: observations
+    normalised by its statistics, actions in its unit box (the trainer's ``preprocess``)."""
+    seen = preprocess(rows, algo.normalizer(), None, *algo.spec.bounds())
+    return torch.as_tensor(seen.observations), torch.as_tensor(seen.actions)
 
 
 def main() -> None:
@@ -74,11 +78,7 @@ def main() -> None:
         rows = rng.choice(
             np.flatnonzero(mask), size=min(args.sample, int(mask.sum())), replace=False
         )
-        parts[label] = (
-            torch.as_tensor(data.observations[rows]),
-            torch.as_tensor(data.actions[rows]),
-            rtg[rows],
-        )
+        parts[label] = (data.select(rows), rtg[rows])
     evals, ckpts = evaluations_and_checkpoints(args.run)
     print(
         f"{name}: split at {args.split} normalised; "
@@ -91,17 +91,17 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for step, path in ckpts:
         algo = load_algorithm(path)
-        for label, (obs, act, g) in parts.items():
+        for label, (rows, g) in parts.items():
+            z, a = as_trained(algo, rows)
+            a.requires_grad_(True)
+            q = algo.critic(z, a)[0]
+            (grad,) = torch.autograd.grad(q.sum(), a)
+            slope = grad.norm(dim=-1).mean().item()
+            q_data = q.mean().item()
             with torch.no_grad():
-                z = (obs - algo.obs_mean) / algo.obs_std
                 pi = algo.policy(z)
-                a = unit_actions(algo, act)
-                q_data = algo.critic(z, a)[0].mean().item()
                 q_pi = algo.critic(z, pi)[0].mean().item()
                 dist = (pi - a).abs().mean().item()
-            a_grad = a.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(algo.critic(z, a_grad)[0].sum(), a_grad)
-            slope = grad.norm(dim=-1).mean().item()
             print(
                 f"| {step:,} | {evals.get(step, float('nan')):.1f} | {label} | {dist:.3f} | "
                 f"{q_data:.1f} | {q_pi:.1f} | {q_pi - q_data:+.2f} | {slope:.1f} | {g.mean():.1f} |"

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from offrl.data import load_dataset
+from offrl.losses import advantage_weights
 from offrl.train.checkpoint import load_algorithm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modes import evaluations_and_checkpoints, unit_actions  # noqa: E402
+from modes import as_trained, evaluations_and_checkpoints  # noqa: E402
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -49,8 +50,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = rng.choice(len(data), size=min(args.sample, len(data)), replace=False)
     episode_return = data.episode_returns()[data.episode_ids()[rows]]
-    obs = torch.as_tensor(data.observations[rows])
-    act = torch.as_tensor(data.actions[rows])
+    sample = data.select(rows)
     evals, ckpts = evaluations_and_checkpoints(args.run)
     print(f"{config['dataset']['name']}: {len(rows):,} transitions")
     print("| step | eval | std A | beta std A | ESS | clipped | corr(w, G) |")
@@ -59,10 +59,9 @@ def main() -> None:
         algo = load_algorithm(path)
         cfg = algo.config
         with torch.no_grad():
-            z = (obs - algo.obs_mean) / algo.obs_std
-            a = unit_actions(algo, act)
+            z, a = as_trained(algo, sample)
             adv = algo.critic_target(z, a).amin(0) - algo.value(z)[0]
-            w = torch.exp(cfg.beta * adv).clamp(max=cfg.max_weight).double().numpy()
+            w = advantage_weights(adv, cfg.beta, cfg.max_weight).double().numpy()
         adv_np = adv.double().numpy()
         ess = w.sum() ** 2 / (len(w) * (w**2).sum())
         corr = np.corrcoef(_ranks(w), _ranks(episode_return))[0, 1]
