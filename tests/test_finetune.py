@@ -323,11 +323,13 @@ def _cfg(tmp_path: Path, **kw: Any) -> FinetuneConfig:
     return FinetuneConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("algo", ["iql", "balanced_replay"])
+@pytest.mark.parametrize("algo", ["iql", "rebrac", "balanced_replay"])
 def test_killed_finetune_resumes_to_the_same_result(tmp_path: Path, algo: str) -> None:
     """A run stopped at its checkpoint (step 150) and resumed ends with the same networks,
-    buffer, priorities and scores as one that ran through."""
+    buffer, priorities and scores as one that ran through (ReBRAC: its online schedule too)."""
     extra: dict[str, Any] = {}
+    if algo == "rebrac":  # its BC weight decays over the 300 steps, in both runs
+        extra = {"anneal_steps": 300}
     if algo == "balanced_replay":
         extra = {"algo_config": {"hidden": (16, 16), "batch_size": 32, "members": 2}}
     whole = finetune(_cfg(tmp_path / "a", algo=algo, **extra))
@@ -348,7 +350,8 @@ def test_killed_finetune_resumes_to_the_same_result(tmp_path: Path, algo: str) -
     if algo == "balanced_replay":
         assert torch.equal(a["sampler"]["tree"]["priorities"], b["sampler"]["tree"]["priorities"])
     config = json.loads((tmp_path / "b" / "run" / "config.json").read_text())
-    assert config["finetune"]["mix"] == ("balanced" if algo == "balanced_replay" else "keep")
+    mix = {"iql": "keep", "rebrac": "ratio", "balanced_replay": "balanced"}[algo]
+    assert config["finetune"]["mix"] == mix
 
 
 def test_finetune_ends_with_a_final_evaluation(tmp_path: Path) -> None:

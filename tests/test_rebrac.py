@@ -200,3 +200,31 @@ def test_trainer_asks_for_next_actions(tmp_path: Any) -> None:
     batch = sampler.sample()
     assert batch.next_actions is not None and batch.next_actions.shape == batch.actions.shape
     assert all(math.isfinite(v) for v in algo.update(batch).values())
+
+
+def test_finetune_schedule_follows_corl() -> None:
+    """CORL's fine-tuning recipe: from the first online step the critic's penalty is off, and
+    the actor's BC weight is ``actor_bc_coef * max(0.5, 1 - k / N)`` at online step k + 1 of N;
+    offline (before any online step) both weights are the configured ones."""
+    algo = _tiny(actor_bc_coef=0.4, critic_bc_coef=0.5)
+    batch = _batch(3)
+    assert (algo.actor_bc_scale, algo.critic_bc_scale) == (1.0, 1.0)
+    for step, scale in [(1, 1.0), (26, 0.75), (51, 0.5), (90, 0.5), (100, 0.5)]:
+        algo.finetune_progress(step, 100)
+        assert algo.actor_bc_scale == pytest.approx(scale) and algo.critic_bc_scale == 0.0
+    # The losses use the scaled weights: the actor's at 0.4 * 0.5, the target without penalty.
+    with torch.no_grad():
+        pi = algo.actor(batch.obs)
+        q = algo.critic(batch.obs, pi).amin(0)
+        bc = ((pi - batch.actions) ** 2).sum(-1)
+        expected = (0.2 * bc - q / q.abs().mean()).mean()
+    torch.testing.assert_close(algo.actor_loss(batch)[0], expected, rtol=1e-5, atol=1e-6)
+    state = algo.generator.get_state()
+    y = algo.td_target(batch)
+    algo.config.critic_bc_coef = 0.0  # TD3's target, from the same noise
+    algo.generator.set_state(state)
+    torch.testing.assert_close(y, algo.td_target(batch), rtol=0, atol=0)
+    kept = _tiny(finetune_min_decay=1.0, finetune_critic_bc=True)
+    kept.finetune_progress(100, 100)
+    assert (kept.actor_bc_scale, kept.critic_bc_scale) == (1.0, 1.0)
+    assert ReBRAC.finetune_mix == "ratio" and ReBRACConfig().explore_noise == 0.0

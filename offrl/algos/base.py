@@ -417,6 +417,14 @@ class Algorithm(ABC):
         with torch.no_grad():
             return self._deploy(draw, self._obs_tensor(obs)).cpu().numpy()
 
+    def finetune_progress(self, step: int, total: int) -> None:
+        """Called by ``offrl finetune`` before the updates of online step ``step`` (1 to
+        ``total``): an algorithm whose fine-tuning recipe changes over the online phase
+        (ReBRAC's decaying behaviour-cloning terms) overrides this. What it sets must follow
+        from ``step`` alone, so that a resumed run gets the same values. The default does
+        nothing."""
+        del step, total  # most algorithms fine-tune with their offline update unchanged
+
     @classmethod
     def can_explore(cls) -> bool:
         """Whether the class implements :meth:`explore` (online training checks this before it

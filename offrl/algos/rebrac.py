@@ -28,6 +28,12 @@ learning rates, batch size and discount. The official runs do not normalise obse
 (``norm_obs=False`` in offrl's trainer) and scale AntMaze rewards by 100 (``reward_scale=100``);
 those are trainer settings. As in offrl's TD3+BC, the actor updates on every second update
 counted from one (CORL counts from zero).
+
+Fine-tuned online (``offrl finetune --algo rebrac``), it follows CORL's
+``algorithms/finetune/rebrac.py``: half of each batch from the offline data, the policy acting
+without exploration noise, the critic's BC penalty dropped and the actor's weight decayed
+linearly to half of itself over the first half of the online phase
+(:meth:`ReBRAC.finetune_progress`).
 """
 
 from __future__ import annotations
@@ -134,6 +140,18 @@ class ReBRACConfig(TD3BCConfig):
     edac_init: bool = True
     """CORL's initialisation: hidden biases 0.1, output layer U(-1e-3, 1e-3) for the actor and
     U(-3e-3, 3e-3) for the critics; False keeps ``nn.Linear``'s everywhere."""
+    explore_noise: float = 0.0
+    """Std of the Gaussian noise added to the policy's action when acting online (``offrl
+    finetune``): CORL's fine-tuning configs all set ``expl_noise: 0.0``, so the policy acts as
+    it is (TD3+BC's default is TD3's 0.1)."""
+    finetune_min_decay: float = 0.5
+    """Fine-tuning: at online step ``k`` of ``N`` (from 0) the actor's BC weight is
+    ``actor_bc_coef * max(finetune_min_decay, 1 - k / N)``, CORL's linear decay (its
+    ``min_decay_coef``: with 0.5 the weight halves over the first half of the online phase and
+    stays there); 1 keeps it."""
+    finetune_critic_bc: bool = False
+    """Fine-tuning: keep the critic's BC penalty online (CORL drops it: ``critic_bc_coef`` is
+    multiplied by 0 from the first online update)."""
 
     paper_defaults: ClassVar[dict[str, tuple[float, float]]] = PAPER_DEFAULTS
     """``{task: (actor_bc_coef, critic_bc_coef)}`` (a class attribute, not an option)."""
@@ -175,6 +193,19 @@ class ReBRAC(TD3BC):
     config_class = ReBRACConfig
     config: ReBRACConfig
     needs_next_actions = True
+    finetune_mix = "ratio"  # CORL's fine-tuning: half of each batch offline (mixing_ratio 0.5)
+    actor_bc_scale: float = 1.0
+    """Factor on ``actor_bc_coef`` (1 offline; :meth:`finetune_progress` sets it online)."""
+    critic_bc_scale: float = 1.0
+    """Factor on ``critic_bc_coef`` (1 offline; :meth:`finetune_progress` sets it online)."""
+
+    def finetune_progress(self, step: int, total: int) -> None:
+        """CORL's fine-tuning schedule (``algorithms/finetune/rebrac.py``): the critic's BC
+        penalty off, the actor's decaying linearly to ``finetune_min_decay`` of itself
+        (:class:`ReBRACConfig`)."""
+        cfg = self.config
+        self.actor_bc_scale = max(cfg.finetune_min_decay, 1.0 - (step - 1) / total)
+        self.critic_bc_scale = 1.0 if cfg.finetune_critic_bc else 0.0
 
     def networks(self) -> tuple[DeterministicPolicy, EnsembleCritic]:
         """LayerNorm critics (``Linear -> ReLU -> LayerNorm``, as CORL), CORL's initialisation."""
@@ -198,8 +229,8 @@ class ReBRAC(TD3BC):
     def next_value(self, batch: Batch, next_actions: torch.Tensor) -> torch.Tensor:
         """``min_i Q'_i(s', a') - beta_critic ||a' - a'_data||^2``: ``[B]``."""
         next_q = super().next_value(batch, next_actions)
-        cfg = self.config
-        if cfg.critic_bc_coef == 0.0:
+        beta = self.config.critic_bc_coef * self.critic_bc_scale
+        if beta == 0.0:
             return next_q
         if batch.next_actions is None:
             raise ValueError(
@@ -207,7 +238,7 @@ class ReBRAC(TD3BC):
                 "TensorSampler(..., next_actions=True) (the trainer does)"
             )
         penalty = (next_actions - batch.next_actions).pow(2).sum(-1)
-        return next_q - cfg.critic_bc_coef * penalty
+        return next_q - beta * penalty
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``mean(beta_actor ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))``."""
@@ -216,5 +247,5 @@ class ReBRAC(TD3BC):
         q = self.critic.min_q(batch.obs, pi)  # [B]; dQ/da only, the critics stay constant
         lmbda = cfg.alpha / q.abs().mean().detach() if cfg.normalize_q else cfg.alpha
         bc = (pi - batch.actions).pow(2).sum(-1)
-        loss = (cfg.actor_bc_coef * bc - lmbda * q).mean()
+        loss = (cfg.actor_bc_coef * self.actor_bc_scale * bc - lmbda * q).mean()
         return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach().mean()}

@@ -97,7 +97,10 @@ class FinetuneConfig(OnlineConfig):
     final_offline_ratio: float = 0.0
     """``anneal``: the offline share after ``anneal_steps``."""
     anneal_steps: int = 0
-    """``anneal``: online steps over which the share moves (0: all of ``steps``)."""
+    """Online steps over which the fine-tuning schedules run (0: all of ``steps``): the
+    ``anneal`` rule's offline share, and an algorithm's own (ReBRAC's decaying BC weight,
+    :meth:`~offrl.algos.base.Algorithm.finetune_progress`). Set it to extend a run's ``steps``
+    on resume with the schedules unchanged."""
     balance_temperature: float = 5.0
     """``balanced``: temperature T of the priorities ``w^(1/T)`` (official code: 5)."""
     density_lr: float = 3e-4
@@ -256,6 +259,7 @@ def finetune(
         make_sampler=make_sampler,
         on_episode_end=on_episode_end,
         config={"finetune": {"init": init, "mix": mix, "offline_train": train_cfg}},
+        schedule_steps=cfg.anneal_steps or cfg.steps,
         summary=lambda returns, records: finetune_summary(
             returns, records, env_id, cfg.drop_window
         ),

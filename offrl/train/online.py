@@ -182,6 +182,9 @@ class OnlinePlan:
     metric records."""
     evaluate_first: bool = True
     """Evaluate the policy before the first environment step (the starting score)."""
+    schedule_steps: int = 0
+    """Length of the algorithm's fine-tuning schedule: ``Algorithm.finetune_progress(step,
+    schedule_steps)`` is called before each step's updates (0: the run's ``steps``)."""
 
 
 def run_online(
@@ -376,6 +379,8 @@ def run_online(
             prev, step = step, step + int(keep.sum())
             bar.update(step - prev)
             if step >= cfg.start_steps:
+                if plan is not None:
+                    algo.finetune_progress(step, plan.schedule_steps or cfg.steps)
                 for _ in range(cfg.updates_per_step * int(keep.sum())):
                     if sampler is not None:
                         batch = sampler.sample(step)
