@@ -11,7 +11,10 @@ checkpoint of an IQL run this reports, on a fixed sample of the dataset's transi
   ``(sum w)^2 / (n sum w^2)``: 1 is behaviour cloning, small values mean a few actions dominate;
 - ``clipped``: the share of weights at ``max_weight``;
 - ``corr(w, G)``: the rank correlation of a transition's weight with its episode's return, i.e.
-  whether IQL leans towards the better episodes' actions.
+  whether IQL leans towards the better episodes' actions;
+- ``G_w``: the weighted mean of the episodes' normalised returns, ``sum(w G) / sum(w)``: the
+  level of the data IQL's actor effectively clones (the plain mean, behaviour cloning's, is in
+  the first line).
 
     OFFRL_DATA_DIR=... python benchmarks/behaviour/weights.py runs/budget/hopper-medium-v0/iql/s0
 """
@@ -28,6 +31,7 @@ import torch
 
 from offrl.data import load_dataset
 from offrl.losses import advantage_weights
+from offrl.scores import normalized_score
 from offrl.train.checkpoint import load_algorithm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,11 +54,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = rng.choice(len(data), size=min(args.sample, len(data)), replace=False)
     episode_return = data.episode_returns()[data.episode_ids()[rows]]
+    env_id = data.env_id or ""
+    norm = np.array([normalized_score(env_id, float(g)) or np.nan for g in episode_return])
     sample = data.select(rows)
     evals, ckpts = evaluations_and_checkpoints(args.run)
-    print(f"{config['dataset']['name']}: {len(rows):,} transitions")
-    print("| step | eval | std A | beta std A | ESS | clipped | corr(w, G) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        f"{config['dataset']['name']}: {len(rows):,} transitions, their episodes' mean "
+        f"normalised return {np.mean(norm):.1f}"
+    )
+    print("| step | eval | std A | beta std A | ESS | clipped | corr(w, G) | G_w |")
+    print("|---|---|---|---|---|---|---|---|")
     for step, path in ckpts[:: args.every]:
         algo = load_algorithm(path)
         cfg = algo.config
@@ -68,7 +77,7 @@ def main() -> None:
         print(
             f"| {step:,} | {evals.get(step, float('nan')):.1f} | {adv_np.std():.3f} | "
             f"{cfg.beta * adv_np.std():.2f} | {ess:.2f} | {(w >= cfg.max_weight).mean():.3f} | "
-            f"{corr:+.2f} |"
+            f"{corr:+.2f} | {(w * norm).sum() / w.sum():.1f} |"
         )
 
 
