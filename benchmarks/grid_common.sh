@@ -15,9 +15,15 @@
 OFFRL=${OFFRL:-.venv/bin/offrl}
 
 grid_make_datasets() {  # $1: comma-separated dataset names; one at a time, so workers never race
+    # Under a machine-wide lock: two grids started together (benchmarks/remaining.sh, once per
+    # core) build a dataset once; the second finds it made.
     local ds
     for ds in ${1//,/ }; do
-        $OFFRL dataset make "$ds"
+        if command -v flock > /dev/null; then
+            flock /tmp/offrl-dataset-make.lock $OFFRL dataset make "$ds"
+        else
+            $OFFRL dataset make "$ds"
+        fi
     done
 }
 

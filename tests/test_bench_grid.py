@@ -258,6 +258,29 @@ def test_export_keeps_results_and_restores_a_grid_on_a_fresh_machine(tmp_path: P
         export_results(tmp_path / "other", saved)
 
 
+def test_restore_leaves_a_cell_that_is_training_alone(tmp_path: Path) -> None:
+    """Restoring an archive whose copy of a cell is an earlier failure does not replace the
+    files of that cell while another grid process re-runs it (its lock held); once the lock is
+    free, the failure is restored as before."""
+    archive, grid = tmp_path / "archive", tmp_path / "grid"
+    spec = GridSpec(["bc"], ["pendulum-medium-v0"], [0], **TINY)  # type: ignore[arg-type]
+    run_grid(spec, archive, dry_run=True, log=lambda _: None)
+    failed = archive / "pendulum-medium-v0" / "bc" / "s0"
+    failed.mkdir(parents=True)
+    (failed / "error.txt").write_text("exit status 1\n")
+    (failed / "metrics.jsonl").write_text('{"step": 1}\n')
+    running = grid / "pendulum-medium-v0" / "bc" / "s0"
+    running.mkdir(parents=True)
+    (running / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    with claim(running / ".lock") as mine:
+        assert mine
+        assert export_results(archive, grid)["kept"] == ["pendulum-medium-v0/bc/s0"]
+        assert (running / "metrics.jsonl").read_text().count("step") == 2
+        assert not (running / "error.txt").exists()
+    assert export_results(archive, grid)["copied"] == ["pendulum-medium-v0/bc/s0"]
+    assert (running / "error.txt").exists()
+
+
 def test_grid_device_reaches_every_cell(tmp_path: Path) -> None:
     """``--device`` goes into every cell's training config and command and into Ray's request;
     a manifest written before the option existed reads as a CPU grid, and a grid may be finished

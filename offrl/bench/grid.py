@@ -516,7 +516,8 @@ def export_results(src: str | Path, dest: str | Path) -> dict[str, list[str]]:
     It works the other way too: exporting such a copy into a new grid directory restores the
     grid on a fresh machine, and the next ``offrl bench run`` there re-runs only the cells the
     copy lacks. Cells still training in ``src`` are left out (their checkpoints stay behind);
-    a cell already finished in ``dest`` is kept, not overwritten.
+    a cell already finished in ``dest``, or training there (its lock held), is kept, not
+    overwritten.
 
     Returns ``{"copied": [...], "kept": [...]}``, cell keys.
     """
@@ -535,12 +536,18 @@ def export_results(src: str | Path, dest: str | Path) -> dict[str, list[str]]:
         if (target / "final.json").exists():
             kept.append(cell.key)
             continue
-        target.mkdir(parents=True, exist_ok=True)
-        for name in RESULT_FILES:
-            if (run / name).exists():
-                atomic_write_bytes(target / name, (run / name).read_bytes())
-            else:  # e.g. the error.txt of an earlier failure, now finished
-                (target / name).unlink(missing_ok=True)
+        with contextlib.ExitStack() as held:
+            if (target / ".lock").exists() and not held.enter_context(claim(target / ".lock")):
+                # Training in dest right now (a failed cell re-run by another grid process):
+                # its files are that run's, not to be replaced by the earlier failure's.
+                kept.append(cell.key)
+                continue
+            target.mkdir(parents=True, exist_ok=True)
+            for name in RESULT_FILES:
+                if (run / name).exists():
+                    atomic_write_bytes(target / name, (run / name).read_bytes())
+                else:  # e.g. the error.txt of an earlier failure, now finished
+                    (target / name).unlink(missing_ok=True)
         copied.append(cell.key)
     atomic_write_bytes(dest / "grid.json", json.dumps(spec.to_dict(), indent=2).encode())
     _update_status(dest, {k: status[k] for k in copied if k in status})
