@@ -21,8 +21,12 @@ export WORKERS=1
 ALGOS=rebrac bash benchmarks/finetune/grid.sh
 ALGOS=calql bash benchmarks/finetune/grid.sh
 ALGOS=balanced_replay bash benchmarks/finetune/grid.sh
+# Medium and medium-replay first (issue 25, item 7 asks about those), then medium-expert.
+LONG=hopper-medium-v0,hopper-medium-replay-v0,walker2d-medium-v1,walker2d-medium-replay-v1
+LONG+=,halfcheetah-medium-v1,halfcheetah-medium-replay-v1
+LONG+=,hopper-medium-expert-v0,walker2d-medium-expert-v1,halfcheetah-medium-expert-v1
 for algos in bc,td3bc iql rebrac; do
-    ALGOS=$algos PEER_ALGOS= bash benchmarks/long_grid.sh
+    ALGOS=$algos PEER_ALGOS= DATASETS=$LONG bash benchmarks/long_grid.sh
 done
 # d3rlpy's columns: offrl's BC cells are all done by then, so only the peers' cells run.
-ALGOS=bc PEER_ALGOS=td3plusbc,iql bash benchmarks/long_grid.sh
+ALGOS=bc PEER_ALGOS=td3plusbc,iql DATASETS=$LONG bash benchmarks/long_grid.sh
