@@ -214,6 +214,7 @@ def finetune(
     if algo.data_batch_size() != algo.config.batch_size:
         raise ConfigError(f"option algo: fine-tuning {cfg.algo} (model-based) is unsupported")
     mix = algo.finetune_mix if cfg.mix == "auto" else cfg.mix
+    schedule_steps = cfg.anneal_steps or cfg.steps  # the anneal rule's and the algorithm's
     gamma = float(algo.config.gamma)
     # The mixers take offline rows by index from the offline run's sampler; another sampler
     # (another copy of the data) only where the fine-tuned algorithm reads other batch fields
@@ -241,7 +242,7 @@ def finetune(
             seed,
             cfg.offline_ratio,
             cfg.final_offline_ratio,
-            cfg.anneal_steps or cfg.steps,
+            schedule_steps,
         )
 
     def on_episode_end(buffer: ReplayBuffer, rows: np.ndarray) -> None:
@@ -259,7 +260,7 @@ def finetune(
         make_sampler=make_sampler,
         on_episode_end=on_episode_end,
         config={"finetune": {"init": init, "mix": mix, "offline_train": train_cfg}},
-        schedule_steps=cfg.anneal_steps or cfg.steps,
+        schedule_steps=schedule_steps,
         summary=lambda returns, records: finetune_summary(
             returns, records, env_id, cfg.drop_window
         ),
